@@ -1,0 +1,91 @@
+"""`load_generator`: a generator from a registered name, a local file or a URL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from pathlib import Path
+
+import torch
+
+from draggan.checkpoint import CheckpointError, load_generator_file
+from draggan.download import DownloadError, default_cache_dir, download_file
+from draggan.networks import Generator
+from draggan.registry import MODELS, PACKAGE_MODELS, get_model_info
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as a torch.device; None picks CUDA, then Apple MPS, then the CPU (and says which).
+
+    A device that was asked for by name but is not present is an error, never a silent fallback.
+    """
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+        log.info("using device %s", device)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was asked for, but this PyTorch sees no CUDA device; use device=cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("Apple MPS was asked for, but it is not available here; use device=cpu")
+    return device
+
+
+def resolve_checkpoint(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                       download: bool = True) -> Path:
+    """The local file behind `source` (registered name, path or http(s) URL), downloading if needed."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    text = str(source)
+    if text in MODELS:
+        info = get_model_info(text)
+        if info.shipped:
+            return PACKAGE_MODELS / info.filename
+        path = cache / info.filename
+        if path.is_file():
+            return path
+        if info.url is None:
+            raise DownloadError(f"model {info.name!r} cannot be downloaded automatically: {info.note}, "
+                                f"and put it at {path}")
+        if not download:
+            raise DownloadError(f"model {info.name!r} is not in the cache: download {info.url} and put it at {path}")
+        return download_file(info.url, path, sha256=info.sha256, size=info.size)
+    if text.startswith(("http://", "https://")):
+        name = Path(urllib.parse.urlparse(text).path).name or "checkpoint.pkl"
+        path = cache / name
+        if path.is_file():
+            return path
+        if not download:
+            raise DownloadError(f"{text} is not in the cache: download it and put it at {path}")
+        return download_file(text, path)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint: {source!r} is neither a file nor a registered model "
+                              f"(registered: {', '.join(sorted(MODELS))})")
+    return path
+
+
+def load_generator(source: str | os.PathLike | Generator, device: str | torch.device | None = None, *,
+                   cache_dir: str | os.PathLike | None = None, download: bool = True) -> Generator:
+    """The EMA generator behind `source`, in eval mode, without gradients, on `device`.
+
+    Args:
+        source: a registered model name (see `draggan.registry.MODELS`), a local file (official
+            network pickle, TensorFlow StyleGAN2 pickle or the project's safetensors format), an
+            http(s) URL, or a Generator (returned as it is, moved to `device`).
+        device: 'cpu', 'cuda', 'mps', a torch.device, or None for the best available.
+        cache_dir: where downloads go (default `$DRAGGAN_CACHE` or ~/.cache/draggan).
+        download: allow downloading a missing checkpoint.
+    """
+    device = resolve_device(device)
+    if isinstance(source, Generator):
+        G = source
+    else:
+        G = load_generator_file(resolve_checkpoint(source, cache_dir=cache_dir, download=download))
+    return G.eval().requires_grad_(False).to(device)

@@ -1,0 +1,65 @@
+"""The model registry: one table of the generators the project knows by name.
+
+Each entry says where the official file lives, what it is called in the cache, its resolution
+and its licence. Entries with `path` are shipped inside the package (no download). Entries
+without `url` cannot be downloaded automatically; the error names the file and where to put it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    filename: str  # file name in the cache directory (or in the package, for shipped models)
+    resolution: tuple[int, int]  # (height, width) of the generated images
+    license: str  # licence note of the weights
+    url: str | None = None  # where to download it from; None = by hand only
+    sha256: str | None = None  # checksum of the file, when known
+    size: int | None = None  # size in bytes, when known
+    shipped: bool = False  # the file is part of this package (PACKAGE_MODELS)
+    note: str = ""  # how to get it by hand, when there is no URL
+
+
+_NVIDIA_NC = "NVIDIA Source Code License-NC (non-commercial research)"
+_SELF_DISTILLED = "Self-Distilled StyleGAN release (Mokady et al. 2022); see its project page for terms"
+_NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
+_SD = "https://storage.googleapis.com/self-distilled-stylegan/"
+_TF = "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/"
+
+MODELS: dict[str, ModelInfo] = {m.name: m for m in [
+    ModelInfo("stylegan2-ffhq-512", "stylegan2-ffhq-512x512.pkl", (512, 512), _NVIDIA_NC,
+              url=_NGC + "stylegan2-ffhq-512x512.pkl"),
+    ModelInfo("stylegan2-afhqcat-512", "stylegan2-afhqcat-512x512.pkl", (512, 512), _NVIDIA_NC,
+              url=_NGC + "stylegan2-afhqcat-512x512.pkl"),
+    ModelInfo("stylegan2-car-config-f", "stylegan2-car-config-f.pkl", (512, 512), _NVIDIA_NC,
+              url=_TF + "stylegan2-car-config-f.pkl"),
+    ModelInfo("stylegan2-cat-config-f", "stylegan2-cat-config-f.pkl", (256, 256), _NVIDIA_NC,
+              url=_TF + "stylegan2-cat-config-f.pkl"),
+    ModelInfo("stylegan2-lions-512", "stylegan2_lions_512_pytorch.pkl", (512, 512), _SELF_DISTILLED,
+              url=_SD + "lions_512_pytorch.pkl"),
+    ModelInfo("stylegan2-dogs-1024", "stylegan2_dogs_1024_pytorch.pkl", (1024, 1024), _SELF_DISTILLED,
+              url=_SD + "dogs_1024_pytorch.pkl"),
+    ModelInfo("stylegan2-horses-256", "stylegan2_horses_256_pytorch.pkl", (256, 256), _SELF_DISTILLED,
+              url=_SD + "horses_256_pytorch.pkl"),
+    ModelInfo("stylegan2-elephants-512", "stylegan2_elephants_512_pytorch.pkl", (512, 512), _SELF_DISTILLED,
+              url=_SD + "elephants_512_pytorch.pkl"),
+    ModelInfo("stylegan-human-512x256", "stylegan_human_v2_512.pkl", (512, 256),
+              "StyleGAN-Human (Fu et al. 2022): research use only, see its repository's terms",
+              note="download stylegan_human_v2_512.pkl (the PyTorch StyleGAN2 512x256 model) from the "
+                   "StyleGAN-Human repository's model links"),
+]}
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The registry entry called `name` (a KeyError lists the known names)."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(MODELS))}") from None
+

@@ -1,0 +1,17 @@
+"""Download registered checkpoints into the cache: `python scripts/download.py models='[stylegan2-ffhq-512]'`."""
+
+import hydra
+
+from draggan.commands import download_command
+from draggan.configs import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="download")
+def main(cfg) -> None:
+    download_command(cfg)
+
+
+if __name__ == "__main__":
+    main()

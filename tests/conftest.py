@@ -1,0 +1,44 @@
+"""Shared fixtures: reference generators from tests/fixtures, tiny random generators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from draggan.networks import Generator
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+STYLEGAN2 = FIXTURES / "stylegan2"
+OFFICIAL_EXTRA = FIXTURES / "official_extra"
+
+
+def load_fixture_generator(name: str, folder: Path = STYLEGAN2) -> tuple[Generator, dict, dict]:
+    """(generator with the fixture's weights, meta, reference arrays)."""
+    meta = json.loads((folder / f"{name}_meta.json").read_text())
+    G = Generator(**meta["init_kwargs"]).eval().requires_grad_(False)
+    state = {k: torch.from_numpy(v) for k, v in np.load(folder / f"{name}_weights.npz").items()}
+    G.load_state_dict(state, strict=True)
+    ref = dict(np.load(folder / f"{name}_reference.npz"))
+    return G, meta, ref
+
+
+def tiny_generator(resolution: int = 32, *, seed: int = 0, c_dim: int = 0, square: bool = True, **synthesis) -> Generator:
+    """A small random generator whose biases, noise strengths and w_avg are non-trivial."""
+    torch.manual_seed(seed)
+    syn = dict(channel_base=256, channel_max=16, num_fp16_res=0, conv_clamp=256, **synthesis)
+    G = Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=resolution, img_channels=3,
+                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=syn, square=square)
+    with torch.no_grad():
+        for name, t in G.state_dict().items():
+            if "resample_filter" not in name:
+                t.add_(0.2 * torch.randn_like(t))
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture
+def v128():
+    return load_fixture_generator("v128")
