@@ -1,0 +1,336 @@
+"""The drag editor: `DragSession` owns one point-based edit of a StyleGAN2 latent.
+
+Pan et al., "Drag Your GAN: Interactive Point-based Manipulation on the Generative Image
+Manifold", SIGGRAPH 2023.
+
+One step, in the official code's order: (1) synthesise up to the feature block at the current
+latent; (2) track every handle to the pixel of its search window whose feature is nearest to the
+handle's feature in the first image (skipped on the first step, where it is the identity); (3) stop
+if every handle is close enough to its target, else take one optimiser step on the motion
+supervision loss at the tracked handles (plus the mask term). Only the first `optimize_ws` rows of
+the W+ latent change. The full image is synthesised only when `render()` is called.
+
+Points are (x, y) image pixels (see `draggan.points`); latents are W+ `[1, num_ws, w_dim]`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from draggan.features import motion_supervision_loss, resized_features_at, track_points
+from draggan.networks import Generator
+from draggan.points import as_points, check_inside, rc_to_xy, xy_to_rc
+
+REFERENCE_RESOLUTION = 512  # r1 and r2 are given in pixels of an image of this height
+
+
+@dataclass
+class DragConfig:
+    """Every setting of the drag editor; the defaults are the paper's."""
+
+    feature_block: int = 5  # synthesis block whose output x is the feature map (0 = 4x4; 5 = the paper's 6th block)
+    r1: float = 3.0  # motion supervision radius, in pixels of a 512-px image
+    r2: float = 12.0  # tracking search half-width, in pixels of a 512-px image
+    min_radius: float = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
+    tracking_distance: str = "l1"  # 'l1' (paper) or 'l2' (official code)
+    lambda_mask: float = 20.0  # weight of the term holding features outside the mask
+    lr: float = 2e-3  # Adam learning rate (paper 2e-3; official GUI 1e-3)
+    latent_space: str = "w+"  # 'w+' (each of the first rows free) or 'w' (one shared row)
+    optimize_ws: int = 6  # number of leading ws rows optimised; the rest stay at their start
+    stop_distance: float = 1.0  # done when every handle is within this many pixels of its target...
+    stop_distance_many: float = 2.0  # ...or this many with more than `many_handles` handles
+    many_handles: int = 5
+    official_stop_rule: bool = False  # use the official max(2, 2h/512) px instead of the two above
+    official_grid: bool = False  # reproduce the official pixel grid quirk of the motion disk
+    max_steps: int = 300  # step limit of `run`
+    noise_mode: str = "const"  # noise of the synthesis
+
+    @staticmethod
+    def preset(name: str) -> "DragConfig":
+        """'paper' (the defaults) or 'official' (the official implementation, exactly)."""
+        if name == "paper":
+            return DragConfig()
+        if name == "official":
+            return DragConfig(tracking_distance="l2", lr=1e-3, min_radius=None, official_stop_rule=True,
+                              official_grid=True)
+        raise ValueError(f"unknown preset {name!r} (expected 'paper' or 'official')")
+
+    def radius_px(self, r: float, height: int) -> float:
+        """A radius given at 512 px, scaled to an image of `height` like the official code."""
+        scaled = round(r / REFERENCE_RESOLUTION * height)
+        return scaled if self.min_radius is None else max(scaled, self.min_radius)
+
+    def stop_px(self, num_handles: int, height: int) -> float:
+        if self.official_stop_rule:
+            return max(2 / REFERENCE_RESOLUTION * height, 2)
+        return self.stop_distance_many if num_handles > self.many_handles else self.stop_distance
+
+    def validate(self) -> None:
+        if self.tracking_distance not in ("l1", "l2"):
+            raise ValueError(f"tracking_distance must be 'l1' or 'l2', got {self.tracking_distance!r}")
+        if self.latent_space not in ("w", "w+"):
+            raise ValueError(f"latent_space must be 'w' or 'w+', got {self.latent_space!r}")
+        if self.lr <= 0 or self.optimize_ws < 1:
+            raise ValueError("lr must be positive and optimize_ws at least 1")
+
+
+@dataclass
+class DragState:
+    """What one step did."""
+
+    step: int  # index of the step (0 = first)
+    handles: list[tuple[float, float]]  # (x, y) handles after this step's tracking
+    loss: float  # the loss at this step (nan when the step was the stop check only)
+    distances: list[float]  # handle-to-target distances after tracking, in pixels
+    done: bool  # every handle reached its target (no update was made)
+    error: str | None = None  # why the session stopped early (a NaN, say)
+
+
+@dataclass
+class DragResult:
+    """The outcome of `DragSession.run`."""
+
+    image: torch.Tensor  # [1, C, H, W] final image in [-1, 1] (not clamped)
+    ws: torch.Tensor  # [1, num_ws, w_dim] final latent
+    handles: list[tuple[float, float]]  # final (x, y) handles
+    history: list[DragState] = field(default_factory=list)  # every step of the session
+    done: bool = False  # the handles reached their targets
+
+
+class DragSession:
+    """One drag edit: the latent, the points, the optimiser, and the history of every step."""
+
+    def __init__(self, G: Generator, ws: torch.Tensor, handles: Sequence[Sequence[float]],
+                 targets: Sequence[Sequence[float]], mask: np.ndarray | torch.Tensor | None = None,
+                 config: DragConfig | None = None):
+        self.G = G
+        self.config = copy.deepcopy(config) if config is not None else DragConfig()
+        self.config.validate()
+        cfg = self.config
+        self.size = (G.img_height, G.img_width)
+        self.device = next(G.parameters()).device
+        n_blocks = len(G.synthesis.block_resolutions)
+        if not 0 <= cfg.feature_block < n_blocks:
+            raise ValueError(f"feature_block={cfg.feature_block}, but this generator has blocks 0..{n_blocks - 1}; "
+                             "set drag.feature_block for it")
+        ws = torch.as_tensor(ws)
+        if ws.ndim != 3 or ws.shape[0] != 1 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
+            raise ValueError(f"ws must have shape [1, {G.num_ws}, {G.w_dim}] (W+ of this generator), "
+                             f"got {list(ws.shape)}")
+        if not torch.isfinite(ws).all():
+            raise ValueError("ws contains NaN or infinite values")
+        if cfg.optimize_ws > G.num_ws:
+            raise ValueError(f"optimize_ws={cfg.optimize_ws} exceeds num_ws={G.num_ws}")
+        h = as_points(handles, "handles")
+        t = as_points(targets, "targets")
+        if len(h) == 0 or len(h) != len(t):
+            raise ValueError(f"need as many targets as handles, and at least one: got {len(h)} handles, {len(t)} targets")
+        check_inside(h, *self.size, "handles")
+        check_inside(t, *self.size, "targets")
+        self.mask = self._check_mask(mask)
+        self.ws0 = ws.detach().to(self.device, torch.float32).clone()
+        self.handles0_xy = h
+        self.targets_xy = t
+        self.handles_rc = xy_to_rc(h).to(torch.float32)
+        self.targets_rc = xy_to_rc(t).to(torch.float32)
+        self.r1 = cfg.radius_px(cfg.r1, self.size[0])
+        self.r2 = int(cfg.radius_px(cfg.r2, self.size[0]))
+        self.stop_px = cfg.stop_px(len(h), self.size[0])
+        if self.r1 <= 0 or self.r2 <= 0:
+            raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px (the official rounding gives 0 "
+                             "below 86 px); set drag.min_radius=1")
+        rows = cfg.optimize_ws if cfg.latent_space == "w+" else 1
+        self.free = torch.nn.Parameter(self.ws0[:, :rows].clone())
+        self.optimizer = torch.optim.Adam([self.free], lr=cfg.lr)
+        self.history: list[DragState] = []
+        self.snapshots: list[dict] = []  # per step: latent and optimiser state after the step
+        self.refs: torch.Tensor | None = None  # [N, C] handle features of the first image
+        self.feat0: torch.Tensor | None = None  # features of the first image (mask term only)
+        self.done = False
+
+    # ---------------------------------------------------------------------------------------
+
+    def _check_mask(self, mask) -> torch.Tensor | None:
+        if mask is None:
+            return None
+        m = torch.as_tensor(np.asarray(mask))
+        if tuple(m.shape) != self.size:
+            raise ValueError(f"mask must have the image's shape {list(self.size)} (H, W), got {list(m.shape)}")
+        m = m.to(torch.bool)
+        if not m.any():
+            raise ValueError("the mask allows nothing to move (it is all False)")
+        return m.to(self.device)
+
+    @property
+    def ws(self) -> torch.Tensor:
+        """The current W+ latent [1, num_ws, w_dim] (only the first optimize_ws rows change)."""
+        free = self.free if self.config.latent_space == "w+" else self.free.expand(-1, self.config.optimize_ws, -1)
+        return torch.cat([free, self.ws0[:, self.config.optimize_ws:]], dim=1)
+
+    @property
+    def handles(self) -> list[tuple[float, float]]:
+        return [tuple(p) for p in rc_to_xy(self.handles_rc).tolist()]
+
+    def _features(self) -> torch.Tensor:
+        return self.G.synthesis.features(self.ws, up_to=self.config.feature_block,
+                                         noise_mode=self.config.noise_mode)[-1]
+
+    def render(self) -> torch.Tensor:
+        """The full image at the current latent, [1, C, H, W] in about [-1, 1]."""
+        with torch.no_grad():
+            return self.G.synthesis(self.ws.detach(), noise_mode=self.config.noise_mode)
+
+    def distances(self) -> list[float]:
+        return torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1).tolist()
+
+    # ---------------------------------------------------------------------------------------
+
+    def step(self) -> DragState:
+        """One step: synthesise to the feature block, track, and (unless done) one optimiser update."""
+        if self.done:
+            raise RuntimeError("the session is done; roll back to an earlier step to continue")
+        cfg = self.config
+        feat = self._features()
+        first = self.refs is None
+        if first:
+            rc = self.handles_rc.round().to(torch.int64)
+            self.refs = resized_features_at(feat.detach(), self.size, rc[:, 0], rc[:, 1]).T.contiguous()
+            if self.mask is not None:
+                self.feat0 = feat.detach()
+        else:
+            with torch.no_grad():
+                self.handles_rc = track_points(feat.detach(), self.size, self.handles_rc, self.refs, self.r2,
+                                               cfg.tracking_distance)
+        dist = torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1)
+        done = bool((dist <= self.stop_px).all())
+        loss_value = float("nan")
+        error = None
+        if not done:
+            loss = self._loss(feat, dist)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                error = f"the loss became {loss_value} at step {len(self.history)}; the last good state is kept"
+                done = True
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                if not torch.isfinite(self.free).all():
+                    error = f"the latent became non-finite at step {len(self.history)}; the last good state is kept"
+                    self._restore(len(self.snapshots) - 1)
+                    done = True
+        self.done = done
+        state = DragState(step=len(self.history), handles=self.handles, loss=loss_value,
+                          distances=dist.tolist(), done=done, error=error)
+        self.history.append(state)
+        self.snapshots.append(self._snapshot())
+        return state
+
+    def _loss(self, feat: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        motion = feat.new_zeros(())
+        for i in range(len(self.handles_rc)):
+            if dist[i] > 1:  # within a pixel, the direction means nothing
+                motion = motion + motion_supervision_loss(feat, self.size, self.handles_rc[i], self.targets_rc[i],
+                                                          self.r1, cfg.official_grid)
+        if self.mask is None:
+            return motion
+        resize = torch.nn.functional.interpolate
+        fixed = (~self.mask).to(feat.dtype)
+        hold = (resize(feat - self.feat0, list(self.size), mode="bilinear") * fixed).abs().mean()
+        return motion + cfg.lambda_mask * hold
+
+    # ---------------------------------------------------------------------------------------
+
+    def _snapshot(self) -> dict:
+        opt = self.optimizer.state.get(self.free, {})
+        return {"free": self.free.detach().clone(), "handles_rc": self.handles_rc.clone(),
+                "adam": {k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.items()}}
+
+    def _restore(self, index: int) -> None:
+        if index < 0:
+            snap = {"free": self.ws0[:, : self.free.shape[1]].clone(), "handles_rc": xy_to_rc(self.handles0_xy).float(),
+                    "adam": {}}
+        else:
+            snap = self.snapshots[index]
+        with torch.no_grad():
+            self.free.copy_(snap["free"])
+        self.handles_rc = snap["handles_rc"].clone()
+        self.optimizer.state[self.free] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in snap["adam"].items()}
+        if not snap["adam"]:
+            self.optimizer.state.pop(self.free, None)
+
+    def rollback(self, step: int) -> None:
+        """Return to the state right after `step` (-1 = the start); later steps are forgotten."""
+        if not -1 <= step < len(self.history):
+            raise ValueError(f"step must be in [-1, {len(self.history) - 1}], got {step}")
+        self._restore(step)
+        del self.history[step + 1:]
+        del self.snapshots[step + 1:]
+        if step == -1:
+            self.refs = None
+            self.feat0 = None
+        self.done = bool(self.history and self.history[-1].done and self.history[-1].error is None)
+
+    def run(self, max_steps: int | None = None, callback: Callable[[DragState, "DragSession"], None] | None = None,
+            progress: bool = False) -> DragResult:
+        """Step until done or `max_steps` (default: config.max_steps) more steps; render the result."""
+        limit = self.config.max_steps if max_steps is None else max_steps
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=limit, desc="drag", unit="step")
+        for _ in range(limit):
+            if self.done:
+                break
+            state = self.step()
+            if bar is not None:
+                bar.set_postfix(loss=f"{state.loss:.4f}", max_dist=f"{max(state.distances):.2f}px")
+                bar.update(1)
+            if callback is not None:
+                callback(state, self)
+        if bar is not None:
+            bar.close()
+        return DragResult(image=self.render(), ws=self.ws.detach().clone(), handles=self.handles,
+                          history=list(self.history), done=self.done)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: config, points, mask, start latent, per-step snapshots."""
+        return {"config": dataclasses.asdict(self.config), "handles": self.handles0_xy.tolist(),
+                "targets": self.targets_xy.tolist(), "ws0": self.ws0.cpu(),
+                "mask": None if self.mask is None else self.mask.cpu(),
+                "history": [dataclasses.asdict(s) for s in self.history],
+                "snapshots": [{"free": s["free"].cpu(), "handles_rc": s["handles_rc"],
+                               "adam": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in s["adam"].items()}}
+                              for s in self.snapshots]}
+
+    @classmethod
+    def from_state_dict(cls, G: Generator, state: dict) -> "DragSession":
+        """Rebuild a session saved by `state_dict`, at its last step."""
+        session = cls(G, state["ws0"], state["handles"], state["targets"], mask=state["mask"],
+                      config=DragConfig(**state["config"]))
+        session.history = [DragState(**h) for h in state["history"]]
+        session.snapshots = [{"free": s["free"].to(session.device), "handles_rc": s["handles_rc"],
+                              "adam": {k: (v.to(session.device) if torch.is_tensor(v) else v)
+                                       for k, v in s["adam"].items()}} for s in state["snapshots"]]
+        if session.history:
+            session.rollback(len(session.history) - 1)
+            session._first_step_features()
+        return session
+
+    def _first_step_features(self) -> None:
+        """Recompute the first image's reference features (deterministic from ws0)."""
+        with torch.no_grad():
+            feat = self.G.synthesis.features(self.ws0, up_to=self.config.feature_block,
+                                             noise_mode=self.config.noise_mode)[-1]
+        rc = xy_to_rc(self.handles0_xy).round().to(torch.int64)
+        self.refs = resized_features_at(feat, self.size, rc[:, 0], rc[:, 1]).T.contiguous()
+        self.feat0 = feat if self.mask is not None else None
