@@ -7,6 +7,7 @@ config is composed instead of being ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -27,3 +28,54 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="download_schema", node=DownloadConfig)
     cs.store(name="export_schema", node=ExportConfig)
+    register_edit_configs(cs)
+
+
+@dataclass
+class GeneratorConfig:
+    source: str = "???"  # registered name, path, URL, or random:RES[:SEED] (an untrained network)
+    feature_block: int | None = None  # overrides drag.feature_block for this generator (None = keep)
+
+
+@dataclass
+class DragSettings:
+    """The Hydra face of draggan.drag.DragConfig (same fields, same defaults)."""
+
+    feature_block: int = 5
+    r1: float = 3.0
+    r2: float = 12.0
+    min_radius: float | None = 1.0
+    tracking_distance: str = "l1"
+    lambda_mask: float = 20.0
+    lr: float = 2e-3
+    latent_space: str = "w+"
+    optimize_ws: int = 6
+    stop_distance: float = 1.0
+    stop_distance_many: float = 2.0
+    many_handles: int = 5
+    official_stop_rule: bool = False
+    official_grid: bool = False
+    max_steps: int = 300
+    noise_mode: str = "const"
+
+
+@dataclass
+class EditConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    drag: DragSettings = field(default_factory=DragSettings)
+    seed: int = 0  # z of the image to edit
+    truncation_psi: float = 0.7
+    points: Any = "???"  # [[x, y, tx, ty], ...] or the path of a JSON file holding that list
+    mask: str | None = None  # PNG of the region allowed to move (white = may move)
+    device: str = "auto"  # auto, cpu, cuda, mps
+    frame_every: int = 2  # render a frame of the animation every N steps
+    video: str = "gif"  # gif or mp4
+    resume: str | None = None  # folder of a saved session to continue
+    rollback_to: int | None = None  # with resume: first return to the state after this step
+    progress: bool = True
+
+
+def register_edit_configs(cs: ConfigStore) -> None:
+    cs.store(name="edit_schema", node=EditConfig)
+    cs.store(group="generator", name="generator_schema", node=GeneratorConfig)
+    cs.store(group="drag", name="drag_schema", node=DragSettings)

@@ -86,6 +86,31 @@ def load_generator(source: str | os.PathLike | Generator, device: str | torch.de
     device = resolve_device(device)
     if isinstance(source, Generator):
         G = source
+    elif str(source).startswith("random:"):
+        G = random_generator(str(source))
     else:
         G = load_generator_file(resolve_checkpoint(source, cache_dir=cache_dir, download=download))
     return G.eval().requires_grad_(False).to(device)
+
+
+def random_generator(spec: str) -> Generator:
+    """`random:RES[:SEED]`: an untrained StyleGAN2 of RES px (for demos of the mechanics and tests).
+
+    Asked for by name only, never used in place of a missing checkpoint; it says so loudly.
+    """
+    parts = spec.split(":")
+    try:
+        res, seed = int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+    except (IndexError, ValueError):
+        raise ValueError(f"expected random:RES[:SEED], got {spec!r}") from None
+    log.warning("using a RANDOMLY INITIALISED generator (%s): its images are abstract patterns, not a trained model",
+                spec)
+    torch.manual_seed(seed)
+    G = Generator(z_dim=64, c_dim=0, w_dim=64, img_resolution=res, img_channels=3,
+                  mapping_kwargs=dict(num_layers=2),
+                  synthesis_kwargs=dict(channel_base=16 * res, channel_max=64, conv_clamp=256))
+    with torch.no_grad():  # untrained biases and noise strengths are zero: make the patterns richer
+        for name, t in G.named_parameters():
+            if name.endswith("noise_strength") or (name.endswith("bias") and "affine" not in name):
+                t.add_(0.1 * torch.randn_like(t))
+    return G

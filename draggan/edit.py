@@ -1,0 +1,106 @@
+"""The drag edit as one function of a config: what `scripts/drag.py` runs.
+
+Writes into the output folder: `before.png`, `after.png`, `drag.gif` (or `.mp4`) of the trajectory
+with handles (red) and targets (blue), `session.json` and `latent.npz` (see `draggan.session_io`),
+and `results.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from draggan.drag import DragConfig, DragSession
+from draggan.loading import load_generator
+from draggan.render import draw_points, save_animation, save_png, to_uint8
+from draggan.session_io import load_session, save_session
+
+log = logging.getLogger(__name__)
+
+
+def parse_points(points: Any) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """`[[x, y, tx, ty], ...]` (or a JSON file of it) -> (handles, targets)."""
+    if isinstance(points, (str, os.PathLike)):
+        path = Path(points)
+        if not path.is_file():
+            raise ValueError(f"points: {points!r} is neither a list [[x, y, tx, ty], ...] nor an existing JSON file")
+        points = json.loads(path.read_text())
+    rows = [list(map(float, p)) for p in points]
+    if not rows or any(len(r) != 4 for r in rows):
+        raise ValueError(f"points must be a non-empty list of [x, y, tx, ty], got {points!r}")
+    return [(r[0], r[1]) for r in rows], [(r[2], r[3]) for r in rows]
+
+
+def load_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+    """A mask PNG (white = allowed to move) as a boolean [H, W] array of the image's size."""
+    img = np.asarray(Image.open(path).convert("L"))
+    if img.shape != size:
+        raise ValueError(f"mask {path} is {img.shape[1]}x{img.shape[0]}, the image is {size[1]}x{size[0]}")
+    return img >= 128
+
+
+def initial_latent(G, seed: int, truncation_psi: float) -> torch.Tensor:
+    """W+ latent of `seed` (z from numpy's RandomState, as the official tools draw it)."""
+    device = next(G.parameters()).device
+    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
+    c = torch.zeros([1, G.c_dim], device=device) if G.c_dim else None
+    with torch.no_grad():
+        return G.mapping(z, c, truncation_psi=truncation_psi)
+
+
+def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
+    """Edit one image as configured; returns the results written to `results.json`."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    G = load_generator(cfg.generator.source, device=None if cfg.device == "auto" else cfg.device)
+    settings = {f.name: cfg.drag[f.name] for f in dataclasses.fields(DragConfig)}
+    if cfg.generator.feature_block is not None:
+        settings["feature_block"] = cfg.generator.feature_block
+    config = DragConfig(**settings)
+    if cfg.resume:
+        session = load_session(cfg.resume, G)
+        if cfg.rollback_to is not None:
+            session.rollback(int(cfg.rollback_to))
+        handles, targets = session.handles, [tuple(t) for t in session.targets_xy.tolist()]
+    else:
+        handles, targets = parse_points(cfg.points)
+        ws = initial_latent(G, cfg.seed, cfg.truncation_psi)
+        mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
+        session = DragSession(G, ws, handles, targets, mask=mask, config=config)
+    scale = max(1, 256 // max(G.img_height, G.img_width))
+    before = to_uint8(session.render())
+    save_png(before, out / "before.png")
+    frames = [draw_points(before, session.handles, targets, scale)]
+
+    def on_step(state, s):
+        if state.step % cfg.frame_every == 0 or state.done:
+            frames.append(draw_points(to_uint8(s.render()), state.handles, targets, scale))
+
+    start = time.perf_counter()
+    result = session.run(max_steps=config.max_steps, callback=on_step, progress=cfg.progress)
+    seconds = time.perf_counter() - start
+    after = to_uint8(result.image)
+    save_png(after, out / "after.png")
+    save_png(draw_points(after, result.handles, targets, scale), out / "after_points.png")
+    frames.append(draw_points(after, result.handles, targets, scale))
+    video = save_animation(frames, out / f"drag.{cfg.video}")
+    save_session(session, out, generator=str(cfg.generator.source))
+    errors = [s.error for s in result.history if s.error]
+    results = {"steps": len(result.history), "done": result.done, "seconds": seconds,
+               "final_handles": result.handles, "targets": targets,
+               "final_distances": result.history[-1].distances if result.history else [],
+               "error": errors[-1] if errors else None,
+               "files": {k: str(out / v) for k, v in [("before", "before.png"), ("after", "after.png"),
+                                                      ("animation", video.name), ("session", "session.json"),
+                                                      ("latent", "latent.npz")]}}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    return results

@@ -1,0 +1,19 @@
+"""Drag points of a generated image: `python scripts/drag.py generator=... seed=0 'points=[[x,y,tx,ty]]'`."""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from draggan.configs import register_configs
+from draggan.edit import run_drag
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="edit")
+def main(cfg) -> None:
+    results = run_drag(cfg, out_dir=HydraConfig.get().runtime.output_dir)
+    print(f"{results['steps']} steps, done={results['done']}; wrote {', '.join(results['files'].values())}")
+
+
+if __name__ == "__main__":
+    main()

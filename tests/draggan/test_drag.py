@@ -1,0 +1,197 @@
+"""The drag editor: sampling, tracking, motion supervision, masks, the official fixture, I/O, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from draggan.drag import DragConfig, DragSession
+from draggan.features import bilinear_at, resized_features_at, track_points
+from draggan.points import pixels_to_normalized
+from draggan.reference import FullResolutionDrag
+from draggan.session_io import load_session, save_session
+from tests.conftest import STYLEGAN2, load_fixture_generator, tiny_generator
+
+
+def _config(**kw) -> DragConfig:
+    return DragConfig(**{"feature_block": 3, "lr": 0.02, **kw})
+
+
+def test_sampling_returns_the_input_on_an_exact_grid():
+    feat = torch.randn(1, 5, 9, 7)
+    rows, cols = torch.meshgrid(torch.arange(9), torch.arange(7), indexing="ij")
+    torch.testing.assert_close(resized_features_at(feat, (9, 7), rows, cols), feat[0], rtol=0, atol=0)
+    torch.testing.assert_close(bilinear_at(feat, (9, 7), rows.float(), cols.float()), feat[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("feat_size,size", [((16, 16), (64, 64)), ((32, 16), (128, 64)), ((8, 8), (20, 20)),
+                                            ((32, 32), (32, 32))])
+def test_fast_sampling_equals_resize_then_sample(feat_size, size):
+    torch.manual_seed(0)
+    feat = torch.randn(1, 6, *feat_size)
+    full = F.interpolate(feat, list(size), mode="bilinear")
+    rows, cols = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    torch.testing.assert_close(resized_features_at(feat, size, rows, cols), full[0], rtol=0, atol=4e-6)  # float32 rounding
+    ys = torch.rand(300) * (size[0] + 1) - 1  # includes positions past the border (zero padding)
+    xs = torch.rand(300) * (size[1] + 1) - 1
+    grid = torch.stack([pixels_to_normalized(xs, size[1]), pixels_to_normalized(ys, size[0])], -1)
+    expected = F.grid_sample(full, grid[None, None], align_corners=True)[0, :, 0]
+    torch.testing.assert_close(bilinear_at(feat, size, ys, xs), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2"])
+def test_tracking_recovers_a_known_shift(distance):
+    torch.manual_seed(1)
+    base = torch.randn(1, 8, 40, 40)
+    handles = torch.tensor([[20.0, 20.0], [10.0, 30.0], [0.0, 0.0]])
+    refs = base[0][:, handles[:, 0].long(), handles[:, 1].long()].T
+    shifted = torch.roll(base, shifts=(3, -2), dims=(2, 3))
+    moved = track_points(shifted, (40, 40), handles, refs, radius=5, distance=distance)
+    # Rows move by +3 and columns by -2; the corner handle's content rolled to column 38, outside its
+    # window, so only the first two handles have a recoverable shift.
+    assert moved[:2].tolist() == [[23.0, 18.0], [13.0, 28.0]]
+
+
+def test_motion_loss_falls_and_the_handle_moves_toward_the_target():
+    G = tiny_generator(64, seed=2)
+    ws = G.mapping(torch.randn(1, 16), None, truncation_psi=0.7)
+    session = DragSession(G, ws, [(30.0, 30.0)], [(30.0, 40.0)], config=_config(lr=0.03))
+    result = session.run(max_steps=60)
+    losses = [s.loss for s in result.history]
+    assert losses[1] < losses[0]
+    assert result.done and result.history[-1].distances[0] <= 1.0
+    ys = [y for (_, y) in (s.handles[0] for s in result.history)]
+    assert ys[-1] >= 39 and ys == sorted(ys)  # the handle walked down to its target
+
+
+def test_mask_keeps_the_region_outside_it():
+    G = tiny_generator(64, seed=4)
+    ws = G.mapping(torch.randn(1, 16), None, truncation_psi=0.7)
+    mask = np.zeros((64, 64), bool)
+    mask[15:45, 15:45] = True
+    start = G.synthesis(ws)
+    outside = ~torch.from_numpy(mask)
+
+    def change(m):
+        s = DragSession(G, ws, [(30.0, 30.0)], [(36.0, 30.0)], mask=m, config=_config(lr=0.03, lambda_mask=50))
+        s.run(max_steps=20)
+        return (s.render() - start).abs().mean(1)[0][outside].mean()
+
+    assert change(mask) < 0.7 * change(None)
+
+
+def test_official_preset_reproduces_the_fixture_trajectory():
+    G, _, ref = load_fixture_generator("v128")
+    fixture = json.loads((STYLEGAN2 / "v128_drag_reference.json").read_text())
+    for case, data in fixture["cases"].items():
+        ws_steps = np.load(STYLEGAN2 / f"v128_drag_{case}_ws.npy")
+        handles = [(x, y) for y, x in data["handles_yx"]]
+        targets = [(x, y) for y, x in data["targets_yx"]]
+        s = DragSession(G, torch.from_numpy(ref["ws_psi07"][0:1]), handles, targets, config=DragConfig.preset("official"))
+        for i, expected in enumerate(data["tracked_points_yx_per_step"]):
+            state = s.step()
+            assert state.handles == [(float(x), float(y)) for y, x in expected], (case, i)
+            np.testing.assert_allclose(s.ws.detach().numpy(), ws_steps[i], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["paper", "official"])
+def test_editor_equals_the_full_resolution_step(preset):
+    G = tiny_generator(128, seed=1)
+    ws = G.mapping(torch.randn(1, 16), None, truncation_psi=0.7)
+    cfg = DragConfig.preset(preset)
+    cfg.feature_block, cfg.lr = 3, 0.02
+    handles, targets = [(20.0, 30.0), (40.0, 10.0)], [(30.0, 35.0), (35.0, 20.0)]
+    fast, full = DragSession(G, ws, handles, targets, config=cfg), FullResolutionDrag(G, ws, handles, targets, cfg)
+    for _ in range(8):
+        fast.step()
+        full.step()
+        assert fast.handles == [tuple(p) for p in full.handles.flip(-1).tolist()]
+        torch.testing.assert_close(fast.ws, full.ws, rtol=0, atol=1e-5)
+    assert fast.handles != handles  # the handles did move
+
+
+def test_target_equal_to_handle_is_done_at_once():
+    G = tiny_generator(32)
+    ws = G.mapping(torch.randn(1, 16), None)
+    s = DragSession(G, ws, [(10.0, 12.0)], [(10.0, 12.0)], config=_config(feature_block=2))
+    result = s.run(max_steps=10)
+    assert result.done and len(result.history) == 1
+    torch.testing.assert_close(result.ws, ws, rtol=0, atol=0)
+
+
+def test_border_handles_and_non_square_generators():
+    G = tiny_generator(64, square=False)  # 64 x 32
+    ws = G.mapping(torch.randn(1, 16), None)
+    s = DragSession(G, ws, [(0.0, 0.0), (31.0, 63.0)], [(5.0, 5.0), (25.0, 55.0)], config=_config())
+    for _ in range(3):
+        state = s.step()
+    assert all(0 <= x <= 31 and 0 <= y <= 63 for x, y in state.handles)
+    assert s.render().shape[-2:] == (64, 32)
+
+
+def test_save_resume_and_rollback_round_trips(tmp_path):
+    G = tiny_generator(64, seed=3)
+    ws = G.mapping(torch.randn(1, 16), None, truncation_psi=0.7)
+    args = (G, ws, [(30.0, 30.0), (20.0, 40.0)], [(36.0, 30.0), (20.0, 34.0)])
+    straight = DragSession(*args, config=_config())
+    for _ in range(10):
+        straight.step()
+    first = DragSession(*args, config=_config())
+    for _ in range(6):
+        first.step()
+    save_session(first, tmp_path)
+    resumed = load_session(tmp_path, G)
+    assert resumed.handles == first.handles and len(resumed.history) == 6
+    for _ in range(4):
+        resumed.step()
+    torch.testing.assert_close(resumed.ws, straight.ws, rtol=0, atol=0)
+    assert resumed.handles == straight.handles
+    resumed.rollback(3)
+    assert len(resumed.history) == 4
+    again = resumed.step()
+    assert again.handles == straight.history[4].handles and again.loss == straight.history[4].loss
+    resumed.rollback(-1)
+    torch.testing.assert_close(resumed.ws, ws, rtol=0, atol=0)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_state():
+    G = tiny_generator(64, seed=3)
+    ws = G.mapping(torch.randn(1, 16), None)
+    s = DragSession(G, ws, [(30.0, 30.0)], [(40.0, 30.0)], config=_config())
+    for _ in range(3):
+        s.step()
+    good = s.ws.detach().clone()
+    s._loss = lambda feat, dist: feat.sum() * float("nan")
+    result = s.run(max_steps=5)
+    assert result.done and "nan" in result.history[-1].error
+    torch.testing.assert_close(result.ws, good, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(handles=[(70.0, 5.0)]), "outside"),
+    (dict(targets=[(5.0, -1.0)]), "outside"),
+    (dict(targets=[(5.0, 5.0), (6.0, 6.0)]), "as many targets"),
+    (dict(handles=[(float("nan"), 1.0)]), "NaN"),
+    (dict(mask=np.ones((10, 10), bool)), "mask must have"),
+    (dict(mask=np.zeros((64, 64), bool)), "allows nothing"),
+    (dict(ws="nan"), "NaN"),
+    (dict(ws="shape"), "ws must have shape"),
+    (dict(config=DragConfig(feature_block=9)), "feature_block"),
+    (dict(config=DragConfig(feature_block=3, tracking_distance="cosine")), "tracking_distance"),
+])
+def test_bad_input_is_a_clear_error_before_any_work(kwargs, match):
+    G = tiny_generator(64)
+    ws = G.mapping(torch.randn(1, 16), None)
+    if kwargs.get("ws") == "nan":
+        ws = ws.clone()
+        ws[0, 0, 0] = float("nan")
+    elif kwargs.get("ws") == "shape":
+        ws = ws[:, :-1]
+    args = {**dict(handles=[(5.0, 5.0)], targets=[(10.0, 5.0)], mask=None, config=_config()), **kwargs}
+    args.pop("ws", None)
+    with pytest.raises(ValueError, match=match):
+        DragSession(G, ws, **args)
