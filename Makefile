@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/drag.py generator=random-128 seed=0 'points=[[40,60,60,70]]' hydra.run.dir=outputs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest

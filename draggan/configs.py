@@ -29,6 +29,7 @@ def register_configs() -> None:
     cs.store(name="download_schema", node=DownloadConfig)
     cs.store(name="export_schema", node=ExportConfig)
     register_edit_configs(cs)
+    register_bench_configs(cs)
 
 
 @dataclass
@@ -79,3 +80,15 @@ def register_edit_configs(cs: ConfigStore) -> None:
     cs.store(name="edit_schema", node=EditConfig)
     cs.store(group="generator", name="generator_schema", node=GeneratorConfig)
     cs.store(group="drag", name="drag_schema", node=DragSettings)
+
+
+@dataclass
+class BenchDragConfig:
+    resolutions: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    devices: list[str] = field(default_factory=lambda: ["cpu", "cuda"])  # cuda is skipped when absent
+    steps: int = 3  # timed steps per implementation
+    warmup: int = 1  # untimed steps first
+
+
+def register_bench_configs(cs: ConfigStore) -> None:
+    cs.store(name="bench_drag_schema", node=BenchDragConfig)

@@ -29,7 +29,7 @@ def draw_points(image: np.ndarray, handles: Sequence[Sequence[float]], targets: 
     if scale != 1:
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(pil)
-    r = max(2, scale * max(pil.width, pil.height) // (scale * 96))
+    r = max(3, max(pil.width, pil.height) // 50)
     for (hx, hy), (tx, ty) in zip(handles, targets):
         h = ((hx + 0.5) * scale, (hy + 0.5) * scale)
         t = ((tx + 0.5) * scale, (ty + 0.5) * scale)

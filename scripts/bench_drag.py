@@ -1,0 +1,22 @@
+"""Steps per second of the drag editor against a full-resolution step: `python scripts/bench_drag.py`."""
+
+import json
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from draggan.benchmark import bench_drag
+from draggan.configs import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="bench_drag")
+def main(cfg) -> None:
+    rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup)
+    (Path(HydraConfig.get().runtime.output_dir) / "results.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
