@@ -38,7 +38,7 @@ class DragConfig:
     feature_block: int = 5  # synthesis block whose output x is the feature map (0 = 4x4; 5 = the paper's 6th block)
     r1: float = 3.0  # motion supervision radius, in pixels of a 512-px image
     r2: float = 12.0  # tracking search half-width, in pixels of a 512-px image
-    min_radius: float = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
+    min_radius: float | None = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
     tracking_distance: str = "l1"  # 'l1' (paper) or 'l2' (official code)
     lambda_mask: float = 20.0  # weight of the term holding features outside the mask
     lr: float = 2e-3  # Adam learning rate (paper 2e-3; official GUI 1e-3)

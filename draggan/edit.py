@@ -80,6 +80,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
     before = to_uint8(session.render())
     save_png(before, out / "before.png")
     frames = [draw_points(before, session.handles, targets, scale)]
+    save_png(frames[0], out / "before_points.png")
 
     def on_step(state, s):
         if state.step % cfg.frame_every == 0 or state.done:
