@@ -11,6 +11,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from draggan.drag import DragConfig
+
 
 @dataclass
 class DownloadConfig:
@@ -39,31 +41,9 @@ class GeneratorConfig:
 
 
 @dataclass
-class DragSettings:
-    """The Hydra face of draggan.drag.DragConfig (same fields, same defaults)."""
-
-    feature_block: int = 5
-    r1: float = 3.0
-    r2: float = 12.0
-    min_radius: float | None = 1.0
-    tracking_distance: str = "l1"
-    lambda_mask: float = 20.0
-    lr: float = 2e-3
-    latent_space: str = "w+"
-    optimize_ws: int = 6
-    stop_distance: float = 1.0
-    stop_distance_many: float = 2.0
-    many_handles: int = 5
-    official_stop_rule: bool = False
-    official_grid: bool = False
-    max_steps: int = 300
-    noise_mode: str = "const"
-
-
-@dataclass
 class EditConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    drag: DragSettings = field(default_factory=DragSettings)
+    drag: DragConfig = field(default_factory=DragConfig)
     seed: int = 0  # z of the image to edit
     truncation_psi: float = 0.7
     points: Any = "???"  # [[x, y, tx, ty], ...] or the path of a JSON file holding that list
@@ -79,7 +59,7 @@ class EditConfig:
 def register_edit_configs(cs: ConfigStore) -> None:
     cs.store(name="edit_schema", node=EditConfig)
     cs.store(group="generator", name="generator_schema", node=GeneratorConfig)
-    cs.store(group="drag", name="drag_schema", node=DragSettings)
+    cs.store(group="drag", name="drag_schema", node=DragConfig)
 
 
 @dataclass

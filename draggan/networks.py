@@ -28,7 +28,6 @@ from draggan.ops import (
     make_resample_filter,
     modulated_conv2d,
     normalize_2nd_moment,
-    upfirdn2d,
     upsample2d,
 )
 
