@@ -1,0 +1,205 @@
+"""Landmark detector for the toy-faces domain: a CNN guess refined by analysis by synthesis.
+
+Two stages, both documented in the model card:
+1. `ParamNet`, a small CNN trained on renders (`train_detector`), predicts the renderer's parameters
+   of an image (geometry and colours), which give a first guess of every landmark.
+2. The guess is refined by fitting the differentiable renderer to the image: Adam on the
+   parameters, minimising the squared difference of Gaussian-blurred images, coarse to fine.
+
+The landmarks are those of the fitted parameters. The confidence of each landmark says how well the
+fitted face explains the image around it: exp(-e / `residual_scale`) where e is the mean absolute
+difference between the image and the fitted render in a window around the landmark (images in
+[-1, 1]). On renders the fit is exact; on generated images, a landmark whose neighbourhood the
+renderer cannot explain (a missing eye, a smeared mouth) gets a low confidence.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from draggan.toyfaces.renderer import LANDMARKS, PARAMS, landmarks, render, sample_params
+
+_LOW = torch.tensor([p.low for p in PARAMS])
+_HIGH = torch.tensor([p.high for p in PARAMS])
+
+
+def normalise_params(params: torch.Tensor) -> torch.Tensor:
+    """Renderer parameters -> [0, 1] within their ranges."""
+    return (params - _LOW.to(params)) / (_HIGH - _LOW).to(params)
+
+
+def denormalise_params(unit: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> renderer parameters."""
+    return _LOW.to(unit) + unit * (_HIGH - _LOW).to(unit)
+
+
+class ParamNet(torch.nn.Module):
+    """image [B, 3, R, R] in [-1, 1] -> renderer parameters normalised to [0, 1], [B, len(PARAMS)]."""
+
+    def __init__(self, resolution: int = 64, width: int = 32):
+        super().__init__()
+        self.resolution = resolution
+        layers, c_in, c, r = [], 3, width, resolution
+        while r > 4:
+            layers += [torch.nn.Conv2d(c_in, c, 3, padding=1), torch.nn.GELU(),
+                       torch.nn.Conv2d(c, c, 3, padding=1, stride=2), torch.nn.GELU()]
+            c_in, c, r = c, min(c * 2, 256), r // 2
+        self.features = torch.nn.Sequential(*layers)
+        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c_in * 16, 256), torch.nn.GELU(),
+                                        torch.nn.Linear(256, len(PARAMS)))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.features(img)))
+
+
+@dataclass
+class Detection:
+    landmarks: torch.Tensor  # [B, K, 2] (x, y) pixels, K = len(LANDMARKS)
+    confidence: torch.Tensor  # [B, K] in [0, 1]
+    detected: torch.Tensor  # [B, K] bool: confidence >= the detector's threshold
+    params: torch.Tensor  # [B, len(PARAMS)] the fitted renderer parameters
+    residual: torch.Tensor  # [B] mean absolute difference between the image and the fitted render
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    if sigma <= 0:
+        return x
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, [radius, radius, 0, 0], mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(x, [0, 0, radius, radius], mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+class LandmarkDetector:
+    """`detector(images) -> Detection` for images of the toy-faces domain (renders or generated)."""
+
+    def __init__(self, net: ParamNet, *,
+                 refine_steps: tuple[int, ...] = (40, 40, 40),  # Adam steps at each blur level
+                 blur_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0),  # Gaussian blur of each level, pixels
+                 lr: float = 0.01,  # Adam step on the normalised parameters
+                 window: int = 5,  # side of the window whose residual gives a landmark's confidence
+                 residual_scale: float = 0.1,  # confidence = exp(-residual / residual_scale)
+                 threshold: float = 0.5):  # confidence needed to count a landmark as detected
+        self.net = net.eval().requires_grad_(False)
+        self.resolution = net.resolution
+        self.refine_steps, self.blur_sigmas, self.lr = refine_steps, blur_sigmas, lr
+        self.window, self.residual_scale, self.threshold = window, residual_scale, threshold
+
+    def initial_params(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.net(images.float())
+
+    def fit(self, images: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+        """Refine normalised parameters `unit` so that their render matches `images`."""
+        unit = unit.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([unit], lr=self.lr)
+        for steps, sigma in zip(self.refine_steps, self.blur_sigmas):
+            target = _gaussian_blur(images, sigma)
+            for _ in range(steps):
+                loss = (_gaussian_blur(render(denormalise_params(unit), self.resolution), sigma) - target).square()
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()  # a sum: each image's parameters get their own gradient scale
+                opt.step()
+                with torch.no_grad():
+                    unit.clamp_(-0.05, 1.05)  # slightly outside the ranges is allowed (generated faces)
+        return unit.detach()
+
+    def __call__(self, images: torch.Tensor, *, refine: bool = True, batch_size: int = 64) -> Detection:
+        if images.ndim != 4 or images.shape[1:] != (3, self.resolution, self.resolution):
+            raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}] in [-1, 1], "
+                             f"got {list(images.shape)}")
+        outs = [self._detect(images[i:i + batch_size].detach().float().cpu(), refine)
+                for i in range(0, len(images), batch_size)]
+        return Detection(*[torch.cat([getattr(o, f) for o in outs]) for f in
+                           ("landmarks", "confidence", "detected", "params", "residual")])
+
+    def _detect(self, images: torch.Tensor, refine: bool) -> Detection:
+        unit = self.initial_params(images)
+        if refine:
+            unit = self.fit(images, unit)
+        params = denormalise_params(unit)
+        with torch.no_grad():
+            pts = landmarks(params, self.resolution)
+            err = (render(params, self.resolution) - images).abs().mean(dim=1, keepdim=True)
+            local = F.avg_pool2d(err, self.window, stride=1, padding=self.window // 2, count_include_pad=False)
+            grid = (pts + 0.5) / self.resolution * 2 - 1  # (x, y) pixel centres -> grid_sample coordinates
+            res = F.grid_sample(local, grid[:, :, None, :], mode="bilinear", padding_mode="border",
+                                align_corners=False)[:, 0, :, 0]
+            inside = ((pts >= 0) & (pts <= self.resolution - 1)).all(dim=-1)
+            conf = torch.exp(-res / self.residual_scale) * inside
+        return Detection(landmarks=pts, confidence=conf, detected=conf >= self.threshold, params=params,
+                         residual=err.mean(dim=[1, 2, 3]))
+
+
+@dataclass
+class DetectorTrainResult:
+    path: Path
+    iterations: int
+    wall_seconds: float
+    final_loss: float
+
+
+def train_detector(out_path: str | Path, *, resolution: int = 64, iterations: int = 3000, batch: int = 64,
+                   lr: float = 2e-3, seed: int = 0, landmark_weight: float = 0.05,
+                   progress: bool = True) -> DetectorTrainResult:
+    """Train `ParamNet` on fresh renders (batch i drawn with seed (seed, i)); writes safetensors weights.
+
+    The loss is the L1 error of the normalised parameters plus `landmark_weight` times the L1 error
+    of the landmarks in pixels. Learning rate: cosine decay to zero.
+    """
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    net = ParamNet(resolution)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
+    t0 = time.perf_counter()
+    loss_value = float("nan")
+    bar = tqdm(range(iterations), desc="detector", disable=not progress, dynamic_ncols=True)
+    for it in bar:
+        params = sample_params(batch, np.random.default_rng([seed, it]))
+        images = render(params, resolution)
+        pred = net(images)
+        loss = (pred - normalise_params(params)).abs().mean() + landmark_weight * (
+            landmarks(denormalise_params(pred), resolution) - landmarks(params, resolution)).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_value = float(loss.detach())
+        if it % 50 == 0:
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(out_path),  # fp16: half the size
+              metadata={"resolution": str(resolution), "landmarks": ",".join(LANDMARKS), "iterations": str(iterations)})
+    return DetectorTrainResult(out_path, iterations, time.perf_counter() - t0, loss_value)
+
+
+def load_detector(path: str | Path | None = None, **kwargs) -> LandmarkDetector:
+    """The detector shipped with the package (or the weights at `path`)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from draggan.registry import PACKAGE_MODELS
+
+    path = Path(path) if path is not None else PACKAGE_MODELS / "toyfaces-detector-64.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"landmark detector weights not found: {path} "
+                                f"(train them with `python scripts/train_detector.py out={path}`)")
+    with safe_open(str(path), framework="pt") as f:
+        resolution = int(f.metadata().get("resolution", 64))
+    net = ParamNet(resolution)
+    net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
+    return LandmarkDetector(net, **kwargs)

@@ -1,0 +1,18 @@
+"""Write a toy-faces dataset: `python scripts/make_toyfaces.py out=data/toyfaces num_images=10000`."""
+
+import hydra
+
+from draggan.configs import register_configs
+from draggan.toyfaces.dataset import write_dataset
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="make_toyfaces")
+def main(cfg) -> None:
+    ds = write_dataset(cfg.out, cfg.num_images, resolution=cfg.resolution, seed=cfg.seed)
+    print(f"wrote {len(ds.images)} images and their annotations to {ds.root}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Train the toy-faces landmark detector's CNN: `python scripts/train_detector.py [iterations=3000] [out=...]`."""
+
+import hydra
+
+from draggan.configs import register_configs
+from draggan.toyfaces.detector import train_detector
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="train_detector")
+def main(cfg) -> None:
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    result = train_detector(cfg.out, resolution=cfg.resolution, iterations=cfg.iterations, batch=cfg.batch,
+                            lr=cfg.lr, seed=cfg.seed)
+    print(f"detector: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, "
+          f"final loss {result.final_loss:.4f}; weights: {result.path}")
+
+
+if __name__ == "__main__":
+    main()
