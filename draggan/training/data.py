@@ -1,0 +1,48 @@
+"""Training images: an endless stream from the toy-faces renderer, or a folder of images on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from draggan.toyfaces.renderer import render, sample_params
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class ToyFacesStream:
+    """Batch `i` of the stream is rendered from parameters drawn with the seed (seed, i): resumable exactly."""
+
+    def __init__(self, resolution: int, *, seed: int = 0):
+        self.resolution, self.seed = resolution, seed
+
+    def batch(self, index: int, batch_size: int) -> torch.Tensor:
+        params = sample_params(batch_size, np.random.default_rng([self.seed, index]))
+        return render(params, self.resolution)
+
+
+class ImageFolder:
+    """Every image under `path` (square, `resolution` px, RGB), held in memory; batches drawn with replacement."""
+
+    def __init__(self, path: str | Path, resolution: int, *, seed: int = 0):
+        files = sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
+        arrays = []
+        for f in files:
+            img = Image.open(f).convert("RGB")
+            if img.size != (resolution, resolution):
+                raise ValueError(f"{f} is {img.size[0]}x{img.size[1]}, the model is {resolution}x{resolution}")
+            arrays.append(np.asarray(img))
+        self.images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        self.resolution, self.seed = resolution, seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, index: int, batch_size: int) -> torch.Tensor:
+        idx = np.random.default_rng([self.seed, index]).integers(0, len(self.images), batch_size)
+        return self.images[torch.from_numpy(idx)].float() / 127.5 - 1

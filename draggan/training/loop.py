@@ -1,0 +1,251 @@
+"""The StyleGAN2 training loop: non-saturating loss, lazy R1, an exponential moving average of G.
+
+One iteration: a generator step on `batch` fresh latents (with style mixing), then a discriminator
+step on as many fakes and reals, with the R1 penalty added every `r1_interval` iterations (scaled by
+the interval, and the discriminator's Adam settings adjusted as in Karras et al. 2020, appendix B).
+The EMA generator `G_ema` is what gets saved and used. Everything needed to continue is written to
+`training-state.pt` at each snapshot, and `resume` picks it up: the data stream, latents and
+optimisers continue exactly where they stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from draggan.checkpoint import save_generator
+from draggan.networks import Generator
+from draggan.training.data import ImageFolder, ToyFacesStream
+from draggan.training.discriminator import Discriminator
+from draggan.training.loss import discriminator_loss, generator_loss, r1_penalty
+
+STATE_FILE = "training-state.pt"
+
+
+@dataclass
+class TrainConfig:
+    resolution: int = 64  # image size (square)
+    data: str = "toyfaces"  # 'toyfaces' = render on the fly; otherwise a folder of images
+    z_dim: int = 128  # latent size
+    w_dim: int = 128  # intermediate latent size
+    mapping_layers: int = 2  # dense layers of the mapping network
+    channel_base: int = 2048  # G and D channels at resolution r: min(channel_base // r, channel_max)
+    channel_max: int = 64
+    batch: int = 32  # images per iteration
+    kimg: float = 100.0  # length of the training, thousands of real images shown to D
+    max_minutes: float | None = None  # stop (and save) after this wall time, None = no limit
+    lr_g: float = 0.0025  # Adam learning rate of G
+    lr_d: float = 0.0025  # Adam learning rate of D
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas of both
+    r1_gamma: float = 0.1  # weight of the R1 penalty
+    r1_interval: int = 16  # lazy regularisation: R1 every this many iterations
+    style_mixing: float = 0.9  # probability of mixing two latents in a batch
+    ema_kimg: float = 10.0  # half-life of the EMA of G, thousands of images
+    ema_rampup: float | None = 0.05  # the half-life is at most this fraction of the images seen so far
+    seed: int = 0  # seeds the weights, the latents and the data stream
+    snapshot_kimg: float = 10.0  # write a snapshot (state, G_ema, sample grid) this often
+    log_every: int = 20  # log metrics every this many iterations
+    grid_size: int = 8  # the sample grid is grid_size x grid_size
+    threads: int | None = None  # torch CPU threads, None = torch's default
+    device: str = "cpu"
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
+                    mapping_kwargs=dict(num_layers=self.mapping_layers),
+                    synthesis_kwargs=dict(channel_base=self.channel_base, channel_max=self.channel_max))
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    generator_path: Path  # the last G_ema snapshot
+    kimg: float  # images seen, thousands
+    iterations: int
+    wall_seconds: float  # of this run (not counting earlier runs that were resumed)
+    total_wall_seconds: float  # of all runs
+    metrics: dict[str, float] = field(default_factory=dict)  # the last logged values
+
+
+class TrainLogger(Protocol):
+    def log(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_image(self, name: str, path: Path, step: int) -> None: ...
+
+
+def _update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
+    with torch.no_grad():
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.lerp_(p, 1 - beta)
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
+
+
+def _mixed_latents(G: Generator, z: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    ws = G.mapping(z, None, update_emas=True)
+    if prob > 0 and torch.rand([], generator=gen).item() < prob:
+        cutoff = int(torch.randint(1, ws.shape[1], [], generator=gen))
+        z2 = torch.randn(z.shape, generator=gen).to(z.device)
+        ws[:, cutoff:] = G.mapping(z2, None, update_emas=False)[:, cutoff:]
+    return ws
+
+
+def save_sample_grid(G: Generator, z: torch.Tensor, path: Path, *, grid: int, truncation_psi: float = 1.0) -> Path:
+    """A grid x grid PNG of G's images for the latents `z` (noise 'const')."""
+    from PIL import Image
+
+    with torch.no_grad():
+        ws = G.mapping(z, None, truncation_psi=truncation_psi)
+        imgs = torch.cat([G.synthesis(ws[i:i + 16]) for i in range(0, len(ws), 16)])
+    imgs = (imgs * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
+    n, c, h, w = imgs.shape
+    tiles = imgs[: grid * grid].reshape(grid, grid, c, h, w).permute(0, 3, 1, 4, 2).reshape(grid * h, grid * w, c)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(tiles.numpy()).save(path)
+    return path
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger: TrainLogger | None = None,
+          on_snapshot: Callable[[Path], None] | None = None) -> TrainResult:
+    """Train (or continue training, if `out_dir` holds a state and `resume`) a StyleGAN2 on `cfg.data`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    G = Generator(**cfg.generator_kwargs()).to(device).train()
+    D = Discriminator(cfg.resolution, channel_base=cfg.channel_base, channel_max=cfg.channel_max).to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    c = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy regularisation's correction of D's Adam settings
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * c, betas=(cfg.betas[0] ** c, cfg.betas[1] ** c), eps=1e-8)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    data = ToyFacesStream(cfg.resolution, seed=cfg.seed) if cfg.data == "toyfaces" else \
+        ImageFolder(cfg.data, cfg.resolution, seed=cfg.seed)
+    grid_z = torch.randn([cfg.grid_size ** 2, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 1))
+
+    it, nimg, wall_before = 0, 0, 0.0
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["config"] != _plain_config(cfg):
+            changed = sorted(k for k in state["config"] if state["config"].get(k) != _plain_config(cfg).get(k))
+            allowed = {"kimg", "max_minutes", "snapshot_kimg", "log_every", "threads", "device"}
+            if set(changed) - allowed:
+                raise ValueError(f"{state_path} was written with a different configuration ({', '.join(changed)}); "
+                                 f"use a new output folder or resume=false")
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        G_ema.load_state_dict(state["G_ema"])
+        opt_G.load_state_dict(state["opt_G"])
+        opt_D.load_state_dict(state["opt_D"])
+        gen.set_state(state["latent_rng"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])  # the synthesis noise
+        it, nimg, wall_before = state["iteration"], state["nimg"], state["wall_seconds"]
+
+    total = int(cfg.kimg * 1000)
+    t_start = time.perf_counter()
+    metrics: dict[str, float] = {}
+    last_snapshot = nimg // int(cfg.snapshot_kimg * 1000) if cfg.snapshot_kimg > 0 else 0
+    generator_path = out_dir / "network-final.safetensors"
+
+    def snapshot(final: bool) -> None:
+        nonlocal generator_path
+        kimg = nimg / 1000
+        generator_path = save_generator(G_ema, out_dir / ("network-final.safetensors" if final else
+                                                          f"network-snapshot-{kimg:09.3f}kimg.safetensors"),
+                                        extra_metadata={"kimg": f"{kimg:.3f}"})
+        grid = save_sample_grid(G_ema, grid_z.to(device), out_dir / f"samples-{kimg:09.3f}kimg.png", grid=cfg.grid_size)
+        _atomic_torch_save(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
+                                opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), latent_rng=gen.get_state(),
+                                torch_rng=torch.get_rng_state(),
+                                iteration=it, nimg=nimg, config=_plain_config(cfg),
+                                wall_seconds=wall_before + time.perf_counter() - t_start), state_path)
+        if logger is not None:
+            logger.log_image("samples", grid, it)
+        if on_snapshot is not None:
+            on_snapshot(generator_path)
+
+    bar = tqdm(total=total, initial=min(nimg, total), unit="img", unit_scale=True, desc="train", dynamic_ncols=True)
+    timed_out = False
+    log_time, log_nimg = t_start, nimg
+    while nimg < total:
+        if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
+            timed_out = True
+            break
+        real = data.batch(it, cfg.batch).to(device)
+        # Generator step.
+        z = torch.randn([cfg.batch, cfg.z_dim], generator=gen).to(device)
+        D.requires_grad_(False)
+        fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, gen), noise_mode="random")
+        loss_G = generator_loss(D(fake))
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        opt_G.step()
+        D.requires_grad_(True)
+        # Discriminator step (with lazy R1).
+        z = torch.randn([cfg.batch, cfg.z_dim], generator=gen).to(device)
+        with torch.no_grad():
+            fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, gen), noise_mode="random")
+        do_r1 = cfg.r1_gamma > 0 and it % cfg.r1_interval == 0
+        real.requires_grad_(do_r1)
+        real_logits, fake_logits = D(real), D(fake)
+        loss_D = discriminator_loss(real_logits, fake_logits)
+        loss = loss_D
+        if do_r1:
+            r1 = r1_penalty(real_logits, real).mean()
+            loss = loss_D + r1 * (cfg.r1_gamma / 2) * cfg.r1_interval
+            metrics["r1"] = float(r1.detach())
+        opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_D.step()
+        # EMA of G.
+        nimg += cfg.batch
+        it += 1
+        ema_nimg = cfg.ema_kimg * 1000
+        if cfg.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, nimg * cfg.ema_rampup)
+        _update_ema(G_ema, G, 0.5 ** (cfg.batch / max(ema_nimg, 1e-8)))
+        bar.update(cfg.batch)
+        if it % cfg.log_every == 0 or nimg >= total:
+            now = time.perf_counter()
+            metrics.update(loss_G=float(loss_G.detach()), loss_D=float(loss_D.detach()), D_real=float(real_logits.detach().mean()),
+                           D_fake=float(fake_logits.detach().mean()), kimg=nimg / 1000,
+                           img_per_sec=(nimg - log_nimg) / max(now - log_time, 1e-9))
+            log_time, log_nimg = now, nimg
+            bar.set_postfix(loss_G=f"{metrics['loss_G']:.3f}", loss_D=f"{metrics['loss_D']:.3f}")
+            if logger is not None:
+                logger.log(dict(metrics), it)
+        if cfg.snapshot_kimg > 0 and nimg // int(cfg.snapshot_kimg * 1000) > last_snapshot:
+            last_snapshot = nimg // int(cfg.snapshot_kimg * 1000)
+            snapshot(final=False)
+    bar.close()
+    snapshot(final=True)
+    wall = time.perf_counter() - t_start
+    if timed_out:
+        print(f"train: stopped after max_minutes={cfg.max_minutes} at {nimg / 1000:.1f} of {cfg.kimg} kimg; "
+              f"run again with the same out_dir to continue")
+    return TrainResult(out_dir=out_dir, generator_path=generator_path, kimg=nimg / 1000, iterations=it,
+                       wall_seconds=wall, total_wall_seconds=wall_before + wall,
+                       metrics=dict(metrics))
+
+
+def _plain_config(cfg: TrainConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    d["betas"] = list(d["betas"])
+    return d
+

@@ -1,0 +1,68 @@
+"""Experiment logging: W&B (offline by default: no account needed, `wandb sync` later) or nothing.
+
+Only `eval/` and `scripts/` import W&B; the library takes any object with `log(metrics, step)` and
+`log_image(name, path, step)`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "wandb"  # wandb or none
+    project: str = "draggan"  # W&B project
+    mode: str = "offline"  # W&B mode: offline (default, no account needed), online or disabled
+    name: str | None = None  # run name, None = W&B's choice
+    tags: list[str] = field(default_factory=list)
+
+
+class NullLogger:
+    """Logs nothing (logger=none)."""
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_image(self, name: str, path: Path, step: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class WandbLogger:
+    """Metrics and images to a W&B run whose files live in `run_dir/wandb`."""
+
+    def __init__(self, cfg: LoggerConfig, run_dir: str | Path, config: dict[str, Any] | None = None):
+        import wandb
+
+        if cfg.mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"logger.mode must be offline, online or disabled, got {cfg.mode!r}")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self._wandb = wandb
+        self.run = wandb.init(project=cfg.project, mode=cfg.mode, name=cfg.name, tags=list(cfg.tags),
+                              dir=str(run_dir), config=config or {}, reinit="finish_previous")
+        self.dir = Path(self.run.dir) if cfg.mode != "disabled" else None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(dict(metrics), step=step)
+
+    def log_image(self, name: str, path: Path, step: int) -> None:
+        self.run.log({name: self._wandb.Image(str(path))}, step=step)
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def make_logger(cfg: LoggerConfig, run_dir: str | Path, config: dict[str, Any] | None = None):
+    """The logger that `cfg.kind` names."""
+    if cfg.kind == "none":
+        return NullLogger()
+    if cfg.kind == "wandb":
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        return WandbLogger(cfg, run_dir, config)
+    raise ValueError(f"logger.kind must be wandb or none, got {cfg.kind!r}")

@@ -1,0 +1,31 @@
+"""Train a StyleGAN2: `python scripts/train.py [train.kimg=...] [out_dir=...] [logger=none]`.
+
+Running it again with the same `out_dir` continues the training from its last snapshot.
+"""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from draggan.configs import register_configs
+from draggan.training.loop import TrainConfig, train
+from eval.logging import make_logger
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="train")
+def main(cfg) -> None:
+    out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir
+    train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    logger = make_logger(cfg.logger, out_dir, OmegaConf.to_container(cfg, resolve=True))
+    try:
+        result = train(train_cfg, out_dir, resume=cfg.resume, logger=logger)
+    finally:
+        logger.finish()
+    print(f"trained {result.kimg:.1f} kimg in {result.total_wall_seconds / 60:.1f} min; "
+          f"G_ema: {result.generator_path}")
+
+
+if __name__ == "__main__":
+    main()

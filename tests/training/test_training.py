@@ -1,0 +1,108 @@
+"""The StyleGAN2 trainer: discriminator, losses, the loop, resuming, the script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from draggan.checkpoint import load_generator_file
+from draggan.training.discriminator import Discriminator
+from draggan.training.loop import STATE_FILE, TrainConfig, train
+from draggan.training.loss import discriminator_loss, generator_loss, r1_penalty
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8, batch=4,
+                kimg=0.016, snapshot_kimg=0.008, log_every=1, grid_size=2, r1_interval=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_discriminator_shapes_and_input_check():
+    D = Discriminator(32, channel_base=128, channel_max=16)
+    assert D(torch.randn(5, 3, 32, 32)).shape == (5, 1)  # 5 is not a multiple of the mbstd group
+    with pytest.raises(ValueError, match="img"):
+        D(torch.randn(2, 3, 16, 16))
+
+
+def test_losses_match_their_formulas():
+    real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
+    sp = torch.nn.functional.softplus
+    assert torch.isclose(generator_loss(fake), sp(-fake).mean())
+    assert torch.isclose(discriminator_loss(real, fake), sp(fake).mean() + sp(-real).mean())
+    # R1 of a linear "discriminator" w.x is |w|^2 for every image.
+    w = torch.randn(1, 3, 4, 4)
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits = (x * w).sum(dim=[1, 2, 3])
+    assert torch.allclose(r1_penalty(logits, x), w.square().sum().expand(2), rtol=1e-5)
+
+
+def test_training_learns_something_and_writes_snapshots(tmp_path):
+    class Recorder:
+        def __init__(self):
+            self.metrics, self.images = [], []
+
+        def log(self, metrics, step):
+            self.metrics.append((step, metrics))
+
+        def log_image(self, name, path, step):
+            self.images.append(path)
+
+    rec = Recorder()
+    res = train(tiny_config(), tmp_path, logger=rec)
+    assert res.kimg == pytest.approx(0.016) and res.iterations == 4
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert STATE_FILE in names and "network-final.safetensors" in names
+    assert sum(n.startswith("samples-") for n in names) >= 2 and rec.images
+    assert {"loss_G", "loss_D", "r1", "img_per_sec"} <= set(rec.metrics[-1][1])
+    G = load_generator_file(res.generator_path)
+    assert G.img_resolution == 16
+    fresh = tiny_config()
+    from draggan.networks import Generator
+
+    torch.manual_seed(fresh.seed)
+    G0 = Generator(**fresh.generator_kwargs())
+    changed = [k for k, v in G.state_dict().items() if not torch.equal(v, G0.state_dict()[k])]
+    assert any(".weight" in k for k in changed)  # the EMA moved with the training
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(tiny_config(kimg=0.032), tmp_path / "a")
+    train(tiny_config(kimg=0.016), tmp_path / "b")
+    resumed = train(tiny_config(kimg=0.032), tmp_path / "b")
+    assert resumed.iterations == straight.iterations == 8
+    A = load_generator_file(straight.generator_path).state_dict()
+    B = load_generator_file(resumed.generator_path).state_dict()
+    for k in A:
+        assert torch.allclose(A[k], B[k], atol=1e-6), k
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    train(tiny_config(), tmp_path)
+    with pytest.raises(ValueError, match="different configuration"):
+        train(tiny_config(channel_max=16), tmp_path)
+
+
+def test_max_minutes_stops_and_saves(tmp_path):
+    res = train(tiny_config(kimg=10, max_minutes=0.0), tmp_path)
+    assert res.iterations == 0 and (tmp_path / "network-final.safetensors").exists()
+
+
+def test_train_script_with_wandb_offline(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "scripts/train.py"), "train.resolution=16", "train.z_dim=8", "train.w_dim=8",
+           "train.channel_base=64", "train.channel_max=8", "train.batch=4", "train.kimg=0.008", "train.grid_size=2",
+           "train.snapshot_kimg=0.004", f"out_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "network-final.safetensors").exists()
+    assert list((out / "wandb").glob("offline-run-*")), "no offline W&B run was written"
+    r = subprocess.run([a.replace("train.batch=4", "train.batch=8") for a in cmd], capture_output=True, text=True, cwd=ROOT, env=env,
+                       timeout=300)
+    assert r.returncode != 0 and "different configuration" in r.stderr
