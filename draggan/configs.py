@@ -12,6 +12,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from draggan.drag import DragConfig
+from draggan.training.loop import TrainConfig
 
 
 @dataclass
@@ -32,12 +33,14 @@ def register_configs() -> None:
     cs.store(name="export_schema", node=ExportConfig)
     register_edit_configs(cs)
     register_bench_configs(cs)
+    register_train_configs(cs)
 
 
 @dataclass
 class GeneratorConfig:
     source: str = "???"  # registered name, path, URL, or random:RES[:SEED] (an untrained network)
     feature_block: int | None = None  # overrides drag.feature_block for this generator (None = keep)
+    drag_overrides: dict[str, Any] = field(default_factory=dict)  # other drag settings that suit this generator
 
 
 @dataclass
@@ -72,3 +75,53 @@ class BenchDragConfig:
 
 def register_bench_configs(cs: ConfigStore) -> None:
     cs.store(name="bench_drag_schema", node=BenchDragConfig)
+
+
+@dataclass
+class TrainScriptConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logger: Any = None  # eval.logging.LoggerConfig, chosen in the logger group
+    out_dir: str | None = None  # None = Hydra's run folder; an existing folder with a state resumes there
+    resume: bool = True  # continue from out_dir/training-state.pt when it exists
+
+
+@dataclass
+class TrainDetectorConfig:
+    out: str = "draggan/models/toyfaces-detector-64.safetensors"  # where to write the weights
+    resolution: int = 64
+    iterations: int = 1000  # batches of fresh renders
+    batch: int = 64
+    lr: float = 2e-3  # Adam, cosine decay to zero
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads, None = torch's default
+
+
+@dataclass
+class MakeToyFacesConfig:
+    out: str = "???"  # folder to write
+    num_images: int = 10000
+    resolution: int = 64
+    seed: int = 0
+
+
+@dataclass
+class GatesConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    drag: DragConfig = field(default_factory=DragConfig)
+    detector: str | None = None  # detector weights, None = the shipped ones
+    num_samples: int = 256  # generated faces for the detection rate
+    num_pairs: int = 30  # pairs of the landmark manipulation
+    num_renders: int = 256  # held-out renders for the detector's error
+    truncation_psi: float = 0.7
+    seed: int = 0
+    progress: bool = True
+
+
+def register_train_configs(cs: ConfigStore) -> None:
+    from eval.logging import LoggerConfig
+
+    cs.store(name="train_schema", node=TrainScriptConfig)
+    cs.store(name="train_detector_schema", node=TrainDetectorConfig)
+    cs.store(name="make_toyfaces_schema", node=MakeToyFacesConfig)
+    cs.store(name="gates_schema", node=GatesConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)

@@ -57,15 +57,25 @@ def initial_latent(G, seed: int, truncation_psi: float) -> torch.Tensor:
         return G.mapping(z, c, truncation_psi=truncation_psi)
 
 
+def drag_config_from(cfg) -> DragConfig:
+    """The drag settings of a composed config: the `drag` group, then the generator's own overrides."""
+    settings = {f.name: cfg.drag[f.name] for f in dataclasses.fields(DragConfig)}
+    overrides = dict(cfg.generator.get("drag_overrides") or {})
+    if cfg.generator.feature_block is not None:
+        overrides["feature_block"] = cfg.generator.feature_block
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ValueError(f"generator.drag_overrides has unknown drag settings: {sorted(unknown)}")
+    settings.update(overrides)
+    return DragConfig(**settings)
+
+
 def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
     """Edit one image as configured; returns the results written to `results.json`."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     G = load_generator(cfg.generator.source, device=None if cfg.device == "auto" else cfg.device)
-    settings = {f.name: cfg.drag[f.name] for f in dataclasses.fields(DragConfig)}
-    if cfg.generator.feature_block is not None:
-        settings["feature_block"] = cfg.generator.feature_block
-    config = DragConfig(**settings)
+    config = drag_config_from(cfg)
     if cfg.resume:
         session = load_session(cfg.resume, G)
         if cfg.rollback_to is not None:

@@ -1,7 +1,7 @@
 """The model registry: one table of the generators the project knows by name.
 
 Each entry says where the official file lives, what it is called in the cache, its resolution
-and its licence. Entries with `path` are shipped inside the package (no download). Entries
+and its licence. Entries with `shipped=True` are inside the package (no download). Entries
 without `url` cannot be downloaded automatically; the error names the file and where to put it.
 """
 
@@ -33,6 +33,9 @@ _SD = "https://storage.googleapis.com/self-distilled-stylegan/"
 _TF = "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/"
 
 MODELS: dict[str, ModelInfo] = {m.name: m for m in [
+    ModelInfo("toy-faces-64", "toy-faces-64.safetensors", (64, 64),
+              "MIT, like this project (trained by scripts/train.py on procedural faces; see toy-faces-64.md)",
+              shipped=True),
     ModelInfo("stylegan2-ffhq-512", "stylegan2-ffhq-512x512.pkl", (512, 512), _NVIDIA_NC,
               url=_NGC + "stylegan2-ffhq-512x512.pkl"),
     ModelInfo("stylegan2-afhqcat-512", "stylegan2-afhqcat-512x512.pkl", (512, 512), _NVIDIA_NC,

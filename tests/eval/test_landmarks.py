@@ -1,0 +1,68 @@
+"""The embedded model's gates on a small sample, and the landmark protocols' behaviour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from draggan.drag import DragConfig
+from draggan.loading import load_generator
+from draggan.toyfaces.detector import load_detector
+from eval.gates import THRESHOLDS, detector_error
+from eval.landmarks import POINT_SETS, detection_rate, landmark_manipulation, sample_latents, synthesize
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_generator("toy-faces-64", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return load_detector()
+
+
+def toy_drag_config() -> DragConfig:
+    from hydra import compose, initialize_config_dir
+
+    from draggan.configs import register_configs
+    from draggan.edit import drag_config_from
+    register_configs()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base=None):
+        return drag_config_from(compose("gates"))
+
+
+def test_toy_model_loads_offline_as_the_default(toy):
+    assert (toy.img_height, toy.img_width) == (64, 64)
+    img = synthesize(toy, sample_latents(toy, [0], 0.7))
+    assert img.shape == (1, 3, 64, 64) and img.std() > 0.2
+
+
+def test_gate_detection_rate_on_a_small_sample(toy, detector):
+    res = detection_rate(toy, detector, num_samples=32, seed=1000)
+    assert res.rate >= THRESHOLDS["detection_rate"], res.per_landmark
+
+
+def test_gate_landmark_manipulation_on_a_small_sample(toy, detector):
+    res = landmark_manipulation(toy, detector, toy_drag_config(), num_points=1, num_pairs=6, seed=2000, progress=False)
+    assert res.md_no_edit > 2.0  # the pairs differ: there is something to edit
+    assert res.ratio <= THRESHOLDS["md_ratio_1pt"], res.pairs
+
+
+def test_no_drag_steps_means_no_improvement(toy, detector):
+    # With a zero step limit the "edit" is the first image: MD equals the no-edit MD.
+    cfg = toy_drag_config()
+    cfg.max_steps = 0
+    res = landmark_manipulation(toy, detector, cfg, num_points=1, num_pairs=2, seed=2000, progress=False)
+    assert res.md_edit == pytest.approx(res.md_no_edit, rel=0.05, abs=0.1)
+
+
+def test_gate_detector_error_on_renders(detector):
+    assert detector_error(detector, num_images=16) <= THRESHOLDS["detector_error_px"]
+
+
+def test_point_sets_are_landmarks():
+    assert POINT_SETS[1] == ("nose_tip",) and len(POINT_SETS[5]) == 5
+    with pytest.raises(ValueError, match="num_points"):
+        landmark_manipulation(None, None, DragConfig(), num_points=3)
