@@ -1,0 +1,79 @@
+"""Loading a photo for a generator: any image PIL opens, oriented, RGB, cropped or padded to size.
+
+EXIF orientation is applied; RGBA and LA are composited over white, grayscale and palette images
+are converted, 16-bit images are scaled to 8 bits. The image is scaled so that it covers
+(`fit='crop'`, then centre-cropped) or fits inside (`fit='pad'`, then padded with mid grey) the
+generator's `height` x `width`, non-square included.
+Images above `max_pixels` are reduced while they are read, with a warning, instead of being decoded
+at full size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MIN_SIDE = 8  # smaller images carry too little to invert
+
+
+class ImageLoadError(ValueError):
+    """The file is missing, unreadable, not an image, or unusable."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 or img.mode.startswith("I;16") else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, height: int, width: int | None = None, *, fit: str = "crop",
+               max_pixels: int = 50_000_000) -> torch.Tensor:
+    """The image at `path` as [1, 3, height, width] in [-1, 1] (width defaults to height)."""
+    width = height if width is None else width
+    if fit not in ("crop", "pad"):
+        raise ValueError(f"fit must be 'crop' or 'pad', got {fit!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as img:
+            w0, h0 = img.size
+            if w0 * h0 > max_pixels:
+                factor = int(np.ceil(np.sqrt(w0 * h0 / max_pixels)))
+                warnings.warn(f"{path} is {w0}x{h0} pixels; reading it reduced {factor}x (max_pixels={max_pixels})")
+                img.draft("RGB", (w0 // factor, h0 // factor))  # JPEG: decode at a lower scale
+                if img.size[0] * img.size[1] > max_pixels:
+                    img = img.reduce(factor)
+            img = ImageOps.exif_transpose(img)
+            img = _to_rgb(img)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise ImageLoadError(f"{path} could not be read as an image: {e}") from e
+    if min(img.size) < MIN_SIDE:
+        raise ImageLoadError(f"{path} is {img.size[0]}x{img.size[1]} pixels; at least {MIN_SIDE} px a side are needed")
+    w, h = img.size
+    if fit == "crop":
+        s = max(width / w, height / h)
+        img = img.resize((max(width, round(w * s)), max(height, round(h * s))), Image.LANCZOS)
+        left, top = (img.size[0] - width) // 2, (img.size[1] - height) // 2
+        img = img.crop((left, top, left + width, top + height))
+    else:
+        s = min(width / w, height / h)
+        img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
+        canvas = Image.new("RGB", (width, height), (128, 128, 128))
+        canvas.paste(img, ((width - img.size[0]) // 2, (height - img.size[1]) // 2))
+        img = canvas
+    arr = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)[None]
+    return arr / 127.5 - 1
