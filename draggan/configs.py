@@ -80,7 +80,7 @@ def register_bench_configs(cs: ConfigStore) -> None:
 @dataclass
 class TrainScriptConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
-    logger: Any = None  # eval.logging.LoggerConfig, chosen in the logger group
+    logger: Any = None  # eval.logging.LoggerConfig, chosen in the logger group (registered by eval.configs)
     out_dir: str | None = None  # None = Hydra's run folder; an existing folder with a state resumes there
     resume: bool = True  # continue from out_dir/training-state.pt when it exists
 
@@ -118,10 +118,7 @@ class GatesConfig:
 
 
 def register_train_configs(cs: ConfigStore) -> None:
-    from eval.logging import LoggerConfig
-
     cs.store(name="train_schema", node=TrainScriptConfig)
     cs.store(name="train_detector_schema", node=TrainDetectorConfig)
     cs.store(name="make_toyfaces_schema", node=MakeToyFacesConfig)
     cs.store(name="gates_schema", node=GatesConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)

@@ -80,12 +80,22 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
         session = load_session(cfg.resume, G)
         if cfg.rollback_to is not None:
             session.rollback(int(cfg.rollback_to))
-        handles, targets = session.handles, [tuple(t) for t in session.targets_xy.tolist()]
     else:
         handles, targets = parse_points(cfg.points)
         ws = initial_latent(G, cfg.seed, cfg.truncation_psi)
         mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
         session = DragSession(G, ws, handles, targets, mask=mask, config=config)
+    return edit_and_save(session, out, generator_name=str(cfg.generator.source), frame_every=cfg.frame_every,
+                         video=cfg.video, progress=cfg.progress)
+
+
+def edit_and_save(session: DragSession, out_dir: str | os.PathLike, *, generator_name: str, frame_every: int = 2,
+                  video: str = "gif", progress: bool = True) -> dict:
+    """Run `session` to the end and write every output of a drag edit into `out_dir` (results.json last)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    G, config = session.G, session.config
+    targets = [tuple(t) for t in session.targets_xy.tolist()]
     scale = max(1, 256 // max(G.img_height, G.img_width))
     before = to_uint8(session.render())
     save_png(before, out / "before.png")
@@ -93,25 +103,25 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
     save_png(frames[0], out / "before_points.png")
 
     def on_step(state, s):
-        if state.step % cfg.frame_every == 0 or state.done:
+        if state.step % frame_every == 0 or state.done:
             frames.append(draw_points(to_uint8(s.render()), state.handles, targets, scale))
 
     start = time.perf_counter()
-    result = session.run(max_steps=config.max_steps, callback=on_step, progress=cfg.progress)
+    result = session.run(max_steps=config.max_steps, callback=on_step, progress=progress)
     seconds = time.perf_counter() - start
     after = to_uint8(result.image)
     save_png(after, out / "after.png")
     save_png(draw_points(after, result.handles, targets, scale), out / "after_points.png")
     frames.append(draw_points(after, result.handles, targets, scale))
-    video = save_animation(frames, out / f"drag.{cfg.video}")
-    save_session(session, out, generator=str(cfg.generator.source))
+    animation = save_animation(frames, out / f"drag.{video}")
+    save_session(session, out, generator=generator_name)
     errors = [s.error for s in result.history if s.error]
     results = {"steps": len(result.history), "done": result.done, "seconds": seconds,
                "final_handles": result.handles, "targets": targets,
                "final_distances": result.history[-1].distances if result.history else [],
                "error": errors[-1] if errors else None,
                "files": {k: str(out / v) for k, v in [("before", "before.png"), ("after", "after.png"),
-                                                      ("animation", video.name), ("session", "session.json"),
+                                                      ("animation", animation.name), ("session", "session.json"),
                                                       ("latent", "latent.npz")]}}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results

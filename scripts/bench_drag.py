@@ -7,7 +7,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from draggan.benchmark import bench_drag
-from draggan.configs import register_configs
+from eval.configs import register_configs
 
 register_configs()
 

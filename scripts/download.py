@@ -3,7 +3,7 @@
 import hydra
 
 from draggan.commands import download_command
-from draggan.configs import register_configs
+from eval.configs import register_configs
 
 register_configs()
 

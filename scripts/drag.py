@@ -3,7 +3,7 @@
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.configs import register_configs
+from eval.configs import register_configs
 from draggan.edit import run_drag
 
 register_configs()

@@ -2,7 +2,7 @@
 
 import hydra
 
-from draggan.configs import register_configs
+from eval.configs import register_configs
 from draggan.toyfaces.dataset import write_dataset
 
 register_configs()

@@ -9,7 +9,7 @@ import json
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.configs import register_configs
+from eval.configs import register_configs
 from eval.gates import run_gates
 
 register_configs()

@@ -7,7 +7,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from draggan.configs import register_configs
+from eval.configs import register_configs
 from draggan.training.loop import TrainConfig, train
 from eval.logging import make_logger
 

@@ -2,7 +2,7 @@
 
 import hydra
 
-from draggan.configs import register_configs
+from eval.configs import register_configs
 from draggan.toyfaces.detector import train_detector
 
 register_configs()

@@ -8,12 +8,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
-from draggan.configs import register_configs
+from eval.configs import register_configs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TOP = sorted(p.stem for p in CONF.glob("*.yaml"))
 REQUIRED = {"download": [], "export": ["source=a.pkl", "output=b.safetensors"], "edit": ["points=[[1,2,3,4]]"],
-            "make_toyfaces": ["out=x"]}
+            "make_toyfaces": ["out=x"], "invert": ["image=x.png"], "edit_real": ["points=[[1,2,3,4]]"]}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,7 +31,8 @@ def test_top_level_configs_compose(name):
         compose(config_name=name, overrides=REQUIRED.get(name, []) + ["no_such_key=1"])
 
 
-@pytest.mark.parametrize("group,config", [("generator", "edit"), ("drag", "edit"), ("logger", "train")])
+@pytest.mark.parametrize("group,config", [("generator", "edit"), ("drag", "edit"), ("logger", "train"),
+                                          ("inversion", "invert")])
 def test_every_group_option_composes(group, config):
     for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
         cfg = compose(config_name=config, overrides=REQUIRED.get(config, []) + [f"{group}={option}"])
@@ -39,7 +40,7 @@ def test_every_group_option_composes(group, config):
 
 
 def test_default_generator_is_the_embedded_model():
-    for name in ("edit", "gates"):
+    for name in ("edit", "gates", "invert", "edit_real"):
         assert compose(config_name=name, overrides=REQUIRED.get(name, [])).generator.source == "toy-faces-64"
 
 

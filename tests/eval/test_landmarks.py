@@ -26,7 +26,7 @@ def detector():
 def toy_drag_config() -> DragConfig:
     from hydra import compose, initialize_config_dir
 
-    from draggan.configs import register_configs
+    from eval.configs import register_configs
     from draggan.edit import drag_config_from
     register_configs()
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base=None):

@@ -161,3 +161,15 @@ def test_pivotal_tuning_improves_the_reconstruction_and_keeps_mapping():
         assert torch.equal(tuned.G.mapping.state_dict()[k], v)
     with pytest.raises(ValueError, match="ws_pivot"):
         pivotal_tune(G, target, pivot.ws[:, :2], lpips_weight=0.0, progress=False)
+
+
+def test_saved_inversion_with_a_foreign_latent_is_refused(tmp_path):
+    from draggan.checkpoint import save_generator
+    from inversion.run import GENERATOR_FILE, INVERSION_FILE, load_inversion
+
+    G = tiny_generator(16)
+    save_generator(G, tmp_path / GENERATOR_FILE)
+    np.savez(tmp_path / INVERSION_FILE, ws=np.zeros((1, G.num_ws + 2, G.w_dim), np.float32))
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match="does not fit the generator"):
+        load_inversion(tmp_path)

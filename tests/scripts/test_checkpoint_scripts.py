@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from draggan.checkpoint import load_generator_file
-from draggan.configs import register_configs
+from eval.configs import register_configs
 from tests.conftest import tiny_generator
 from tests.helpers.official_layout import write_official_pickle
 

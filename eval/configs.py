@@ -1,0 +1,17 @@
+"""Configs of eval/ (and the scripts that log), registered in Hydra's ConfigStore."""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from draggan.configs import register_configs as register_draggan_configs
+from eval.logging import LoggerConfig
+
+
+def register_configs() -> None:
+    """Everything the scripts compose: the library's schemas, the inversion's, and the logger group."""
+    from inversion.configs import register_configs as register_inversion_configs
+
+    register_draggan_configs()
+    register_inversion_configs()
+    ConfigStore.instance().store(group="logger", name="logger_schema", node=LoggerConfig)

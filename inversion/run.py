@@ -1,0 +1,201 @@
+"""Inversion as functions of a config: what `scripts/invert.py` and `scripts/edit_real.py` run.
+
+`run_invert` writes into its folder: `target.png` (the photo as the generator sees it),
+`projection.png`, `reconstruction.png` (after pivotal tuning, when on), `inversion.npz` (the
+pivot `ws`), `generator.safetensors` (the tuned generator, its noise maps included, in the
+project's safe format) and `results.json` (PSNR, SSIM and, where LPIPS weights exist, LPIPS of
+both reconstructions; wall times; files). `results.json` is written last; when a step fails, the
+files already written are removed, so a folder never looks complete when it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from draggan.checkpoint import load_generator_file, save_generator
+from draggan.drag import DragSession
+from draggan.edit import drag_config_from, edit_and_save, load_mask, parse_points
+from draggan.loading import load_generator
+from draggan.networks import Generator
+from draggan.render import save_png, to_uint8
+from inversion.images import load_image
+from inversion.lpips_loss import LPIPSWeightsError, load_lpips
+from inversion.metrics import psnr, ssim
+from inversion.projector import apply_noise, project
+from inversion.pti import pivotal_tune
+
+INVERSION_FILE = "inversion.npz"
+GENERATOR_FILE = "generator.safetensors"
+
+
+@dataclass
+class PTISettings:
+    enabled: bool = True  # pivotal tuning after the projection
+    num_steps: int = 350
+    lr: float = 3e-4
+    lpips_weight: float = 1.0  # 0 = L2 only (no LPIPS weights needed)
+    l2_weight: float = 1.0
+    locality_regularization: bool = False
+    lpips_net: str = "alex"  # the PTI paper's choice
+    lpips_weights: str | None = None  # torchvision's backbone file; None = torch hub's cache or a download
+
+
+@dataclass
+class InversionSettings:
+    space: str = "w+"  # 'w' or 'w+'
+    num_steps: int = 1000
+    lr: float = 0.1
+    loss: str = "lpips"  # 'lpips', 'mse' or 'lpips+mse'
+    noise_regularize: float = 1e5
+    initial_noise_factor: float = 0.05
+    optimize_noise: bool = True
+    w_avg_samples: int = 10000
+    lpips_net: str = "vgg"  # the StyleGAN2 projector's choice
+    lpips_weights: str | None = None  # torchvision's backbone file; None = torch hub's cache or a download
+    fit: str = "crop"  # 'crop' or 'pad' the photo to the generator's aspect
+    max_pixels: int = 50_000_000  # larger photos are reduced while read (with a warning)
+    pti: PTISettings = field(default_factory=PTISettings)
+
+
+class _Outputs:
+    """Files written so far; removed again if the run fails."""
+
+    def __init__(self, out: Path):
+        self.out, self.files = out, []
+
+    def path(self, name: str) -> Path:
+        p = self.out / name
+        self.files.append(p)
+        return p
+
+    def discard(self) -> None:
+        for p in self.files:
+            if p.exists():
+                p.unlink()
+
+
+def _lpips_or_none(net: str, weights: str | None, device) -> torch.nn.Module | None:
+    try:
+        return load_lpips(net, weights=weights, device=device)
+    except LPIPSWeightsError:
+        return None
+
+
+def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, progress: bool = True,
+                 logger=None) -> dict[str, Any]:
+    """Project `target` and (optionally) tune `G` on it: the tuned generator, the pivot and the images."""
+    device = next(G.parameters()).device
+    uses_lpips = "lpips" in s.loss
+    lpips_proj = load_lpips(s.lpips_net, weights=s.lpips_weights, device=device) if uses_lpips else None
+    t0 = time.perf_counter()
+    proj = project(G, target, space=s.space, num_steps=s.num_steps, lr=s.lr, loss=s.loss,
+                   noise_regularize=s.noise_regularize, initial_noise_factor=s.initial_noise_factor,
+                   optimize_noise=s.optimize_noise, w_avg_samples=s.w_avg_samples, lpips_model=lpips_proj,
+                   progress=progress)
+    t_proj = time.perf_counter() - t0
+    G_inv = apply_noise(G, proj.noise)
+    tuned_image, t_pti, pti_losses = proj.image, 0.0, []
+    if s.pti.enabled:
+        lpips_pti = load_lpips(s.pti.lpips_net, weights=s.pti.lpips_weights, device=device) \
+            if s.pti.lpips_weight > 0 else None
+        t1 = time.perf_counter()
+        tuned = pivotal_tune(G_inv, target, proj.ws, num_steps=s.pti.num_steps, lr=s.pti.lr,
+                             lpips_weight=s.pti.lpips_weight, l2_weight=s.pti.l2_weight,
+                             locality_regularization=s.pti.locality_regularization, lpips_model=lpips_pti,
+                             progress=progress)
+        t_pti = time.perf_counter() - t1
+        G_inv, tuned_image, pti_losses = tuned.G, tuned.image, tuned.losses
+    if logger is not None:
+        for i, v in enumerate(proj.losses):
+            logger.log({"projection/loss": v, "projection/distance": proj.distances[i]}, i)
+        for i, v in enumerate(pti_losses):
+            logger.log({"pti/loss": v}, len(proj.losses) + i)
+    return dict(G=G_inv, ws=proj.ws, projection=proj.image, reconstruction=tuned_image,
+                seconds_projection=t_proj, seconds_pti=t_pti)
+
+
+def reconstruction_metrics(image: torch.Tensor, target: torch.Tensor, lpips_model) -> dict[str, float | None]:
+    with torch.no_grad():
+        lp = float(lpips_model(image.clamp(-1, 1), target).mean()) if lpips_model is not None else None
+    return dict(psnr=psnr(image, target), ssim=ssim(image, target), lpips=lp)
+
+
+def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
+    """Invert `cfg.image` into `cfg.generator`; write the outputs listed in the module docstring."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    files = _Outputs(out)
+    try:
+        G = load_generator(cfg.generator.source, device=None if cfg.device == "auto" else cfg.device)
+        s = InversionSettings(**{k: cfg.inversion[k] for k in InversionSettings.__dataclass_fields__ if k != "pti"},
+                              pti=PTISettings(**cfg.inversion.pti))
+        target = load_image(cfg.image, G.img_height, G.img_width, fit=s.fit, max_pixels=s.max_pixels)
+        target = target.to(next(G.parameters()).device)
+        save_png(to_uint8(target), files.path("target.png"))
+        inv = invert_image(G, target, s, progress=cfg.progress, logger=logger)
+        save_png(to_uint8(inv["projection"]), files.path("projection.png"))
+        save_png(to_uint8(inv["reconstruction"]), files.path("reconstruction.png"))
+        np.savez(files.path(INVERSION_FILE), ws=inv["ws"].cpu().numpy())
+        save_generator(inv["G"], files.path(GENERATOR_FILE),
+                       extra_metadata={"inverted_from": str(cfg.image), "base_generator": str(cfg.generator.source)})
+        lp = _lpips_or_none("alex", s.pti.lpips_weights, target.device)
+        results = dict(
+            image=str(cfg.image), generator=str(cfg.generator.source),
+            projection=reconstruction_metrics(inv["projection"], target, lp),
+            reconstruction=reconstruction_metrics(inv["reconstruction"], target, lp),
+            lpips_note=None if lp is not None else "LPIPS not measured: AlexNet weights not available",
+            seconds_projection=inv["seconds_projection"], seconds_pti=inv["seconds_pti"],
+            files={n: str(out / f) for n, f in [("target", "target.png"), ("projection", "projection.png"),
+                                                ("reconstruction", "reconstruction.png"), ("latent", INVERSION_FILE),
+                                                ("generator", GENERATOR_FILE)]})
+        if logger is not None:
+            logger.log({f"reconstruction/{k}": v for k, v in results["reconstruction"].items() if v is not None},
+                       s.num_steps + (s.pti.num_steps if s.pti.enabled else 0))
+            logger.log_image("reconstruction", out / "reconstruction.png", 0)
+        files.path("results.json").write_text(json.dumps(results, indent=1))
+        return results
+    except BaseException:
+        files.discard()
+        raise
+
+
+def load_inversion(folder: str | os.PathLike, device: str | torch.device | None = None) -> tuple[Generator, torch.Tensor]:
+    """The tuned generator and the pivot `ws` of a finished `run_invert` folder."""
+    folder = Path(folder)
+    if not (folder / "results.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no finished inversion (results.json is missing)")
+    G = load_generator_file(folder / GENERATOR_FILE)
+    if device is not None:
+        G = G.to(device)
+    ws = torch.from_numpy(np.load(folder / INVERSION_FILE)["ws"]).to(next(G.parameters()).device)
+    if tuple(ws.shape) != (1, G.num_ws, G.w_dim):
+        raise ValueError(f"{folder}: the latent {list(ws.shape)} does not fit the generator "
+                         f"[1, {G.num_ws}, {G.w_dim}]")
+    return G, ws
+
+
+def run_edit_real(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
+    """Invert a photo (or reuse `cfg.inversion_dir`) and drag its points; everything of both commands."""
+    out = Path(out_dir).resolve()
+    handles, targets = parse_points(cfg.points)  # bad points fail before any work
+    if cfg.inversion_dir:
+        inv_dir, inverted = Path(cfg.inversion_dir), None
+    else:
+        inv_dir = out / "inversion"
+        inverted = run_invert(cfg, inv_dir, logger=logger)
+    G, ws = load_inversion(inv_dir, device=None if cfg.device == "auto" else cfg.device)
+    mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
+    session = DragSession(G, ws, handles, targets, mask=mask, config=drag_config_from(cfg))
+    results = edit_and_save(session, out, generator_name=str(inv_dir / GENERATOR_FILE), frame_every=cfg.frame_every,
+                            video=cfg.video, progress=cfg.progress)
+    results["inversion"] = inverted if inverted is not None else str(inv_dir)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    return results
