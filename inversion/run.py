@@ -26,7 +26,7 @@ from draggan.edit import drag_config_from, edit_and_save, load_mask, parse_point
 from draggan.loading import load_generator
 from draggan.networks import Generator
 from draggan.render import save_png, to_uint8
-from inversion.images import load_image
+from inversion.images import align_face, load_image
 from inversion.lpips_loss import LPIPSWeightsError, load_lpips
 from inversion.metrics import psnr, ssim
 from inversion.projector import apply_noise, project
@@ -62,6 +62,7 @@ class InversionSettings:
     lpips_weights: str | None = None  # torchvision's backbone file; None = torch hub's cache or a download
     fit: str = "crop"  # 'crop' or 'pad' the photo to the generator's aspect
     max_pixels: int = 50_000_000  # larger photos are reduced while read (with a warning)
+    align_landmarks: Any = None  # [[x, y] x 4]: eyes and mouth corners in the photo -> FFHQ-style alignment
     pti: PTISettings = field(default_factory=PTISettings)
 
 
@@ -137,7 +138,12 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
         G = load_generator(cfg.generator.source, device=None if cfg.device == "auto" else cfg.device)
         s = InversionSettings(**{k: cfg.inversion[k] for k in InversionSettings.__dataclass_fields__ if k != "pti"},
                               pti=PTISettings(**cfg.inversion.pti))
-        target = load_image(cfg.image, G.img_height, G.img_width, fit=s.fit, max_pixels=s.max_pixels)
+        if s.align_landmarks is not None:
+            if G.img_height != G.img_width:
+                raise ValueError("face alignment makes square crops; this generator is not square")
+            target = align_face(cfg.image, list(s.align_landmarks), G.img_height, max_pixels=s.max_pixels)
+        else:
+            target = load_image(cfg.image, G.img_height, G.img_width, fit=s.fit, max_pixels=s.max_pixels)
         target = target.to(next(G.parameters()).device)
         save_png(to_uint8(target), files.path("target.png"))
         inv = invert_image(G, target, s, progress=cfg.progress, logger=logger)

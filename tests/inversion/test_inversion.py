@@ -173,3 +173,46 @@ def test_saved_inversion_with_a_foreign_latent_is_refused(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(ValueError, match="does not fit the generator"):
         load_inversion(tmp_path)
+
+
+def test_lpips_projection_and_tuning_run_through_the_real_loading_code(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), tmp_path / "vgg16-397923af.pth")
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), tmp_path / "alexnet-owt-7be5be79.pth")
+    vgg = load_lpips("vgg", weights=tmp_path / "vgg16-397923af.pth", download=False)
+    alex = load_lpips("alex", weights=tmp_path / "alexnet-owt-7be5be79.pth", download=False)
+    G = tiny_generator(32)
+    target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    res = project(G, target, loss="lpips+mse", num_steps=30, w_avg_samples=200, lpips_model=vgg, progress=False)
+    assert res.distances[-1] < res.distances[0]
+    tuned = pivotal_tune(G, target, res.ws, num_steps=10, lr=1e-3, lpips_model=alex, locality_regularization=True,
+                         progress=False)
+    assert np.isfinite(tuned.losses).all() and tuned.losses[-1] < tuned.losses[0]
+
+
+def test_face_alignment_puts_the_eyes_level_and_centred(tmp_path):
+    from inversion.images import align_face
+
+    # A tilted "face": two dark eyes and two mouth corners on a grey photo, rotated by 20 degrees.
+    img = Image.new("RGB", (400, 320), (128, 128, 128))
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(img)
+    a = math.radians(20)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    c = np.array([200.0, 160.0])
+    pts = [c + rot @ np.array(p) for p in [(-20, -10), (20, -10), (-14, 25), (14, 25)]]
+    for x, y in pts[:2]:
+        d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(0, 0, 0))
+    img.save(tmp_path / "face.png")
+    out = align_face(tmp_path / "face.png", pts, 64)
+    assert out.shape == (1, 3, 64, 64)
+    dark = (out[0].mean(0) < -0.5).nonzero().float()
+    left, right = dark[dark[:, 1] < 32], dark[dark[:, 1] >= 32]
+    assert len(left) and len(right)
+    assert abs(left[:, 0].mean() - right[:, 0].mean()) < 1.0  # eyes level after alignment
+    assert abs((left[:, 1].mean() + right[:, 1].mean()) / 2 - 31.5) < 1.0  # and centred
+    with pytest.raises(ValueError, match="four"):
+        align_face(tmp_path / "face.png", pts[:3], 64)
