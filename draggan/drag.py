@@ -237,7 +237,7 @@ class DragSession:
         cfg = self.config
         motion = feat.new_zeros(())
         for i in range(len(self.handles_rc)):
-            if dist[i] > 1:  # within a pixel, the direction means nothing
+            if dist[i] > min(1.0, self.stop_px):  # within a pixel the direction means little; below the stop, nothing
                 motion = motion + motion_supervision_loss(feat, self.size, self.handles_rc[i], self.targets_rc[i],
                                                           self.r1, cfg.official_grid)
         if self.mask is None:

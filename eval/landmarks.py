@@ -92,24 +92,31 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
     names = POINT_SETS[num_points]
     idx = torch.tensor([LANDMARKS.index(n) for n in names])
     t0 = time.perf_counter()
-    seeds = list(range(seed, seed + 4 * num_pairs))  # candidates; failures are rare
-    ws_all = sample_latents(G, seeds, truncation_psi)
-    det = detector(synthesize(G, ws_all))
-    ok = det.detected[:, idx].all(dim=1)
-    valid = [i for i in range(len(seeds)) if ok[i]]
+    seeds, ws_parts, lm_parts, valid = [], [], [], []
+    limit = 20 * num_pairs  # candidate faces at most; detection failures are passed over
+    while len(valid) < 2 * num_pairs and len(seeds) < limit:
+        chunk = list(range(seed + len(seeds), seed + len(seeds) + 2 * num_pairs))
+        ws = sample_latents(G, chunk, truncation_psi)
+        det = detector(synthesize(G, ws))
+        ok = det.detected[:, idx].all(dim=1)
+        valid += [len(seeds) + i for i in range(len(chunk)) if ok[i]]
+        seeds += chunk
+        ws_parts.append(ws)
+        lm_parts.append(det.landmarks)
     if len(valid) < 2 * num_pairs:
         raise RuntimeError(f"only {len(valid)} of {len(seeds)} generated faces have the landmarks {names} "
                            f"detected; {2 * num_pairs} are needed")
+    ws_all, points = torch.cat(ws_parts), torch.cat(lm_parts)
     pairs, edit_d, none_d, steps, reached = [], [], [], [], []
     for k in tqdm(range(num_pairs), desc=f"landmarks ({num_points} pt)", disable=not progress, dynamic_ncols=True):
         a, b = valid[2 * k], valid[2 * k + 1]
-        handles = det.landmarks[a, idx].tolist()
-        targets = det.landmarks[b, idx].tolist()
+        handles = points[a, idx].tolist()
+        targets = points[b, idx].tolist()
         session = DragSession(G, ws_all[a:a + 1], handles, targets, config=drag_config)
         result = session.run()
         after = detector(result.image.clamp(-1, 1))
-        d_edit = (after.landmarks[0, idx] - det.landmarks[b, idx]).norm(dim=-1).mean().item()
-        d_none = (det.landmarks[a, idx] - det.landmarks[b, idx]).norm(dim=-1).mean().item()
+        d_edit = (after.landmarks[0, idx] - points[b, idx]).norm(dim=-1).mean().item()
+        d_none = (points[a, idx] - points[b, idx]).norm(dim=-1).mean().item()
         edit_d.append(d_edit)
         none_d.append(d_none)
         steps.append(len(result.history))

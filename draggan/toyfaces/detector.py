@@ -6,11 +6,13 @@ Two stages, both documented in the model card:
 2. The guess is refined by fitting the differentiable renderer to the image: Adam on the
    parameters, minimising the squared difference of Gaussian-blurred images, coarse to fine.
 
-The landmarks are those of the fitted parameters. The confidence of each landmark says how well the
-fitted face explains the image around it: exp(-e / `residual_scale`) where e is the mean absolute
-difference between the image and the fitted render in a window around the landmark (images in
-[-1, 1]). On renders the fit is exact; on generated images, a landmark whose neighbourhood the
-renderer cannot explain (a missing eye, a smeared mouth) gets a low confidence.
+The landmarks are those of the fitted parameters. The confidence of each landmark is the normalised
+cross-correlation between the image and the fitted render in a `window` x `window` neighbourhood
+of the landmark (clamped to [0, 1]): does the image have the structure the fitted face has there
+(the edge of the chin, the dark iris in the white eye), whatever its exact colours and sharpness?
+On renders it is 1; a landmark whose neighbourhood the fitted face does not explain (a missing eye,
+a smeared mouth, noise) gets a low confidence. Every landmark lies on an edge of the fitted face, so
+the render's side of the correlation is never flat.
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ class Detection:
     residual: torch.Tensor  # [B] mean absolute difference between the image and the fitted render
 
 
+def _local_correlation(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.Tensor:
+    """Normalised cross-correlation of two image batches in a sliding window, channels pooled: [B, 1, H, W]."""
+    def mean(x):
+        return F.avg_pool2d(x, window, stride=1, padding=window // 2, count_include_pad=False).mean(dim=1, keepdim=True)
+
+    ma, mb = F.avg_pool2d(a, window, stride=1, padding=window // 2, count_include_pad=False), \
+        F.avg_pool2d(b, window, stride=1, padding=window // 2, count_include_pad=False)
+    cov = mean(a * b) - (ma * mb).mean(dim=1, keepdim=True)
+    va = mean(a * a) - (ma * ma).mean(dim=1, keepdim=True)
+    vb = mean(b * b) - (mb * mb).mean(dim=1, keepdim=True)
+    return cov / (va.clamp_min(0) * vb.clamp_min(0) + 1e-6).sqrt()
+
+
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return x
@@ -88,13 +103,12 @@ class LandmarkDetector:
                  refine_steps: tuple[int, ...] = (40, 40, 40),  # Adam steps at each blur level
                  blur_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0),  # Gaussian blur of each level, pixels
                  lr: float = 0.01,  # Adam step on the normalised parameters
-                 window: int = 5,  # side of the window whose residual gives a landmark's confidence
-                 residual_scale: float = 0.1,  # confidence = exp(-residual / residual_scale)
+                 window: int = 7,  # side of the window whose correlation gives a landmark's confidence
                  threshold: float = 0.5):  # confidence needed to count a landmark as detected
         self.net = net.eval().requires_grad_(False)
         self.resolution = net.resolution
         self.refine_steps, self.blur_sigmas, self.lr = refine_steps, blur_sigmas, lr
-        self.window, self.residual_scale, self.threshold = window, residual_scale, threshold
+        self.window, self.threshold = window, threshold
 
     def initial_params(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -131,15 +145,16 @@ class LandmarkDetector:
         params = denormalise_params(unit)
         with torch.no_grad():
             pts = landmarks(params, self.resolution)
-            err = (render(params, self.resolution) - images).abs().mean(dim=1, keepdim=True)
-            local = F.avg_pool2d(err, self.window, stride=1, padding=self.window // 2, count_include_pad=False)
+            fitted = render(params, self.resolution)
+            residual = (fitted - images).abs().mean(dim=[1, 2, 3])
+            ncc = _local_correlation(fitted, images, self.window)
             grid = (pts + 0.5) / self.resolution * 2 - 1  # (x, y) pixel centres -> grid_sample coordinates
-            res = F.grid_sample(local, grid[:, :, None, :], mode="bilinear", padding_mode="border",
-                                align_corners=False)[:, 0, :, 0]
+            at = F.grid_sample(ncc, grid[:, :, None, :], mode="bilinear", padding_mode="border",
+                               align_corners=False)[:, 0, :, 0]
             inside = ((pts >= 0) & (pts <= self.resolution - 1)).all(dim=-1)
-            conf = torch.exp(-res / self.residual_scale) * inside
+            conf = at.clamp(0, 1) * inside
         return Detection(landmarks=pts, confidence=conf, detected=conf >= self.threshold, params=params,
-                         residual=err.mean(dim=[1, 2, 3]))
+                         residual=residual)
 
 
 @dataclass

@@ -228,10 +228,11 @@ def render(params: torch.Tensor, resolution: int = 64) -> torch.Tensor:
         pupil = _ellipse_sdf(u, v, eu + L["pupil_du"], L["eye_v"] + L["pupil_dv"], ir, ir)
         img = paint(img, cover(torch.maximum(pupil, eye)), iris)
     # Nose: a bridge and a rounded tip whose lowest point is the landmark.
-    tip_r = 0.045
-    bridge = torch.maximum(u.abs() - 0.03, torch.maximum(L["eye_v"] + 0.05 - v, v - L["nose_tip"] + tip_r))
-    tip = _ellipse_sdf(u, v, 0, L["nose_tip"] - tip_r, 0.08, tip_r)
-    img = paint(img, cover(torch.minimum(bridge, tip)), skin * 0.72)
+    tip_r = 0.065
+    bridge = torch.maximum(u.abs() - 0.04, torch.maximum(L["eye_v"] + 0.05 - v, v - L["nose_tip"] + tip_r))
+    img = paint(img, cover(bridge), skin * 0.75)
+    tip = _ellipse_sdf(u, v, 0, L["nose_tip"] - tip_r, 0.11, tip_r)
+    img = paint(img, cover(tip), skin * 0.55)
     # Mouth: lips between two curves through the corners, the opening inside.
     w = L["mouth_w"]
     s = (u / w).clamp(-1, 1)

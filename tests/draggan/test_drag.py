@@ -195,3 +195,17 @@ def test_bad_input_is_a_clear_error_before_any_work(kwargs, match):
     args.pop("ws", None)
     with pytest.raises(ValueError, match=match):
         DragSession(G, ws, **args)
+
+
+def test_stop_distance_below_one_pixel_keeps_optimising():
+    # A stop distance under a pixel: handles between it and 1 px still get a motion loss (no crash).
+    from draggan.drag import DragConfig, DragSession
+    from tests.conftest import tiny_generator
+
+    G = tiny_generator(32)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)), None)
+    cfg = DragConfig(feature_block=3, stop_distance=0.3, lr=0.01, max_steps=4)
+    session = DragSession(G, ws, [(10.0, 10.0)], [(10.8, 10.0)], config=cfg)
+    result = session.run()
+    assert len(result.history) >= 1 and all(s.error is None for s in result.history)

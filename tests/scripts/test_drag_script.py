@@ -43,3 +43,20 @@ def test_points_outside_the_image_fail_before_any_output(tmp_path):
     assert r.returncode != 0
     assert "outside the 64x64 image" in r.stderr
     assert not (tmp_path / "c" / "before.png").exists()
+
+
+def test_demo_edit_on_the_embedded_model(tmp_path):
+    # `make demo`'s command: the default generator is toy-faces-64, shipped with the package.
+    import re
+
+    makefile = (ROOT / "Makefile").read_text()
+    demo = re.search(r"^demo:.*\n\t\$\(PY\) (scripts/drag.py .*)$", makefile, re.M).group(1)
+    args = [a.strip("'") for a in re.findall(r"'[^']*'|\S+", demo)[1:] if not a.startswith("hydra.run.dir")]
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/drag.py"), *args, "progress=false",
+                        f"hydra.run.dir={tmp_path / 'demo'}"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "untrained" not in r.stderr.lower()
+    res = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert res["done"] and max(res["final_distances"]) <= 1.0
+    session = json.loads((tmp_path / "demo" / "session.json").read_text())
+    assert session["generator"] == "toy-faces-64"
