@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/drag.py generator=random-128 seed=0 'points=[[40,60,60,70]]' hydra.run.dir=outputs/demo
+	$(PY) scripts/drag.py seed=0 'points=[[32,40,32,44]]' hydra.run.dir=outputs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -85,13 +85,14 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
         ws = initial_latent(G, cfg.seed, cfg.truncation_psi)
         mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
         session = DragSession(G, ws, handles, targets, mask=mask, config=config)
-    return edit_and_save(session, out, generator_name=str(cfg.generator.source), frame_every=cfg.frame_every,
-                         video=cfg.video, progress=cfg.progress)
+    return edit_and_save(session, out, generator_name=str(cfg.generator.source), max_steps=config.max_steps,
+                         frame_every=cfg.frame_every, video=cfg.video, progress=cfg.progress)
 
 
-def edit_and_save(session: DragSession, out_dir: str | os.PathLike, *, generator_name: str, frame_every: int = 2,
-                  video: str = "gif", progress: bool = True) -> dict:
-    """Run `session` to the end and write every output of a drag edit into `out_dir` (results.json last)."""
+def edit_and_save(session: DragSession, out_dir: str | os.PathLike, *, generator_name: str,
+                  max_steps: int | None = None, frame_every: int = 2, video: str = "gif", progress: bool = True) -> dict:
+    """Run `session` (up to `max_steps` more steps, default its config's) and write every output of a drag
+    edit into `out_dir` (results.json last)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     G, config = session.G, session.config
@@ -107,7 +108,8 @@ def edit_and_save(session: DragSession, out_dir: str | os.PathLike, *, generator
             frames.append(draw_points(to_uint8(s.render()), state.handles, targets, scale))
 
     start = time.perf_counter()
-    result = session.run(max_steps=config.max_steps, callback=on_step, progress=progress)
+    result = session.run(max_steps=config.max_steps if max_steps is None else max_steps, callback=on_step,
+                         progress=progress)
     seconds = time.perf_counter() - start
     after = to_uint8(result.image)
     save_png(after, out / "after.png")
