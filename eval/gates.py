@@ -9,14 +9,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from draggan.drag import DragConfig
+from draggan.edit import drag_config_from
+from draggan.loading import load_generator
 from draggan.networks import Generator
-from draggan.toyfaces.detector import LandmarkDetector
+from draggan.toyfaces.detector import LandmarkDetector, load_detector
 from draggan.toyfaces.renderer import images_per_second, render_seeds
+from draggan.training.loop import save_sample_grid
 from eval.landmarks import detection_rate, landmark_manipulation
 
 HELD_OUT_SEED = 10 ** 6  # renders for the detector's error use seeds from here (training uses seed streams [seed, i])
@@ -61,16 +67,6 @@ def measure_gates(G: Generator, detector: LandmarkDetector, drag_config: DragCon
 
 def run_gates(cfg, out_dir) -> dict:
     """The gates of a composed `gates` config; writes `gates.json` and `samples.png` into `out_dir`."""
-    import json
-    from pathlib import Path
-
-    import numpy as np
-
-    from draggan.edit import drag_config_from
-    from draggan.loading import load_generator
-    from draggan.toyfaces.detector import load_detector
-    from draggan.training.loop import save_sample_grid
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     G = load_generator(cfg.generator.source, device="cpu")

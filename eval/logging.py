@@ -66,3 +66,14 @@ def make_logger(cfg: LoggerConfig, run_dir: str | Path, config: dict[str, Any] |
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         return WandbLogger(cfg, run_dir, config)
     raise ValueError(f"logger.kind must be wandb or none, got {cfg.kind!r}")
+
+
+def run_logged(cfg, out_dir: str | Path, run, **kwargs):
+    """`run(cfg, out_dir, logger=..., **kwargs)` with the logger that `cfg.logger` names, finished afterwards."""
+    from omegaconf import OmegaConf
+
+    logger = make_logger(cfg.logger, out_dir, OmegaConf.to_container(cfg, resolve=True))
+    try:
+        return run(cfg, out_dir, logger=logger, **kwargs)
+    finally:
+        logger.finish()

@@ -4,10 +4,9 @@ import json
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 
 from eval.configs import register_configs
-from eval.logging import make_logger
+from eval.logging import run_logged
 from inversion.run import run_edit_real
 
 register_configs()
@@ -15,13 +14,7 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="edit_real")
 def main(cfg) -> None:
-    out_dir = HydraConfig.get().runtime.output_dir
-    logger = make_logger(cfg.logger, out_dir, OmegaConf.to_container(cfg, resolve=True))
-    try:
-        results = run_edit_real(cfg, out_dir, logger=logger)
-    finally:
-        logger.finish()
-    print(json.dumps(results))
+    print(json.dumps(run_logged(cfg, HydraConfig.get().runtime.output_dir, run_edit_real)))
 
 
 if __name__ == "__main__":

@@ -73,14 +73,13 @@ class Detection:
 
 def _local_correlation(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.Tensor:
     """Normalised cross-correlation of two image batches in a sliding window, channels pooled: [B, 1, H, W]."""
-    def mean(x):
-        return F.avg_pool2d(x, window, stride=1, padding=window // 2, count_include_pad=False).mean(dim=1, keepdim=True)
+    def pool(x):  # window mean per channel
+        return F.avg_pool2d(x, window, stride=1, padding=window // 2, count_include_pad=False)
 
-    ma, mb = F.avg_pool2d(a, window, stride=1, padding=window // 2, count_include_pad=False), \
-        F.avg_pool2d(b, window, stride=1, padding=window // 2, count_include_pad=False)
-    cov = mean(a * b) - (ma * mb).mean(dim=1, keepdim=True)
-    va = mean(a * a) - (ma * ma).mean(dim=1, keepdim=True)
-    vb = mean(b * b) - (mb * mb).mean(dim=1, keepdim=True)
+    ma, mb = pool(a), pool(b)
+    cov = (pool(a * b) - ma * mb).mean(dim=1, keepdim=True)
+    va = (pool(a * a) - ma * ma).mean(dim=1, keepdim=True)
+    vb = (pool(b * b) - mb * mb).mean(dim=1, keepdim=True)
     return cov / (va.clamp_min(0) * vb.clamp_min(0) + 1e-6).sqrt()
 
 
