@@ -109,8 +109,13 @@ class DragSession:
 
     def __init__(self, G: Generator, ws: torch.Tensor, handles: Sequence[Sequence[float]],
                  targets: Sequence[Sequence[float]], mask: np.ndarray | torch.Tensor | None = None,
-                 config: DragConfig | None = None):
+                 config: DragConfig | None = None,
+                 tracker: Callable[["DragSession", torch.Tensor], torch.Tensor] | None = None):
+        """`tracker`, if given, replaces the point tracking (step 2): called as tracker(session, features)
+        after the first step, it returns the new [N, 2] (row, col) handles. The evaluation uses it to
+        put other trackers inside the loop, as in the paper's ablation; it is not saved by `state_dict`."""
         self.G = G
+        self.tracker = tracker
         self.config = copy.deepcopy(config) if config is not None else DragConfig()
         self.config.validate()
         cfg = self.config
@@ -206,8 +211,16 @@ class DragSession:
                 self.feat0 = feat.detach()
         else:
             with torch.no_grad():
-                self.handles_rc = track_points(feat.detach(), self.size, self.handles_rc, self.refs, self.r2,
-                                               cfg.tracking_distance)
+                if self.tracker is None:
+                    self.handles_rc = track_points(feat.detach(), self.size, self.handles_rc, self.refs, self.r2,
+                                                   cfg.tracking_distance)
+                else:
+                    new = torch.as_tensor(self.tracker(self, feat.detach()), dtype=torch.float32).to(self.handles_rc.device)
+                    if new.shape != self.handles_rc.shape or not torch.isfinite(new).all():
+                        raise RuntimeError(f"the tracker returned {list(new.shape)} handles with non-finite values "
+                                           f"or the wrong shape (expected {list(self.handles_rc.shape)})")
+                    H, W = self.size
+                    self.handles_rc = torch.stack([new[:, 0].clamp(0, H - 1), new[:, 1].clamp(0, W - 1)], 1)
         dist = torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1)
         done = bool((dist <= self.stop_px).all())
         loss_value = float("nan")

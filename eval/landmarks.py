@@ -21,6 +21,7 @@ from draggan.drag import DragConfig, DragSession
 from draggan.networks import Generator
 from draggan.toyfaces.detector import LandmarkDetector
 from draggan.toyfaces.renderer import LANDMARKS
+from eval.trackers import in_loop
 
 # The landmark sets of the paper's 1-, 5- and 68-point rows, in this domain: the nose tip; the usual
 # five-point face set; every landmark.
@@ -73,27 +74,42 @@ class LandmarkManipulationResult:
     steps_mean: float  # drag steps per pair
     reached: float  # share of pairs whose tracked handles reached their targets
     seconds: float
+    tracker: str = "draggan"  # the point tracker inside the drag loop
+    seconds_per_edit: float = float("nan")  # mean wall time of one drag (not counting detection)
     pairs: list[dict] = field(default_factory=list)  # seeds and distances of each pair
+    images_before: torch.Tensor | None = field(default=None, repr=False)  # [P, 3, H, W] first faces (for FID)
+    images_after: torch.Tensor | None = field(default=None, repr=False)  # [P, 3, H, W] their edits
+    examples: list[dict] = field(default_factory=list, repr=False)  # the first pairs' drags, frame by frame
 
 
-def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config: DragConfig, *,
-                          num_points: int = 1,  # a key of POINT_SETS (1, 5 or all landmarks)
-                          num_pairs: int = 30,  # pairs of faces
-                          seed: int = 0,  # candidate faces are seeds seed, seed+1, ...
-                          truncation_psi: float = 0.7,
-                          progress: bool = True) -> LandmarkManipulationResult:
-    """Drag face A's landmarks to face B's for `num_pairs` pairs; MD after the edit and without it.
+def frame_recorder(targets, frames: list, every: int = 1, scale: int = 4):
+    """A `DragSession.run` callback that appends the image with its points (PIL) every `every` steps."""
+    from draggan.render import draw_points, to_uint8
 
-    Faces whose chosen landmarks are not all detected are passed over (as a face detector would fail
-    on them), so every pair is made of two faces with detected landmarks.
-    """
-    if num_points not in POINT_SETS:
-        raise ValueError(f"num_points must be one of {sorted(POINT_SETS)}, got {num_points}")
-    names = POINT_SETS[num_points]
+    def record(state, session) -> None:
+        if state.step % every == 0 or state.done:
+            frames.append(draw_points(to_uint8(session.render()), session.handles, targets, scale=scale))
+
+    return record
+
+
+@dataclass
+class FacePairs:
+    """Pairs of generated faces whose chosen landmarks are all detected."""
+
+    ws: torch.Tensor  # [M, num_ws, w_dim] latents of every candidate face
+    landmarks: torch.Tensor  # [M, L, 2] detected (x, y) landmarks of every candidate
+    seeds: list[int]  # seed of each candidate
+    pairs: list[tuple[int, int]]  # (a, b) candidate indices: drag a's landmarks to b's
+
+
+def face_pairs(G: Generator, detector: LandmarkDetector, names: Sequence[str], *, num_pairs: int, seed: int = 0,
+               truncation_psi: float = 0.7) -> FacePairs:
+    """Candidates are seeds seed, seed+1, ...; faces without every landmark of `names` detected are
+    passed over (as a face detector would fail on them); consecutive valid faces make a pair."""
     idx = torch.tensor([LANDMARKS.index(n) for n in names])
-    t0 = time.perf_counter()
     seeds, ws_parts, lm_parts, valid = [], [], [], []
-    limit = 20 * num_pairs  # candidate faces at most; detection failures are passed over
+    limit = 20 * num_pairs  # candidate faces at most
     while len(valid) < 2 * num_pairs and len(seeds) < limit:
         chunk = list(range(seed + len(seeds), seed + len(seeds) + 2 * num_pairs))
         ws = sample_latents(G, chunk, truncation_psi)
@@ -104,27 +120,63 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
         ws_parts.append(ws)
         lm_parts.append(det.landmarks)
     if len(valid) < 2 * num_pairs:
-        raise RuntimeError(f"only {len(valid)} of {len(seeds)} generated faces have the landmarks {names} "
+        raise RuntimeError(f"only {len(valid)} of {len(seeds)} generated faces have the landmarks {tuple(names)} "
                            f"detected; {2 * num_pairs} are needed")
-    ws_all, points = torch.cat(ws_parts), torch.cat(lm_parts)
-    pairs, edit_d, none_d, steps, reached = [], [], [], [], []
-    for k in tqdm(range(num_pairs), desc=f"landmarks ({num_points} pt)", disable=not progress, dynamic_ncols=True):
-        a, b = valid[2 * k], valid[2 * k + 1]
+    return FacePairs(ws=torch.cat(ws_parts), landmarks=torch.cat(lm_parts), seeds=seeds,
+                     pairs=[(valid[2 * k], valid[2 * k + 1]) for k in range(num_pairs)])
+
+
+def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config: DragConfig, *,
+                          num_points: int = 1,  # a key of POINT_SETS (1, 5 or all landmarks)
+                          num_pairs: int = 30,  # pairs of faces
+                          seed: int = 0,  # candidate faces are seeds seed, seed+1, ...
+                          truncation_psi: float = 0.7,
+                          tracker=None,  # an eval.trackers.Tracker inside the loop; None = DragGAN's own
+                          keep_images: bool = False,  # keep the first faces and their edits (for FID)
+                          examples: int = 0,  # record the drags of this many first pairs, frame by frame
+                          progress: bool = True) -> LandmarkManipulationResult:
+    """Drag face A's landmarks to face B's for `num_pairs` pairs; MD after the edit and without it."""
+    if num_points not in POINT_SETS:
+        raise ValueError(f"num_points must be one of {sorted(POINT_SETS)}, got {num_points}")
+    names = POINT_SETS[num_points]
+    idx = torch.tensor([LANDMARKS.index(n) for n in names])
+    t0 = time.perf_counter()
+    fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
+    points = fp.landmarks
+    pairs, edit_d, none_d, steps, reached, times, before, after_imgs, recorded = [], [], [], [], [], [], [], [], []
+    label = tracker.name if tracker is not None else "draggan"
+    for a, b in tqdm(fp.pairs, desc=f"landmarks ({num_points} pt, {label})", disable=not progress, dynamic_ncols=True):
         handles = points[a, idx].tolist()
         targets = points[b, idx].tolist()
-        session = DragSession(G, ws_all[a:a + 1], handles, targets, config=drag_config)
-        result = session.run()
-        after = detector(result.image.clamp(-1, 1))
+        t_edit = time.perf_counter()
+        session = DragSession(G, fp.ws[a:a + 1], handles, targets, config=drag_config,
+                              tracker=None if tracker is None else in_loop(tracker))
+        frames: list = []
+        result = session.run(callback=frame_recorder(targets, frames) if len(recorded) < examples else None)
+        times.append(time.perf_counter() - t_edit)  # (with frame recording for the examples)
+        if len(recorded) < examples:
+            recorded.append(dict(seed_a=fp.seeds[a], seed_b=fp.seeds[b], handles=handles, targets=targets,
+                                 frames=frames))
+        edited = result.image.clamp(-1, 1)
+        after = detector(edited)
         d_edit = (after.landmarks[0, idx] - points[b, idx]).norm(dim=-1).mean().item()
         d_none = (points[a, idx] - points[b, idx]).norm(dim=-1).mean().item()
         edit_d.append(d_edit)
         none_d.append(d_none)
         steps.append(len(result.history))
         reached.append(result.done)
-        pairs.append(dict(seed_a=seeds[a], seed_b=seeds[b], md_edit=d_edit, md_no_edit=d_none, steps=len(result.history),
+        if keep_images:
+            before.append(synthesize(G, fp.ws[a:a + 1]).clamp(-1, 1).cpu())
+            after_imgs.append(edited.cpu())
+        pairs.append(dict(seed_a=fp.seeds[a], seed_b=fp.seeds[b], md_edit=d_edit, md_no_edit=d_none,
+                          steps=len(result.history), reached=bool(result.done), seconds=times[-1],
                           detected_after=bool(after.detected[0, idx].all())))
     md_edit, md_none = float(np.mean(edit_d)), float(np.mean(none_d))
     return LandmarkManipulationResult(num_points=num_points, landmarks=names, num_pairs=num_pairs, md_edit=md_edit,
                                       md_no_edit=md_none, ratio=md_edit / max(md_none, 1e-12),
                                       steps_mean=float(np.mean(steps)), reached=float(np.mean(reached)),
-                                      seconds=time.perf_counter() - t0, pairs=pairs)
+                                      seconds=time.perf_counter() - t0, tracker=label,
+                                      seconds_per_edit=float(np.mean(times)), pairs=pairs,
+                                      images_before=torch.cat(before) if keep_images else None,
+                                      images_after=torch.cat(after_imgs) if keep_images else None,
+                                      examples=recorded)

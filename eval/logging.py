@@ -30,6 +30,12 @@ class NullLogger:
     def log_image(self, name: str, path: Path, step: int) -> None:
         pass
 
+    def log_video(self, name: str, path: Path, step: int) -> None:
+        pass
+
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        pass
+
     def finish(self) -> None:
         pass
 
@@ -53,6 +59,13 @@ class WandbLogger:
 
     def log_image(self, name: str, path: Path, step: int) -> None:
         self.run.log({name: self._wandb.Image(str(path))}, step=step)
+
+    def log_video(self, name: str, path: Path, step: int) -> None:
+        """A GIF (or MP4) file, shown as a video."""
+        self.run.log({name: self._wandb.Video(str(path), format=Path(path).suffix.lstrip(".").lower())}, step=step)
+
+    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        self.run.log({name: self._wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
 
     def finish(self) -> None:
         self.run.finish()

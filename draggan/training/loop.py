@@ -56,6 +56,8 @@ class TrainConfig:
     grid_size: int = 8  # the sample grid is grid_size x grid_size
     threads: int | None = None  # torch CPU threads, None = torch's default
     device: str = "cpu"
+    init_from: str | None = None  # start G and G_ema from these weights (a model name or file); D starts fresh
+    d_warmup_kimg: float = 0.0  # with init_from: train only D for this many thousand images first
 
     def generator_kwargs(self) -> dict[str, Any]:
         return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
@@ -128,6 +130,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
     torch.manual_seed(cfg.seed)
     G = Generator(**cfg.generator_kwargs()).to(device).train()
     D = Discriminator(cfg.resolution, channel_base=cfg.channel_base, channel_max=cfg.channel_max).to(device).train()
+    if cfg.init_from:
+        _init_generator(G, cfg.init_from)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     c = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy regularisation's correction of D's Adam settings
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, eps=1e-8)
@@ -188,15 +192,18 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
             timed_out = True
             break
         real = data.batch(it, cfg.batch).to(device)
-        # Generator step.
+        # Generator step (skipped while a fresh D warms up on an initialised G).
         z = torch.randn([cfg.batch, cfg.z_dim], generator=gen).to(device)
-        D.requires_grad_(False)
-        fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, gen), noise_mode="random")
-        loss_G = generator_loss(D(fake))
-        opt_G.zero_grad(set_to_none=True)
-        loss_G.backward()
-        opt_G.step()
-        D.requires_grad_(True)
+        if nimg >= cfg.d_warmup_kimg * 1000:
+            D.requires_grad_(False)
+            fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, gen), noise_mode="random")
+            loss_G = generator_loss(D(fake))
+            opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            opt_G.step()
+            D.requires_grad_(True)
+        else:
+            loss_G = torch.zeros([])
         # Discriminator step (with lazy R1).
         z = torch.randn([cfg.batch, cfg.z_dim], generator=gen).to(device)
         with torch.no_grad():
@@ -242,6 +249,20 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
     return TrainResult(out_dir=out_dir, generator_path=generator_path, kimg=nimg / 1000, iterations=it,
                        wall_seconds=wall, total_wall_seconds=wall_before + wall,
                        metrics=dict(metrics))
+
+
+def _init_generator(G: Generator, source: str) -> None:
+    """Copy the weights of `source` (a registered name or a generator file) into G; shapes must match."""
+    from draggan.loading import load_generator
+
+    src = load_generator(source, "cpu", download=False)
+    ours, theirs = G.state_dict(), src.state_dict()
+    mismatched = sorted(k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape)
+    if mismatched or set(theirs) - set(ours):
+        raise ValueError(f"init_from={source!r} does not match the configured generator "
+                         f"(resolution, z/w dims, mapping layers, channels); first differences: "
+                         f"{(mismatched or sorted(set(theirs) - set(ours)))[:5]}")
+    G.load_state_dict(theirs)
 
 
 def _plain_config(cfg: TrainConfig) -> dict[str, Any]:

@@ -106,3 +106,25 @@ def test_train_script_with_wandb_offline(tmp_path):
     r = subprocess.run([a.replace("train.batch=4", "train.batch=8") for a in cmd], capture_output=True, text=True, cwd=ROOT, env=env,
                        timeout=300)
     assert r.returncode != 0 and "different configuration" in r.stderr
+
+
+def test_init_from_the_shipped_model_with_a_discriminator_warm_up(tmp_path):
+    # Continuing from released weights: G starts as toy-faces-64 and stays untouched while D warms up.
+    cfg = TrainConfig(batch=4, kimg=0.012, snapshot_kimg=0, init_from="toy-faces-64", d_warmup_kimg=0.008, seed=1)
+    shipped = load_generator_file(Path("draggan/models/toy-faces-64.safetensors"))
+    result = train(cfg, tmp_path / "warm", logger=None)
+    state = torch.load(tmp_path / "warm" / STATE_FILE, weights_only=True)
+    G_state = state["G"]
+    changed = [k for k, v in shipped.named_parameters() if not torch.equal(v, G_state[k])]
+    assert result.iterations == 3
+    assert changed, "the one generator step after the warm-up should have changed G"
+    # With the warm-up covering the whole run, G is exactly the shipped model.
+    cfg_all = TrainConfig(batch=4, kimg=0.008, snapshot_kimg=0, init_from="toy-faces-64", d_warmup_kimg=1, seed=1)
+    train(cfg_all, tmp_path / "all", logger=None)
+    G_state = torch.load(tmp_path / "all" / STATE_FILE, weights_only=True)["G"]
+    assert all(torch.equal(v, G_state[k]) for k, v in shipped.named_parameters())  # (w_avg, a buffer, moves)
+
+
+def test_init_from_refuses_a_different_architecture(tmp_path):
+    with pytest.raises(ValueError, match="does not match"):
+        train(TrainConfig(batch=4, kimg=0.004, channel_max=32, init_from="toy-faces-64"), tmp_path, logger=None)

@@ -1,0 +1,124 @@
+"""Tracking accuracy during drags (beyond the paper): how well does each tracker follow a landmark
+while DragGAN moves it?
+
+For each pair of faces (as in the landmark protocol), DragGAN drags the first face's landmarks to
+the second's with its own tracker. Every step's image and generator features are recorded; the
+ground truth is the landmark re-detected in each step's image (steps where it is not detected with
+confidence are left out). Every tracker then runs on the same recorded clip from the same queries,
+and its estimate is compared with the ground truth: mean error and the share within 1, 2 and 4 px.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from draggan.drag import DragConfig, DragSession
+from draggan.networks import Generator
+from draggan.toyfaces.detector import LandmarkDetector
+from draggan.toyfaces.renderer import LANDMARKS
+from eval.landmarks import POINT_SETS, face_pairs
+from eval.trackers import Tracker
+
+THRESHOLDS_PX = (1.0, 2.0, 4.0)
+
+
+@dataclass
+class Clip:
+    """One drag, recorded: frames[t] and features[t] are the image and features that step t tracked in."""
+
+    frames: torch.Tensor  # [T, 3, H, W] in [-1, 1]
+    features: torch.Tensor  # [T, C, h, w]
+    queries: torch.Tensor  # [N, 2] (x, y) handles in frame 0
+    truth: torch.Tensor  # [T, N, 2] re-detected (x, y) landmarks
+    detected: torch.Tensor  # [T, N] bool
+    draggan: torch.Tensor  # [T, N, 2] the handles DragGAN tracked inside the loop
+
+
+@dataclass
+class TrackerAccuracy:
+    tracker: str
+    available: bool
+    reason: str | None = None  # why it is unavailable
+    mean_error: float = float("nan")  # pixels, over every (step >= 1, point) with a detected truth
+    within: dict[str, float] = field(default_factory=dict)  # '1px' -> share within 1 px, ...
+    num_estimates: int = 0
+    seconds: float = 0.0  # tracking time over all clips
+
+
+@dataclass
+class TrackingResult:
+    num_points: int
+    num_pairs: int
+    steps_mean: float
+    trackers: list[TrackerAccuracy]
+    seconds: float
+
+
+def record_drag(G: Generator, ws: torch.Tensor, handles, targets, drag_config: DragConfig) -> tuple[list, list, list]:
+    """Run a drag with DragGAN's tracker; returns per tracked step its frame, features and handles."""
+    session = DragSession(G, ws, handles, targets, config=drag_config)
+    noise = session.config.noise_mode
+
+    def grab() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            feat = G.synthesis.features(session.ws.detach(), up_to=drag_config.feature_block, noise_mode=noise)[-1]
+        return session.render()[0].clamp(-1, 1), feat[0]
+
+    first = grab()
+    frames, feats = [first[0]], [first[1]]
+
+    def after_step(state, s) -> None:
+        if not state.done:  # the latent moved: the next step tracks in this image
+            f, x = grab()
+            frames.append(f)
+            feats.append(x)
+
+    result = session.run(callback=after_step)
+    n = len(result.history)  # step t tracked in frame t
+    return frames[:n], feats[:n], [torch.tensor(h.handles) for h in result.history]
+
+
+def tracking_accuracy(G: Generator, detector: LandmarkDetector, drag_config: DragConfig, trackers: Sequence[Tracker],
+                      *, num_points: int = 1, num_pairs: int = 10, seed: int = 0, truncation_psi: float = 0.7,
+                      progress: bool = True) -> TrackingResult:
+    if num_points not in POINT_SETS:
+        raise ValueError(f"num_points must be one of {sorted(POINT_SETS)}, got {num_points}")
+    names = POINT_SETS[num_points]
+    idx = torch.tensor([LANDMARKS.index(n) for n in names])
+    t0 = time.perf_counter()
+    fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
+    clips = []
+    for a, b in tqdm(fp.pairs, desc=f"tracking ({num_points} pt)", disable=not progress, dynamic_ncols=True):
+        frames, feats, handles = record_drag(G, fp.ws[a:a + 1], fp.landmarks[a, idx].tolist(),
+                                             fp.landmarks[b, idx].tolist(), drag_config)
+        frames = torch.stack(frames)
+        det = detector(frames)
+        clips.append(Clip(frames=frames, features=torch.stack(feats), queries=fp.landmarks[a, idx],
+                          truth=det.landmarks[:, idx], detected=det.detected[:, idx], draggan=torch.stack(handles)))
+    size = (G.img_height, G.img_width)
+    out = []
+    for tracker in trackers:
+        reason = tracker.availability()
+        if reason is not None:
+            out.append(TrackerAccuracy(tracker=tracker.name, available=False, reason=reason))
+            continue
+        errors, seconds = [], 0.0
+        for clip in clips:
+            src = clip.features if tracker.kind == "features" else clip.frames
+            res = tracker(src, clip.queries, size=size)
+            seconds += res.seconds
+            err = (res.points - clip.truth).norm(dim=-1)[1:]  # step 0 is the query itself
+            errors.append(err[clip.detected[1:]])
+        e = torch.cat(errors).numpy() if errors else np.zeros(0)
+        out.append(TrackerAccuracy(tracker=tracker.name, available=True, num_estimates=int(e.size), seconds=seconds,
+                                   mean_error=float(e.mean()) if e.size else float("nan"),
+                                   within={f"{t:g}px": float((e <= t).mean()) if e.size else float("nan")
+                                           for t in THRESHOLDS_PX}))
+    return TrackingResult(num_points=num_points, num_pairs=num_pairs, trackers=out,
+                          steps_mean=float(np.mean([len(c.frames) for c in clips])), seconds=time.perf_counter() - t0)
