@@ -32,6 +32,16 @@ POINT_SETS: dict[int, tuple[str, ...]] = {
 }
 
 
+def point_indices(detector, num_points: int) -> tuple[tuple[str, ...], torch.Tensor]:
+    """The names and indices of the landmark set of `num_points` points of `detector` (see eval.detectors)."""
+    sets = getattr(detector, "point_sets", POINT_SETS)
+    all_names = tuple(getattr(detector, "landmark_names", LANDMARKS))
+    if num_points not in sets:
+        raise ValueError(f"num_points must be one of {sorted(sets)} for this detector, got {num_points}")
+    names = tuple(sets[num_points])
+    return names, torch.tensor([all_names.index(n) for n in names])
+
+
 def sample_latents(G: Generator, seeds: Sequence[int], truncation_psi: float) -> torch.Tensor:
     """W+ latents [N, num_ws, w_dim] of `seeds` (z from numpy's RandomState, like the edit command)."""
     device = next(G.parameters()).device
@@ -107,7 +117,8 @@ def face_pairs(G: Generator, detector: LandmarkDetector, names: Sequence[str], *
                truncation_psi: float = 0.7) -> FacePairs:
     """Candidates are seeds seed, seed+1, ...; faces without every landmark of `names` detected are
     passed over (as a face detector would fail on them); consecutive valid faces make a pair."""
-    idx = torch.tensor([LANDMARKS.index(n) for n in names])
+    all_names = tuple(getattr(detector, "landmark_names", LANDMARKS))
+    idx = torch.tensor([all_names.index(n) for n in names])
     seeds, ws_parts, lm_parts, valid = [], [], [], []
     limit = 20 * num_pairs  # candidate faces at most
     while len(valid) < 2 * num_pairs and len(seeds) < limit:
@@ -127,7 +138,7 @@ def face_pairs(G: Generator, detector: LandmarkDetector, names: Sequence[str], *
 
 
 def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config: DragConfig, *,
-                          num_points: int = 1,  # a key of POINT_SETS (1, 5 or all landmarks)
+                          num_points: int = 1,  # a key of the detector's point sets (1, 5 or all landmarks)
                           num_pairs: int = 30,  # pairs of faces
                           seed: int = 0,  # candidate faces are seeds seed, seed+1, ...
                           truncation_psi: float = 0.7,
@@ -136,10 +147,7 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
                           examples: int = 0,  # record the drags of this many first pairs, frame by frame
                           progress: bool = True) -> LandmarkManipulationResult:
     """Drag face A's landmarks to face B's for `num_pairs` pairs; MD after the edit and without it."""
-    if num_points not in POINT_SETS:
-        raise ValueError(f"num_points must be one of {sorted(POINT_SETS)}, got {num_points}")
-    names = POINT_SETS[num_points]
-    idx = torch.tensor([LANDMARKS.index(n) for n in names])
+    names, idx = point_indices(detector, num_points)
     t0 = time.perf_counter()
     fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
     points = fp.landmarks

@@ -60,7 +60,7 @@ class EvaluateConfig:
     logger: Any = None  # eval.logging.LoggerConfig (the logger group)
     n_pairs: int = 10  # pairs of images per point set
     seed: int = 0  # the same seed gives the same table
-    detector: str | None = None  # landmark detector weights, None = the shipped toy-faces one
+    detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
     device: str = "cpu"
     threads: int | None = None  # torch CPU threads (None = torch's default)
     download_weights: bool = False  # allow downloading RAFT / Inception / LPIPS weights
@@ -118,10 +118,10 @@ def _save_examples(examples: list[dict], out: Path, logger, tag: str) -> list[st
 
 
 def _landmarks(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
-    from draggan.toyfaces.detector import load_detector
-    from eval.landmarks import POINT_SETS, landmark_manipulation
+    from eval.detectors import load_landmark_detector
+    from eval.landmarks import landmark_manipulation, point_indices
 
-    detector = load_detector(cfg.detector)
+    detector = load_landmark_detector(cfg.detector, cfg.device)
     fid_net, fid_note = None, None
     if cfg.benchmark.fid:
         from eval.fid import load_fid_inception
@@ -133,8 +133,7 @@ def _landmarks(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
             print(f"evaluate: FID left out: {e}")
     rows, pairs, examples = [], [], []
     for n in cfg.benchmark.num_points:
-        if n not in POINT_SETS:
-            raise ValueError(f"benchmark.num_points: {n} is not a point set (choose from {sorted(POINT_SETS)})")
+        point_indices(detector, n)  # a clear error for a set the detector lacks
         r = landmark_manipulation(G, detector, drag_config, num_points=n, num_pairs=cfg.n_pairs, seed=cfg.seed,
                                   truncation_psi=cfg.benchmark.truncation_psi, tracker=tracker,
                                   keep_images=fid_net is not None, examples=cfg.examples, progress=cfg.progress)
@@ -188,13 +187,13 @@ def _paired(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
 
 
 def _tracking(cfg, G, drag_config, out: Path) -> dict:
-    from draggan.toyfaces.detector import load_detector
+    from eval.detectors import load_landmark_detector
     from eval.trackers import make_tracker
     from eval.tracking import THRESHOLDS_PX, tracking_accuracy
 
     trackers = [make_tracker(n, drag_config=drag_config, download=cfg.download_weights, device=cfg.device)
                 for n in cfg.benchmark.trackers]
-    r = tracking_accuracy(G, load_detector(cfg.detector), drag_config, trackers,
+    r = tracking_accuracy(G, load_landmark_detector(cfg.detector, cfg.device), drag_config, trackers,
                           num_points=cfg.benchmark.num_points[0], num_pairs=cfg.n_pairs, seed=cfg.seed,
                           truncation_psi=cfg.benchmark.truncation_psi, progress=cfg.progress)
     rows = [dict(tracker=t.tracker, available=t.available, reason=t.reason, mean_error=t.mean_error,

@@ -20,9 +20,7 @@ from tqdm import tqdm
 
 from draggan.drag import DragConfig, DragSession
 from draggan.networks import Generator
-from draggan.toyfaces.detector import LandmarkDetector
-from draggan.toyfaces.renderer import LANDMARKS
-from eval.landmarks import POINT_SETS, face_pairs
+from eval.landmarks import face_pairs, point_indices
 from eval.trackers import Tracker
 
 THRESHOLDS_PX = (1.0, 2.0, 4.0)
@@ -84,13 +82,10 @@ def record_drag(G: Generator, ws: torch.Tensor, handles, targets, drag_config: D
     return frames[:n], feats[:n], [torch.tensor(h.handles) for h in result.history]
 
 
-def tracking_accuracy(G: Generator, detector: LandmarkDetector, drag_config: DragConfig, trackers: Sequence[Tracker],
+def tracking_accuracy(G: Generator, detector, drag_config: DragConfig, trackers: Sequence[Tracker],
                       *, num_points: int = 1, num_pairs: int = 10, seed: int = 0, truncation_psi: float = 0.7,
                       progress: bool = True) -> TrackingResult:
-    if num_points not in POINT_SETS:
-        raise ValueError(f"num_points must be one of {sorted(POINT_SETS)}, got {num_points}")
-    names = POINT_SETS[num_points]
-    idx = torch.tensor([LANDMARKS.index(n) for n in names])
+    names, idx = point_indices(detector, num_points)
     t0 = time.perf_counter()
     fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
     clips = []

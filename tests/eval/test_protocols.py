@@ -114,3 +114,22 @@ def test_frechet_distance_of_gaussians():
     a, b = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3)) + np.array([2.0, 0.0, 0.0])
     assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
     assert frechet_distance(a, b) == pytest.approx(4.0, abs=0.2)  # |mu_a - mu_b|^2 with equal covariances
+
+
+def test_landmark_detectors_are_pluggable(tmp_path, monkeypatch):
+    from eval.detectors import IBUG_POINT_SETS, load_landmark_detector
+    from eval.landmarks import point_indices
+
+    toy = load_landmark_detector("toyfaces")
+    assert point_indices(toy, 5)[0][2] == "nose_tip"
+    with pytest.raises(ValueError, match="one of"):
+        point_indices(toy, 68)
+    # FFHQ's detector: the package or its weights are missing here, and it says which.
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsUnavailable, match="face-alignment|2DFAN4"):
+        load_landmark_detector("face_alignment")
+    assert len(IBUG_POINT_SETS[68]) == 68 and IBUG_POINT_SETS[1] == ("ibug_30",)
+    custom = load_landmark_detector("eval.detectors:_toy")  # module:factory
+    assert custom.point_sets[1] == ("nose_tip",)
+    with pytest.raises(ValueError, match="unknown landmark detector"):
+        load_landmark_detector("dlib")
