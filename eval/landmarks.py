@@ -164,7 +164,7 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
         times.append(time.perf_counter() - t_edit)  # (with frame recording for the examples)
         if len(recorded) < examples:
             recorded.append(dict(seed_a=fp.seeds[a], seed_b=fp.seeds[b], handles=handles, targets=targets,
-                                 frames=frames))
+                                 frames=frames, target_image=synthesize(G, fp.ws[b:b + 1])))
         edited = result.image.clamp(-1, 1)
         after = detector(edited)
         d_edit = (after.landmarks[0, idx] - points[b, idx]).norm(dim=-1).mean().item()

@@ -95,7 +95,9 @@ def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
 
 
 def _save_examples(examples: list[dict], out: Path, logger, tag: str) -> list[str]:
-    from draggan.render import save_animation, save_png
+    from PIL import Image
+
+    from draggan.render import save_animation, save_png, to_uint8
 
     folder = out / "examples"
     folder.mkdir(exist_ok=True)
@@ -104,14 +106,16 @@ def _save_examples(examples: list[dict], out: Path, logger, tag: str) -> list[st
         if not ex["frames"]:
             continue
         first, last = ex["frames"][0], ex["frames"][-1]
-        from PIL import Image
-
-        pair = Image.new("RGB", (first.width * 2, first.height))
-        pair.paste(first, (0, 0))
-        pair.paste(last, (first.width, 0))
+        panels = [first, last]
+        if ex.get("target_image") is not None:  # the image whose points are the targets
+            target = Image.fromarray(to_uint8(ex["target_image"])).resize(first.size, Image.NEAREST)
+            panels.append(target)
+        pair = Image.new("RGB", (first.width * len(panels), first.height))
+        for k, panel in enumerate(panels):
+            pair.paste(panel, (k * first.width, 0))
         png = save_png(pair, folder / f"{tag}_{i:02d}.png")
         gif = save_animation(ex["frames"], folder / f"{tag}_{i:02d}.gif")
-        logger.log_image(f"examples/{tag}_{i:02d}_before_after", png, i)
+        logger.log_image(f"examples/{tag}_{i:02d}_before_after_target", png, i)
         logger.log_video(f"examples/{tag}_{i:02d}_drag", gif, i)
         paths += [str(png), str(gif)]
     return paths
