@@ -97,6 +97,10 @@ def frame_recorder(targets, frames: list, every: int = 1, scale: int = 4):
     from draggan.render import draw_points, to_uint8
 
     def record(state, session) -> None:
+        if not frames:  # the image before the first update
+            with torch.no_grad():
+                start = session.G.synthesis(session.ws0, noise_mode=session.config.noise_mode)
+            frames.append(draw_points(to_uint8(start), session.handles0_xy.tolist(), targets, scale=scale))
         if state.step % every == 0 or state.done:
             frames.append(draw_points(to_uint8(session.render()), session.handles, targets, scale=scale))
 
