@@ -215,7 +215,8 @@ class DragSession:
                     self.handles_rc = track_points(feat.detach(), self.size, self.handles_rc, self.refs, self.r2,
                                                    cfg.tracking_distance)
                 else:
-                    new = torch.as_tensor(self.tracker(self, feat.detach()), dtype=torch.float32).to(self.handles_rc.device)
+                    new = torch.as_tensor(self.tracker(self, feat.detach()), dtype=torch.float32)
+                    new = new.to(self.handles_rc.device)
                     if new.shape != self.handles_rc.shape or not torch.isfinite(new).all():
                         raise RuntimeError(f"the tracker returned {list(new.shape)} handles with non-finite values "
                                            f"or the wrong shape (expected {list(self.handles_rc.shape)})")

@@ -93,6 +93,8 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
     reason = flow.availability()
     if reason is not None:
         raise RuntimeError(f"flow estimator {flow.name} is unavailable: {reason}")
+    if num_pairs < 1:
+        raise ValueError(f"num_pairs must be at least 1, got {num_pairs}")
     if not 1 <= perturb_rows <= G.num_ws:
         raise ValueError(f"perturb_rows must be in [1, {G.num_ws}], got {perturb_rows}")
     t0 = time.perf_counter()
@@ -126,8 +128,8 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
                 row["lpips_no_edit"] = float(lpips(img1, img2).mean())
         pairs.append(row)
 
-    def mean(key):
-        return float(np.mean([p[key] for p in pairs])) if lpips is not None or "lpips" not in key else None
+    def mean(key: str) -> float | None:  # None for LPIPS when it was not measured
+        return float(np.mean([p[key] for p in pairs])) if key in pairs[0] else None
 
     return PairedResult(num_pairs=num_pairs, num_points=num_points, flow=flow.name, tracker=label,
                         mse=mean("mse"), psnr=mean("psnr"), lpips=mean("lpips"), mse_no_edit=mean("mse_no_edit"),
