@@ -179,6 +179,17 @@ class DragSession:
         free = self.free if self.config.latent_space == "w+" else self.free.expand(-1, self.config.optimize_ws, -1)
         return torch.cat([free, self.ws0[:, self.config.optimize_ws:]], dim=1)
 
+    def ws_at(self, step: int) -> torch.Tensor:
+        """The W+ latent right after `step` (-1 = the start), without changing the session."""
+        if not -1 <= step < len(self.snapshots):
+            raise ValueError(f"step must be in [-1, {len(self.snapshots) - 1}], got {step}")
+        if step == -1:
+            return self.ws0.clone()
+        free = self.snapshots[step]["free"]
+        if self.config.latent_space == "w":
+            free = free.expand(-1, self.config.optimize_ws, -1)
+        return torch.cat([free, self.ws0[:, self.config.optimize_ws:]], dim=1)
+
     @property
     def handles(self) -> list[tuple[float, float]]:
         return [tuple(p) for p in rc_to_xy(self.handles_rc).tolist()]

@@ -33,8 +33,29 @@ class EditRealConfig(InvertConfig):
     video: str = "gif"
 
 
+@dataclass
+class AppConfig:
+    """`scripts/app.py`: the web editor (the inversion settings are those of uploaded photos)."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # the page's default generator
+    drag: DragConfig = field(default_factory=DragConfig)
+    inversion: InversionSettings = field(default_factory=InversionSettings)
+    generators: list[str] | None = None  # others the page offers (conf/generator names); None = all of them
+    host: str = "127.0.0.1"  # 0.0.0.0 exposes the editor to the network: prefer SSH port forwarding
+    port: int = 7860  # 0 = any free port (printed)
+    truncation_psi: float = 0.7  # the page's starting truncation
+    device: str = "auto"
+    threads: int | None = None  # torch CPU threads (None = torch's default)
+    out_dir: str | None = None  # where saved sessions are written (None = the run folder)
+    max_upload_mb: float = 20.0  # larger uploads are refused with a message
+    max_sessions: int = 16  # open tabs at once
+    session_timeout: float = 60.0  # seconds a silent tab keeps its session
+    max_fps: float = 10.0  # image updates per second while a drag runs
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="invert_schema", node=InvertConfig)
     cs.store(name="edit_real_schema", node=EditRealConfig)
+    cs.store(name="app_schema", node=AppConfig)
     cs.store(group="inversion", name="inversion_schema", node=InversionSettings)

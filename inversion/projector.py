@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,7 +109,8 @@ def project(G: Generator, target: torch.Tensor, *,
             optimize_noise: bool = True,  # optimise the noise maps too (as the StyleGAN2 projector)
             lpips_model: torch.nn.Module | None = None,  # required when the loss uses LPIPS
             seed: int = 0,  # seeds the noise maps' initial values
-            progress: bool = True) -> ProjectionResult:
+            progress: bool = True,  # a tqdm bar on stderr
+            callback: Callable[[int, int], None] | None = None) -> ProjectionResult:  # (step done, num_steps)
     """Find the latent (and noise maps) whose image is closest to `target` [1, 3, H, W] in [-1, 1]."""
     if space not in ("w", "w+"):
         raise ValueError(f"space must be 'w' or 'w+', got {space!r}")
@@ -155,6 +156,8 @@ def project(G: Generator, target: torch.Tensor, *,
         distances.append(float(dist.detach()))
         if step % 10 == 0:
             bar.set_postfix(dist=f"{distances[-1]:.4f}")
+        if callback is not None:
+            callback(step + 1, num_steps)
     with torch.no_grad():
         ws = w_opt.detach().repeat(1, G.num_ws, 1) if space == "w" else w_opt.detach().clone()
         image = G.synthesis(ws, noise_mode="const")

@@ -10,6 +10,7 @@ The mapping network is never changed; the caller's generator is not modified.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -36,7 +37,8 @@ def pivotal_tune(G: Generator, target: torch.Tensor, ws_pivot: torch.Tensor, *,
                  locality_alpha: float = 30.0,  # distance from the pivot of the regularisation latents
                  lpips_model: torch.nn.Module | None = None,  # LPIPS (AlexNet); required when lpips_weight > 0
                  seed: int = 0,
-                 progress: bool = True) -> TuningResult:
+                 progress: bool = True,  # a tqdm bar on stderr
+                 callback: Callable[[int, int], None] | None = None) -> TuningResult:  # (step done, num_steps)
     """Fine-tune a copy of `G`'s synthesis network so that `ws_pivot` [1, num_ws, w_dim] renders `target`."""
     device = next(G.parameters()).device
     if tuple(ws_pivot.shape) != (1, G.num_ws, G.w_dim):
@@ -60,7 +62,7 @@ def pivotal_tune(G: Generator, target: torch.Tensor, ws_pivot: torch.Tensor, *,
         return d
 
     losses = []
-    for _ in tqdm(range(num_steps), desc="pivotal tuning", disable=not progress, dynamic_ncols=True):
+    for step in tqdm(range(num_steps), desc="pivotal tuning", disable=not progress, dynamic_ncols=True):
         image = tuned.synthesis(pivot, noise_mode="const")
         loss = distance(image, target, l2_weight, lpips_weight)
         if locality_regularization:
@@ -76,6 +78,8 @@ def pivotal_tune(G: Generator, target: torch.Tensor, ws_pivot: torch.Tensor, *,
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if callback is not None:
+            callback(step + 1, num_steps)
     tuned.requires_grad_(False)
     with torch.no_grad():
         image = tuned.synthesis(pivot, noise_mode="const")

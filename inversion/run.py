@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +93,12 @@ def _lpips_or_none(net: str, weights: str | None, device) -> torch.nn.Module | N
 
 
 def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, progress: bool = True,
-                 logger=None) -> dict[str, Any]:
-    """Project `target` and (optionally) tune `G` on it: the tuned generator, the pivot and the images."""
+                 logger=None, callback: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Project `target` and (optionally) tune `G` on it: the tuned generator, the pivot and the images.
+
+    `callback(phase, step, num_steps)`, if given, is called after every step of each phase
+    ('projection', then 'tuning').
+    """
     device = next(G.parameters()).device
     uses_lpips = "lpips" in s.loss
     lpips_proj = load_lpips(s.lpips_net, weights=s.lpips_weights, device=device) if uses_lpips else None
@@ -100,7 +106,7 @@ def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, pr
     proj = project(G, target, space=s.space, num_steps=s.num_steps, lr=s.lr, loss=s.loss,
                    noise_regularize=s.noise_regularize, initial_noise_factor=s.initial_noise_factor,
                    optimize_noise=s.optimize_noise, w_avg_samples=s.w_avg_samples, lpips_model=lpips_proj,
-                   progress=progress)
+                   progress=progress, callback=None if callback is None else partial(callback, "projection"))
     t_proj = time.perf_counter() - t0
     G_inv = apply_noise(G, proj.noise)
     tuned_image, t_pti, pti_losses = proj.image, 0.0, []
@@ -111,7 +117,7 @@ def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, pr
         tuned = pivotal_tune(G_inv, target, proj.ws, num_steps=s.pti.num_steps, lr=s.pti.lr,
                              lpips_weight=s.pti.lpips_weight, l2_weight=s.pti.l2_weight,
                              locality_regularization=s.pti.locality_regularization, lpips_model=lpips_pti,
-                             progress=progress)
+                             progress=progress, callback=None if callback is None else partial(callback, "tuning"))
         t_pti = time.perf_counter() - t1
         G_inv, tuned_image, pti_losses = tuned.G, tuned.image, tuned.losses
     if logger is not None:
@@ -121,6 +127,28 @@ def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, pr
             logger.log({"pti/loss": v}, len(proj.losses) + i)
     return dict(G=G_inv, ws=proj.ws, projection=proj.image, reconstruction=tuned_image,
                 seconds_projection=t_proj, seconds_pti=t_pti)
+
+
+def settings_from(cfg_inversion) -> InversionSettings:
+    """The inversion group of a composed config as `InversionSettings`."""
+    return InversionSettings(**{k: cfg_inversion[k] for k in InversionSettings.__dataclass_fields__ if k != "pti"},
+                             pti=PTISettings(**cfg_inversion.pti))
+
+
+def invert_photo(G: Generator, path: str | os.PathLike, s: InversionSettings, *,
+                 callback: Callable[[str, int, int], None] | None = None) -> tuple[Generator, torch.Tensor]:
+    """Read a photo as `G` sees it (cropped or padded, or FFHQ-aligned) and invert it: (tuned G, pivot ws).
+
+    What the web editor calls for an upload; raises `ImageLoadError` for a file that is not a usable image.
+    """
+    if s.align_landmarks is not None:
+        if G.img_height != G.img_width:
+            raise ValueError("face alignment makes square crops; this generator is not square")
+        target = align_face(path, list(s.align_landmarks), G.img_height, max_pixels=s.max_pixels)
+    else:
+        target = load_image(path, G.img_height, G.img_width, fit=s.fit, max_pixels=s.max_pixels)
+    inv = invert_image(G, target.to(next(G.parameters()).device), s, progress=False, callback=callback)
+    return inv["G"], inv["ws"]
 
 
 def reconstruction_metrics(image: torch.Tensor, target: torch.Tensor, lpips_model) -> dict[str, float | None]:
@@ -136,8 +164,7 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     files = _Outputs(out)
     try:
         G = load_generator(cfg.generator.source, device=None if cfg.device == "auto" else cfg.device)
-        s = InversionSettings(**{k: cfg.inversion[k] for k in InversionSettings.__dataclass_fields__ if k != "pti"},
-                              pti=PTISettings(**cfg.inversion.pti))
+        s = settings_from(cfg.inversion)
         if s.align_landmarks is not None:
             if G.img_height != G.img_width:
                 raise ValueError("face alignment makes square crops; this generator is not square")

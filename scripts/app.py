@@ -1,0 +1,24 @@
+"""The web editor: `python scripts/app.py [generator=...] [port=7860]`, then open the printed address."""
+
+from functools import partial
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from draggan.app import serve
+from eval.configs import register_configs
+from inversion.run import invert_photo, settings_from
+
+register_configs()
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="app")
+def main(cfg) -> None:
+    serve(cfg, invert=partial(invert_photo, s=settings_from(cfg.inversion)), conf_dir=CONF,
+          out_dir=Path(HydraConfig.get().runtime.output_dir) / "sessions")
+
+
+if __name__ == "__main__":
+    main()

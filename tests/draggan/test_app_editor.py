@@ -1,0 +1,285 @@
+"""The web editor's model (`draggan.app.editor`), without HTTP or a browser: a tiny random generator
+for the mechanics, the embedded toy-faces model where a drag must really move a handle."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from draggan.app.editor import Busy, Editor, EditorError, EditorLimits, GeneratorChoice
+from draggan.drag import DragConfig, DragSession
+from draggan.edit import initial_latent
+from draggan.loading import load_generator
+from draggan.session_io import save_session
+from tests.conftest import tiny_generator
+
+TOY = DragConfig(feature_block=3, lr=0.005)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_generator("toy-faces-64", device="cpu")
+
+
+def make_editor(G, tmp_path, *, drag=TOY, invert=None, **limits):
+    generators = {"toy": G, "tiny": tiny_generator(32)}
+    choices = [GeneratorChoice("toy", "toy", drag), GeneratorChoice("tiny", "tiny", DragConfig(feature_block=2))]
+    return Editor(choices, load=lambda source: generators[source], invert=invert, out_dir=tmp_path / "saved",
+                  limits=EditorLimits(**limits))
+
+
+def wait(check, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_drag_moves_the_handle_and_undo_returns(toy, tmp_path):
+    ed = make_editor(toy, tmp_path)
+    tab = ed.open()
+    tab.generate("toy", 0)
+    start_image = tab.image.copy()
+    assert tab.snapshot()["size"] == [64, 64] and tab.status == "idle"
+    tab.set_points([[26, 44]], [[26, 56]])
+    tab.start()
+    wait(lambda: not tab.running)
+    st = tab.snapshot()
+    assert st["status"] == "done" and st["step"] > 3
+    assert np.hypot(st["handles"][0][0] - 26, st["handles"][0][1] - 56) <= 1.0
+    assert not np.array_equal(tab.image, start_image)
+    assert st["origins"] == [[26.0, 44.0]]
+    # the history: a preview of step k equals the image after undo(k)
+    k = st["step"] // 2
+    preview = np.asarray(Image.open(io.BytesIO(tab.preview(k))))
+    tab.undo(k)
+    assert tab.snapshot()["step"] == k and np.array_equal(preview, tab.image)
+    assert tab.session.history[-1].handles == [tuple(h) for h in tab.snapshot()["handles"]]
+    tab.undo(0)
+    assert tab.snapshot()["handles"] == [[26.0, 44.0]] and np.array_equal(tab.image, start_image)
+    with pytest.raises(EditorError, match="step must be in 0..0"):
+        tab.undo(5)
+
+
+def test_pause_stops_stepping_and_start_continues(toy, tmp_path):
+    slow = DragConfig(feature_block=3, lr=1e-5, max_steps=100000)  # far from done for a long time
+    ed = make_editor(toy, tmp_path, drag=slow)
+    tab = ed.open()
+    tab.generate("toy", 1)
+    tab.set_points([[10, 10]], [[50, 50]])
+    tab.start()
+    wait(lambda: tab.snapshot()["step"] >= 3)
+    tab.pause()
+    step = tab.snapshot()["step"]
+    assert tab.status == "idle" and not tab.running
+    time.sleep(0.3)
+    assert tab.snapshot()["step"] == step  # no step after pause returned
+    tab.start()
+    wait(lambda: tab.snapshot()["step"] > step + 2)
+    tab.reset()
+    st = tab.snapshot()
+    assert st["step"] == 0 and st["handles"] == [[10.0, 10.0]] and not st["running"]
+
+
+def test_new_points_after_a_drag_start_a_segment_and_undo_crosses_it(toy, tmp_path):
+    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=6))
+    tab = ed.open()
+    tab.generate("toy", 2)
+    tab.set_points([[30, 30]], [[30, 40]])
+    tab.start()
+    wait(lambda: not tab.running)
+    first = tab.snapshot()
+    assert first["step"] == 6  # the step limit
+    ws_after_first = tab._current_ws().clone()
+    moved = first["handles"][0]
+    tab.set_points([moved, [20, 20]], [[30, 40], [22, 22]])
+    assert len(tab.past) == 1 and tab.session is None
+    tab.start()
+    wait(lambda: not tab.running)
+    assert tab.snapshot()["step"] == 12 and tab.snapshot()["segment_start"] == 6
+    assert torch.equal(tab.session.ws0, ws_after_first)  # the new segment starts where the first ended
+    tab.undo(3)  # back into the first segment: its points come back
+    st = tab.snapshot()
+    assert st["step"] == 3 and len(st["handles"]) == 1 and st["targets"] == [[30.0, 40.0]] and not tab.past
+
+
+def test_bad_points_mask_and_seed_are_refused_with_a_message(toy, tmp_path):
+    tab = make_editor(toy, tmp_path).open()
+    with pytest.raises(EditorError, match="choose a generator"):
+        tab.set_points([[1, 1]], [[2, 2]])
+    tab.generate("toy", 0)
+    with pytest.raises(EditorError, match=r"handles\[0\] = \(70, 3\) lies outside the 64x64 image"):
+        tab.set_points([[70, 3]], [[2, 2]])
+    with pytest.raises(EditorError, match="every handle needs a target"):
+        tab.set_points([[1, 1]], [])
+    with pytest.raises(EditorError, match="points must be lists"):
+        tab.set_points([["a", 1]], [[1, 1]])
+    with pytest.raises(EditorError, match="add a point pair first"):
+        tab.start()
+    with pytest.raises(EditorError, match="seed must be a whole number"):
+        tab.generate("toy", "x")
+    with pytest.raises(EditorError, match="unknown generator 'nope'"):
+        tab.generate("nope", 0)
+    with pytest.raises(EditorError, match="not an image"):
+        tab.set_mask(b"hello")
+    with pytest.raises(EditorError, match="the mask is 8x8, the image 64x64"):
+        tab.set_mask(png(np.zeros((8, 8, 4), np.uint8)))
+    assert tab.snapshot()["handles"] == [] and tab.status == "idle"  # nothing changed
+    tab.set_points([[1, 1]], [[2, 2]])
+    tab.set_points([], [])  # "clear points"
+    assert tab.snapshot()["handles"] == [] and tab.snapshot()["message"] == "points cleared"
+
+
+def test_mask_limits_the_change_to_the_painted_region(toy, tmp_path):
+    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=40))
+    tab = ed.open()
+    tab.generate("toy", 0)
+    start = tab.image.astype(float)
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[36:64, 0:64] = (255, 196, 0, 255)  # the lower part of the face may move
+    tab.set_mask(png(rgba))
+    assert tab.snapshot()["has_mask"] and tab.mask[40, 10] and not tab.mask[10, 10]
+    tab.set_points([[26, 44]], [[26, 54]])
+    tab.start()
+    wait(lambda: not tab.running)
+    change = np.abs(tab.image.astype(float) - start).mean(axis=2)
+    assert change[36:].mean() > 2 * change[:30].mean()
+    assert tab.session.mask is not None and bool(tab.session.mask[40, 10])
+    tab.set_mask(None)
+    assert tab.mask is None
+
+
+def test_save_zip_loads_back_and_holds_the_drag_script_files(toy, tmp_path):
+    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=8))
+    tab = ed.open()
+    tab.generate("toy", 3)
+    tab.set_points([[32, 32]], [[36, 36]])
+    tab.start()
+    wait(lambda: not tab.running)
+    saved = tab.snapshot()
+    name, data = tab.save()
+    assert name.endswith(".zip")
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    assert {"session.json", "latent.npz", "before.png", "after.png", "drag.gif"} <= set(zf.namelist())
+    meta = json.loads(zf.read("session.json"))
+    assert meta["generator"] == "toy" and meta["steps"] == saved["step"]
+    folders = list((tmp_path / "saved").iterdir())
+    assert len(folders) == 1 and (folders[0] / "latent.npz").is_file()
+
+    other = ed.open()
+    other.load({"session.zip": data})
+    st = other.snapshot()
+    assert st["step"] == saved["step"] and np.allclose(st["handles"], saved["handles"])
+    assert np.array_equal(other.image, tab.image)
+    other.undo(0)  # the loaded history is complete
+    assert other.snapshot()["handles"] == [[32.0, 32.0]]
+
+
+def test_load_reads_a_folder_of_the_drag_script(toy, tmp_path):
+    """session.json + latent.npz as `scripts/drag.py` writes them (through `save_session`)."""
+    session = DragSession(toy, initial_latent(toy, 4, 0.7), [[30, 40]], [[30, 44]], config=TOY)
+    for _ in range(3):
+        session.step()
+    folder = save_session(session, tmp_path / "run", generator="toy")
+    tab = make_editor(toy, tmp_path).open()
+    tab.load({"session.json": (folder / "session.json").read_bytes(),
+              "latent.npz": (folder / "latent.npz").read_bytes()})
+    assert tab.snapshot()["step"] == 3 and tab.snapshot()["handles"] == [list(h) for h in session.handles]
+    with pytest.raises(EditorError, match="missing: latent.npz"):
+        tab.load({"session.json": b"{}"})
+    with pytest.raises(EditorError, match="not a zip file"):
+        tab.load({"x.zip": b"nope"})
+    meta = json.loads((folder / "session.json").read_text())
+    meta["generator"] = "stylegan2-ffhq-512"
+    with pytest.raises(EditorError, match="unknown generator 'stylegan2-ffhq-512'"):
+        tab.load({"session.json": json.dumps(meta).encode(), "latent.npz": (folder / "latent.npz").read_bytes()})
+
+
+def test_upload_inverts_in_the_background_with_progress(toy, tmp_path):
+    calls = []
+
+    def invert(G, path, callback):
+        img = Image.open(path)
+        calls.append(img.size)
+        for i in range(1, 6):
+            callback("projection", i, 5)
+            time.sleep(0.02)
+        return G, initial_latent(G, 9, 0.7)
+
+    ed = make_editor(toy, tmp_path, invert=invert, max_upload_bytes=200_000)
+    tab = ed.open()
+    tab.upload(png(np.full((100, 80, 3), 128, np.uint8)), "grey.png")
+    assert tab.status == "inverting"
+    with pytest.raises(Busy):
+        tab.upload(png(np.zeros((20, 20, 3), np.uint8)), "again.png")
+    wait(lambda: tab.status == "idle")
+    st = tab.snapshot()
+    assert calls == [(80, 100)] and st["source"] == "grey.png, inverted into toy" and st["progress"] is None
+    with pytest.raises(EditorError, match="not an image this editor can read"):
+        tab.upload(b"GIF89a but not really", "fake.gif")
+    with pytest.raises(EditorError, match=r"the upload is 0.286 MB; the limit is 0.191 MB"):
+        tab.upload(b"\0" * 300_000, "big.png")
+    assert tab.status == "idle"
+
+
+def test_failed_inversion_is_reported_and_the_tab_keeps_working(toy, tmp_path):
+    def invert(G, path, callback):
+        raise FileNotFoundError("vgg16-397923af.pth is missing: put it in ~/.cache/torch/hub/checkpoints")
+
+    tab = make_editor(toy, tmp_path, invert=invert).open()
+    tab.generate("toy", 0)
+    tab.upload(png(np.zeros((20, 20, 3), np.uint8)), "a.png")
+    wait(lambda: tab.status != "inverting")
+    st = tab.snapshot()
+    assert st["level"] == "error" and "vgg16-397923af.pth is missing" in st["message"] and st["status"] == "idle"
+    tab.set_points([[1, 1]], [[2, 2]])  # still usable
+
+
+def test_tabs_are_independent_and_closed_or_silent_ones_are_freed(toy, tmp_path):
+    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=1e-5, max_steps=100000),
+                     session_timeout=0.3, max_sessions=2)
+    a, b = ed.open(), ed.open()
+    with pytest.raises(Busy, match="2 tabs are open"):
+        ed.open()
+    a.generate("toy", 0)
+    a.set_points([[10, 10]], [[50, 50]])
+    a.start()
+    b.generate("tiny", 5)
+    assert a.snapshot()["generator"] == "toy" and b.snapshot()["size"] == [32, 32]
+    wait(lambda: a.snapshot()["step"] > 2)
+    assert b.snapshot()["step"] == 0 and a.snapshot()["running"]
+    workdir = b.workdir
+    assert ed.close(b.sid) and ed.get(b.sid) is None and not workdir.exists()
+    a.pause()
+    time.sleep(0.5)
+    assert ed.reap() == 1 and not ed.sessions and a.closed and a.G is None
+
+
+def test_long_poll_returns_on_a_change(toy, tmp_path):
+    tab = make_editor(toy, tmp_path).open()
+    tab.generate("toy", 0)
+    v = tab.snapshot()["version"]
+    t0 = time.time()
+    assert tab.snapshot(v, timeout=0.3)["version"] == v and time.time() - t0 >= 0.25
+    assert "image" not in tab.snapshot(v)  # the image is sent only when it changed
+    import threading
+
+    threading.Timer(0.1, lambda: tab.set_points([[1, 1]], [[2, 2]])).start()
+    t0 = time.time()
+    st = tab.snapshot(v, timeout=5)
+    assert st["version"] > v and time.time() - t0 < 2
