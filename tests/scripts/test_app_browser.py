@@ -169,6 +169,7 @@ def test_drag_undo_download(server, driver, downloads):
     updates = d.execute_script("return window.editor.imageUpdates").__len__() - n0
     steps = st["step"]
     # live: the page saw intermediate images while the optimisation ran, at least 2 a second
+    print(f"live: {updates} images in {seconds:.2f} s ({updates / seconds:.1f}/s) over {steps} steps")
     assert updates >= 3 and updates / seconds >= 2.0, (updates, seconds, steps)
     assert d.execute_script("return document.getElementById('image').toDataURL()") != first
 
