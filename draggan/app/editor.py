@@ -88,16 +88,25 @@ def png_bytes(image: np.ndarray | Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def decode_image(data: bytes, *, what: str = "upload") -> Image.Image:
-    """`data` as an RGB PIL image, or an `EditorError` saying why it is not one."""
+MAX_PIXELS = 100_000_000  # larger pictures are refused before they are decoded
+
+
+def decode_image(data: bytes, *, what: str = "upload", load: bool = True) -> Image.Image:
+    """`data` as a PIL image (decoded only if `load`), or an `EditorError` saying why it is not one."""
     if not data:
         raise EditorError(f"the {what} is empty")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             probe.verify()
         img = Image.open(io.BytesIO(data))
-        img.load()
+        if img.size[0] * img.size[1] > MAX_PIXELS:
+            raise EditorError(f"the {what} is {img.size[0]}x{img.size[1]} pixels; at most "
+                              f"{MAX_PIXELS // 1_000_000} million are accepted")
+        if load:
+            img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, ValueError) as e:
+        if isinstance(e, EditorError):
+            raise
         raise EditorError(f"the {what} is not an image this editor can read ({e})") from None
     return img
 
@@ -255,15 +264,15 @@ class TabSession:
         if len(data) > self.editor.limits.max_upload_bytes:
             raise EditorError(f"the upload is {megabytes(len(data))}; the limit is "
                               f"{megabytes(self.editor.limits.max_upload_bytes)}")
-        img = decode_image(data)
+        decode_image(data, load=False)  # a clear message now; the inversion reads the file itself
         choice = self.editor.choice(generator)
         self.pause()
         with self.lock:
             if self.status == "inverting":
                 raise Busy("an inversion is already running in this tab")
             G = self.editor.generator(choice)
-            path = self.workdir / "upload.png"
-            img.convert("RGB").save(path)  # the inversion reads a plain RGB file (EXIF rotation applied by PIL's reader there)
+            path = self.workdir / "upload"
+            path.write_bytes(data)  # as sent: the inversion's reader applies EXIF rotation and flattens alpha
             name = Path(filename).name or "photo"
             self.status, self.progress = "inverting", {"phase": "projection", "step": 0, "num_steps": 0}
             self._say(f"inverting {name} into {choice.name}...")

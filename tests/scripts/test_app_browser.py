@@ -311,3 +311,30 @@ def _toy_face(path: Path) -> None:
 
     images = render_seeds([123], 64)[0]
     save_png(to_uint8(images[:1]), path)
+
+
+def test_paint_and_erase_the_mask(server, driver):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    url, _, _ = server
+    d = driver
+    open_page(d, url)
+    overlay = d.find_element("id", "overlay")
+    w = overlay.size["width"]
+
+    def stroke(y_from, y_to):  # a vertical brush stroke down the middle of the image (image pixels)
+        ActionChains(d).move_to_element_with_offset(overlay, 0, (y_from + 0.5) * SCALE - w / 2).click_and_hold() \
+            .move_by_offset(0, (y_to - y_from) * SCALE).release().perform()
+
+    d.find_element("css selector", "input[name=mode][value=paint]").click()
+    stroke(20, 44)
+    wait_for(lambda: state(d)["has_mask"], 10, "the painted mask")
+    assert "pixels may move" in message(d)
+    painted = int(message(d).split("mask: ")[1].split()[0])
+    assert 24 * 8 <= painted <= 64 * 64 // 2  # a stroke ~8 px wide (radius 4) and 24 px long
+    d.find_element("css selector", "input[name=mode][value=erase]").click()
+    stroke(20, 32)
+    wait_for(lambda: "pixels may move" in message(d) and int(message(d).split("mask: ")[1].split()[0]) < painted,
+             10, "the erased part")
+    d.find_element("id", "clear-mask").click()
+    wait_for(lambda: not state(d)["has_mask"], 10, "the cleared mask")

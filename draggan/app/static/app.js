@@ -231,20 +231,26 @@ function imagePoint(ev) {
 
 function mode() { return document.querySelector("input[name=mode]:checked").value; }
 
+let lastPaint = null;  // the brush's previous position in this stroke: fast moves leave no gaps
+
 function paint(ev) {
-  const [x, y] = imagePoint(ev), ctx = maskCanvas.getContext("2d");
+  const [x, y] = imagePoint(ev), ctx = maskCanvas.getContext("2d"), r = Number($("brush").value);
+  const from = lastPaint || [x, y];
   ctx.save();
   ctx.globalCompositeOperation = mode() === "erase" ? "destination-out" : "source-over";
-  ctx.fillStyle = MASK_COLOR;
-  ctx.beginPath(); ctx.arc(x + 0.5, y + 0.5, Number($("brush").value), 0, 2 * Math.PI); ctx.fill();
+  ctx.strokeStyle = ctx.fillStyle = MASK_COLOR;
+  ctx.lineWidth = 2 * r; ctx.lineCap = "round";
+  ctx.beginPath(); ctx.moveTo(from[0] + 0.5, from[1] + 0.5); ctx.lineTo(x + 0.5, y + 0.5); ctx.stroke();
+  ctx.beginPath(); ctx.arc(x + 0.5, y + 0.5, r, 0, 2 * Math.PI); ctx.fill();
   ctx.restore();
+  lastPaint = [x, y];
   maskDirty = true;
   draw();
 }
 
 overlay.addEventListener("mousedown", (ev) => {
   if (!editor.state || editor.state.size === null) return;
-  if (mode() !== "points") { painting = true; paint(ev); return; }
+  if (mode() !== "points") { painting = true; lastPaint = null; paint(ev); return; }
   const p = imagePoint(ev), st = editor.state;
   if (!editor.pending) { editor.pending = p; renderTable(); draw(); return; }
   const handles = st.handles.concat([editor.pending]), targets = st.targets.concat([p]);
