@@ -66,7 +66,11 @@ def serve(cfg, *, invert: Callable | None = None, conf_dir: str | Path | None = 
         torch.set_num_threads(int(cfg.threads))
     editor = build_editor(cfg, invert=invert, conf_dir=conf_dir, out_dir=out_dir)
     editor.generator(editor.choice(None))  # load the default now: a broken setup fails before the page opens
-    server = EditorServer(editor, cfg.host, cfg.port)
+    try:
+        server = EditorServer(editor, cfg.host, cfg.port)
+    except OSError as e:
+        raise SystemExit(f"cannot listen on {cfg.host}:{cfg.port} ({e.strerror}); choose another port= "
+                         "(0 picks a free one)") from None
     print(f"DragGAN editor on {server.url}  (saved sessions go to {editor.out_dir}; Ctrl-C stops it)", flush=True)
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {cfg.host}: anyone who reaches this address can use the editor",

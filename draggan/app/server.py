@@ -229,9 +229,9 @@ class EditorServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, editor: Editor, host: str = "127.0.0.1", port: int = 7860):
+        self.editor = editor  # before binding: a failed bind calls server_close
         handler = type("BoundHandler", (Handler,), {"editor": editor})
         super().__init__((host, port), handler)
-        self.editor = editor
         self._reaper = threading.Thread(target=self._reap_forever, daemon=True, name="reaper")
         self._reaper.start()
 

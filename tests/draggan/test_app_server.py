@@ -136,3 +136,10 @@ def test_huge_upload_is_refused_before_it_is_read(server):
     status, err, _ = call(server, f"/api/s/{sid}/mask", buf.getvalue())
     assert status == 413 and "MB; the limit is" in err["error"]
     assert call(server, "/api/health")[0] == 200
+
+
+def test_a_busy_port_is_an_os_error_not_a_crash(server):
+    port = server.server_address[1]
+    with pytest.raises(OSError):
+        EditorServer(server.editor, "127.0.0.1", port)
+    assert call(server, "/api/health")[0] == 200
