@@ -83,4 +83,5 @@ def serve(cfg, *, invert: Callable | None = None, conf_dir: str | Path | None = 
         print("stopped", flush=True)
     finally:
         server.server_close()
+        editor.shutdown()
 

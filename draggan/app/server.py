@@ -229,7 +229,7 @@ class EditorServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, editor: Editor, host: str = "127.0.0.1", port: int = 7860):
-        self.editor = editor  # before binding: a failed bind calls server_close
+        self.editor = editor
         handler = type("BoundHandler", (Handler,), {"editor": editor})
         super().__init__((host, port), handler)
         self._reaper = threading.Thread(target=self._reap_forever, daemon=True, name="reaper")
@@ -248,7 +248,3 @@ class EditorServer(ThreadingHTTPServer):
                 self.editor.reap()
             except Exception:  # never let the reaper die
                 log.exception("reaping sessions failed")
-
-    def server_close(self) -> None:
-        self.editor.shutdown()
-        super().server_close()

@@ -31,6 +31,7 @@ def server(tmp_path):
     yield srv
     srv.shutdown()
     srv.server_close()
+    editor.shutdown()
 
 
 def call(srv, path, body=None, *, method=None, headers=None):
@@ -139,7 +140,7 @@ def test_huge_upload_is_refused_before_it_is_read(server):
 
 
 def test_a_busy_port_is_an_os_error_not_a_crash(server):
-    port = server.server_address[1]
+    sid = new_tab(server)
     with pytest.raises(OSError):
-        EditorServer(server.editor, "127.0.0.1", port)
-    assert call(server, "/api/health")[0] == 200
+        EditorServer(server.editor, "127.0.0.1", server.server_address[1])
+    assert call(server, "/api/health")[1]["sessions"] == 1 and call(server, f"/api/s/{sid}/state")[0] == 200
