@@ -137,18 +137,23 @@ def settings_from(cfg_inversion) -> InversionSettings:
 
 def invert_photo(G: Generator, path: str | os.PathLike, s: InversionSettings, *,
                  callback: Callable[[str, int, int], None] | None = None) -> tuple[Generator, torch.Tensor]:
-    """Read a photo as `G` sees it (cropped or padded, or FFHQ-aligned) and invert it: (tuned G, pivot ws).
+    """Read a photo as `G` sees it (`load_target`) and invert it: (tuned G, pivot ws).
 
     What the web editor calls for an upload; raises `ImageLoadError` for a file that is not a usable image.
     """
+    inv = invert_image(G, load_target(path, G, s), s, progress=False, callback=callback)
+    return inv["G"], inv["ws"]
+
+
+def load_target(path: str | os.PathLike, G: Generator, s: InversionSettings) -> torch.Tensor:
+    """The photo as `G` sees it, [1, 3, H, W] on G's device: cropped or padded, or FFHQ-aligned."""
     if s.align_landmarks is not None:
         if G.img_height != G.img_width:
             raise ValueError("face alignment makes square crops; this generator is not square")
         target = align_face(path, list(s.align_landmarks), G.img_height, max_pixels=s.max_pixels)
     else:
         target = load_image(path, G.img_height, G.img_width, fit=s.fit, max_pixels=s.max_pixels)
-    inv = invert_image(G, target.to(next(G.parameters()).device), s, progress=False, callback=callback)
-    return inv["G"], inv["ws"]
+    return target.to(next(G.parameters()).device)
 
 
 def reconstruction_metrics(image: torch.Tensor, target: torch.Tensor, lpips_model) -> dict[str, float | None]:
@@ -165,13 +170,7 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     try:
         G = load_generator(cfg.generator.source, device=None if cfg.device == "auto" else cfg.device)
         s = settings_from(cfg.inversion)
-        if s.align_landmarks is not None:
-            if G.img_height != G.img_width:
-                raise ValueError("face alignment makes square crops; this generator is not square")
-            target = align_face(cfg.image, list(s.align_landmarks), G.img_height, max_pixels=s.max_pixels)
-        else:
-            target = load_image(cfg.image, G.img_height, G.img_width, fit=s.fit, max_pixels=s.max_pixels)
-        target = target.to(next(G.parameters()).device)
+        target = load_target(cfg.image, G, s)
         save_png(to_uint8(target), files.path("target.png"))
         inv = invert_image(G, target, s, progress=cfg.progress, logger=logger)
         save_png(to_uint8(inv["projection"]), files.path("projection.png"))
