@@ -24,13 +24,13 @@ demo: $(STAMP)
 # (installed here when missing; needs root or sudo). With DRAGGAN_REQUIRE_BROWSER=1 a missing
 # browser fails those tests instead of skipping them.
 browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
-	  echo "browser: $$(chromium --version 2>/dev/null | head -1)"; \
-	else \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	@if ! (command -v chromium >/dev/null && command -v chromedriver >/dev/null); then \
+	  echo "browser: installing Debian's chromium and chromium-driver"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo --preserve-env=DEBIAN_FRONTEND" ); export DEBIAN_FRONTEND=noninteractive; \
 	  $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }; \
-	fi
+	fi; \
+	echo "browser: $$(chromium --version 2>/dev/null | head -1), $$(chromedriver --version | cut -d' ' -f1-2)"
 
 test: $(STAMP) browser
 	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest
