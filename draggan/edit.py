@@ -66,6 +66,12 @@ def drag_config_from(cfg) -> DragConfig:
     unknown = set(overrides) - set(settings)
     if unknown:
         raise ValueError(f"generator.drag_overrides has unknown drag settings: {sorted(unknown)}")
+    defaults = DragConfig()
+    for key, value in overrides.items():
+        if settings[key] != getattr(defaults, key) and settings[key] != value:
+            log.warning("the generator config sets drag.%s=%s, replacing drag.%s=%s; to change it for this "
+                        "generator, set generator.drag_overrides.%s (or generator.feature_block)",
+                        key, value, key, settings[key], key)
     settings.update(overrides)
     return DragConfig(**settings)
 

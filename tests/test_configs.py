@@ -50,3 +50,15 @@ def test_generator_drag_overrides_are_checked():
     cfg = compose(config_name="edit", overrides=["points=[[1,2,3,4]]", "+generator.drag_overrides.lrr=1"])
     with pytest.raises(ValueError, match="lrr"):
         drag_config_from(cfg)
+
+
+def test_a_drag_setting_replaced_by_the_generator_config_is_said(caplog):
+    from draggan.edit import drag_config_from
+
+    cfg = compose(config_name="edit", overrides=["points=[[1,2,3,4]]", "drag.lr=0.01"])
+    with caplog.at_level("WARNING"):
+        drag = drag_config_from(cfg)
+    assert drag.lr == 0.005  # toy-faces-64's own setting wins...
+    assert "generator.drag_overrides.lr" in caplog.text  # ...and the user is told how to change it
+    cfg = compose(config_name="edit", overrides=["points=[[1,2,3,4]]", "generator.drag_overrides.lr=0.01"])
+    assert drag_config_from(cfg).lr == 0.01
