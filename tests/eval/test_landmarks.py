@@ -39,17 +39,14 @@ def test_toy_model_loads_offline_as_the_default(toy):
     assert img.shape == (1, 3, 64, 64) and img.std() > 0.2
 
 
-# The shipped model measures 87.5 % detection and a 0.35 ratio on the full gates (model card): below the
-# gates of 90 % and 0.3. The regression tests hold it to what it measures; the gate tests are expected
-# to fail until a better-trained model lands (they pass, and are reported as XPASS, once it does).
+# The full gates (256 samples, 30 pairs) are measured by scripts/model_gates.py and written in the model
+# card; these tests hold the shipped model to the same thresholds on small samples of other seeds.
 
 def test_detection_rate_regression(toy, detector):
     res = detection_rate(toy, detector, num_samples=32, seed=1000)
     assert res.rate >= 0.75, res.per_landmark
 
 
-@pytest.mark.xfail(reason="the shipped toy-faces-64 misses the 90 % detection gate (87.5 %, see its model card)",
-                   strict=False)
 def test_gate_detection_rate_on_a_small_sample(toy, detector):
     res = detection_rate(toy, detector, num_samples=32, seed=1000)
     assert res.rate >= THRESHOLDS["detection_rate"], res.per_landmark
@@ -57,7 +54,7 @@ def test_gate_detection_rate_on_a_small_sample(toy, detector):
 
 @pytest.fixture(scope="module")
 def manipulation(toy, detector):
-    return landmark_manipulation(toy, detector, toy_drag_config(), num_points=1, num_pairs=6, seed=2000,
+    return landmark_manipulation(toy, detector, toy_drag_config(), num_points=1, num_pairs=16, seed=2000,
                                  progress=False)
 
 
@@ -66,8 +63,6 @@ def test_landmark_manipulation_regression(manipulation):
     assert manipulation.ratio <= 0.6, manipulation.pairs  # the drag closes most of the distance
 
 
-@pytest.mark.xfail(reason="the shipped toy-faces-64 misses the 0.3 ratio gate (0.35, see its model card)",
-                   strict=False)
 def test_gate_landmark_manipulation_on_a_small_sample(manipulation):
     assert manipulation.ratio <= THRESHOLDS["md_ratio_1pt"], manipulation.pairs
 
