@@ -44,6 +44,14 @@ def wait(check, timeout=60.0):
     raise AssertionError("timed out")
 
 
+def drag(tab, handle, target) -> dict:
+    """Set one point pair, run the drag until it stops, and return the tab's state."""
+    tab.set_points([handle], [target])
+    tab.start()
+    wait(lambda: not tab.running)
+    return tab.snapshot()
+
+
 def png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
@@ -56,10 +64,7 @@ def test_drag_moves_the_handle_and_undo_returns(toy, tmp_path):
     tab.generate("toy", 0)
     start_image = tab.image.copy()
     assert tab.snapshot()["size"] == [64, 64] and tab.status == "idle"
-    tab.set_points([[26, 44]], [[26, 56]])
-    tab.start()
-    wait(lambda: not tab.running)
-    st = tab.snapshot()
+    st = drag(tab, [26, 44], [26, 56])
     assert st["status"] == "done" and st["step"] > 3
     assert np.hypot(st["handles"][0][0] - 26, st["handles"][0][1] - 56) <= 1.0
     assert not np.array_equal(tab.image, start_image)
@@ -100,10 +105,7 @@ def test_new_points_after_a_drag_start_a_segment_and_undo_crosses_it(toy, tmp_pa
     ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=6))
     tab = ed.open()
     tab.generate("toy", 2)
-    tab.set_points([[30, 30]], [[30, 40]])
-    tab.start()
-    wait(lambda: not tab.running)
-    first = tab.snapshot()
+    first = drag(tab, [30, 30], [30, 40])
     assert first["step"] == 6  # the step limit
     ws_after_first = tab._current_ws().clone()
     moved = first["handles"][0]
@@ -158,9 +160,7 @@ def test_mask_limits_the_change_to_the_painted_region(toy, tmp_path):
         if masked:
             tab.set_mask(png(rgba))
             assert tab.snapshot()["has_mask"] and tab.mask[40, 10] and not tab.mask[10, 10]
-        tab.set_points([[32, 41]], [[32, 47]])
-        tab.start()
-        wait(lambda: not tab.running)
+        drag(tab, [32, 41], [32, 47])
         assert (tab.session.mask is not None) == masked
         change[masked] = np.abs(tab.image.astype(float) - start).mean(axis=2)[:30].mean()
         if masked:
@@ -173,10 +173,7 @@ def test_save_zip_loads_back_and_holds_the_drag_script_files(toy, tmp_path):
     ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=8))
     tab = ed.open()
     tab.generate("toy", 3)
-    tab.set_points([[32, 32]], [[36, 36]])
-    tab.start()
-    wait(lambda: not tab.running)
-    saved = tab.snapshot()
+    saved = drag(tab, [32, 32], [36, 36])
     name, data = tab.save()
     assert name.endswith(".zip")
     zf = zipfile.ZipFile(io.BytesIO(data))

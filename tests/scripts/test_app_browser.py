@@ -128,6 +128,21 @@ def click_image(d, x: float, y: float) -> None:
                                                 (y + 0.5) * SCALE - h / 2).click().perform()
 
 
+def add_pair(d, handle, target) -> None:
+    """Click a handle, then its target, and wait until the server has the pair."""
+    n = len(state(d)["handles"])
+    click_image(d, *handle)
+    click_image(d, *target)
+    wait_for(lambda: len(state(d)["handles"]) == n + 1, 10, "the point pair")
+
+
+def drag_to_the_end(d) -> dict:
+    """Press Start and wait until the drag stops (done or at its step limit)."""
+    d.find_element("id", "start").click()
+    wait_for(lambda: not state(d)["running"] and state(d)["step"] > 0, 120, "the drag to stop")
+    return state(d)
+
+
 def health(url) -> dict:
     with urllib.request.urlopen(url + "api/health", timeout=10) as r:
         return json.loads(r.read())
@@ -189,8 +204,7 @@ def test_drag_undo_download(server, driver, downloads):
              "the first image after the undo")
 
     # redo the drag, then download the result and the GIF
-    d.find_element("id", "start").click()
-    wait_for(lambda: not state(d)["running"] and state(d)["step"] > 0, 120, "the second drag")
+    drag_to_the_end(d)
     before = {p.name for p in downloads.iterdir()}
     d.find_element("id", "download-png").click()
     png = downloaded(downloads, ".png", before)
@@ -206,12 +220,8 @@ def test_save_and_load_session(server, driver, downloads):
     url, run_dir, _ = server
     d = driver
     open_page(d, url)
-    click_image(d, 40, 30)
-    click_image(d, 46, 30)
-    wait_for(lambda: state(d)["handles"], what="the points")
-    d.find_element("id", "start").click()
-    wait_for(lambda: not state(d)["running"] and state(d)["step"] > 0, 120, "the drag")
-    saved = state(d)
+    add_pair(d, (40, 30), (46, 30))
+    saved = drag_to_the_end(d)
     before = {p.name for p in downloads.iterdir()}
     d.find_element("id", "save").click()
     zpath = downloaded(downloads, ".zip", before)
@@ -233,9 +243,7 @@ def test_bad_input_gets_a_message(server, driver, tmp_path):
     url, _, proc = server
     d = driver
     open_page(d, url)
-    click_image(d, 30, 30)
-    click_image(d, 34, 30)
-    wait_for(lambda: state(d)["handles"], what="the points")
+    add_pair(d, (30, 30), (34, 30))
     # a point typed outside the image
     field = d.find_element("css selector", "#points input[data-kind='t'][data-axis='0']")
     field.send_keys(Keys.CONTROL, "a")
@@ -272,20 +280,15 @@ def test_photo_upload_is_inverted(server, driver, tmp_path):
     wait_for(lambda: d.find_element("id", "progress-row").is_displayed(), 10, "the progress bar")
     wait_for(lambda: state(d)["status"] == "idle" and "face.png" in state(d)["source"], 120, "the inverted photo")
     assert "inverted into toy-faces-64" in d.find_element("id", "source").text
-    click_image(d, 32, 32)
-    click_image(d, 36, 32)
-    wait_for(lambda: state(d)["handles"], what="the points")
-    d.find_element("id", "start").click()
-    wait_for(lambda: state(d)["step"] > 0, 60, "a drag on the photo")
+    add_pair(d, (32, 32), (36, 32))
+    assert drag_to_the_end(d)["step"] > 0
 
 
 def test_tabs_have_their_own_sessions(server, driver):
     url, _, _ = server
     d = driver
     open_page(d, url)
-    click_image(d, 20, 20)
-    click_image(d, 24, 20)
-    wait_for(lambda: state(d)["handles"], what="the points")
+    add_pair(d, (20, 20), (24, 20))
     first_tab, sid1 = d.current_window_handle, state(d)["sid"]
     n = health(url)["sessions"]
     d.switch_to.new_window("tab")
