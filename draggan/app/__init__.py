@@ -4,7 +4,6 @@ and of inverted photos, live (see `draggan.app.editor` for the model, `draggan.a
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +19,6 @@ from draggan.loading import load_generator, resolve_device
 
 __all__ = ["Editor", "EditorError", "EditorLimits", "EditorServer", "GeneratorChoice", "TabSession",
            "build_editor", "generator_choices", "serve"]
-
-log = logging.getLogger(__name__)
 
 
 def generator_choices(cfg, conf_dir: str | Path | None) -> list[GeneratorChoice]:
@@ -60,8 +57,8 @@ def build_editor(cfg, *, invert: Callable | None = None, conf_dir: str | Path | 
 
 
 def serve(cfg, *, invert: Callable | None = None, conf_dir: str | Path | None = None,
-          out_dir: str | Path = "outputs/app", ready: Callable[[EditorServer], None] | None = None) -> None:
-    """Serve the editor until interrupted; `ready(server)` is called once it listens."""
+          out_dir: str | Path = "outputs/app") -> None:
+    """Serve the editor until interrupted (Ctrl-C)."""
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     editor = build_editor(cfg, invert=invert, conf_dir=conf_dir, out_dir=out_dir)
@@ -75,8 +72,6 @@ def serve(cfg, *, invert: Callable | None = None, conf_dir: str | Path | None = 
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {cfg.host}: anyone who reaches this address can use the editor",
               file=sys.stderr, flush=True)
-    if ready is not None:
-        ready(server)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -84,4 +79,3 @@ def serve(cfg, *, invert: Callable | None = None, conf_dir: str | Path | None = 
     finally:
         server.server_close()
         editor.shutdown()
-
