@@ -21,7 +21,7 @@ from PIL import Image
 
 from draggan.drag import DragConfig, DragSession
 from draggan.loading import load_generator
-from draggan.render import draw_points, save_animation, save_png, to_uint8
+from draggan.render import draw_points, points_scale, save_animation, save_png, to_uint8
 from draggan.session_io import load_session, save_session
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def edit_and_save(session: DragSession, out_dir: str | os.PathLike, *, generator
     out.mkdir(parents=True, exist_ok=True)
     G, config = session.G, session.config
     targets = [tuple(t) for t in session.targets_xy.tolist()]
-    scale = max(1, 256 // max(G.img_height, G.img_width))
+    scale = points_scale(G.img_height, G.img_width)
     before = to_uint8(session.render())
     save_png(before, out / "before.png")
     frames = [draw_points(before, session.handles, targets, scale)]

@@ -22,6 +22,11 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
+def points_scale(height: int, width: int) -> int:
+    """The whole-number upscaling that makes pictures with points at least about 256 px wide."""
+    return max(1, 256 // max(height, width))
+
+
 def draw_points(image: np.ndarray, handles: Sequence[Sequence[float]], targets: Sequence[Sequence[float]],
                 scale: int = 1) -> Image.Image:
     """The image (upscaled by `scale`) with red handles, blue targets and arrows between them."""

@@ -38,7 +38,7 @@ from draggan.drag import DragConfig, DragSession
 from draggan.edit import initial_latent
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside
-from draggan.render import draw_points, save_animation, to_uint8
+from draggan.render import draw_points, points_scale, save_animation, to_uint8
 from draggan.session_io import LATENT_FILE, SESSION_FILE, load_session, save_session
 
 log = logging.getLogger(__name__)
@@ -95,19 +95,21 @@ def decode_image(data: bytes, *, what: str = "upload", load: bool = True) -> Ima
     """`data` as a PIL image (decoded only if `load`), or an `EditorError` saying why it is not one."""
     if not data:
         raise EditorError(f"the {what} is empty")
+    unreadable = (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, ValueError)
     try:
         with Image.open(io.BytesIO(data)) as probe:
             probe.verify()
         img = Image.open(io.BytesIO(data))
-        if img.size[0] * img.size[1] > MAX_PIXELS:
-            raise EditorError(f"the {what} is {img.size[0]}x{img.size[1]} pixels; at most "
-                              f"{MAX_PIXELS // 1_000_000} million are accepted")
-        if load:
-            img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, ValueError) as e:
-        if isinstance(e, EditorError):
-            raise
+    except unreadable as e:
         raise EditorError(f"the {what} is not an image this editor can read ({e})") from None
+    if img.size[0] * img.size[1] > MAX_PIXELS:
+        raise EditorError(f"the {what} is {img.size[0]}x{img.size[1]} pixels; at most "
+                          f"{MAX_PIXELS // 1_000_000} million are accepted")
+    if load:
+        try:
+            img.load()
+        except unreadable as e:
+            raise EditorError(f"the {what} is not an image this editor can read ({e})") from None
     return img
 
 
@@ -181,7 +183,7 @@ class TabSession:
 
     def _frame(self) -> None:
         step = self._total_steps()
-        scale = max(1, 256 // max(self.image.shape[:2]))
+        scale = points_scale(*self.image.shape[:2])
         self.frames = [f for f in self.frames if f[0] < step] + [
             (step, draw_points(self.image, self.handles, self.targets, scale))]
 
@@ -612,7 +614,7 @@ class TabSession:
             self.mask = None if session.mask is None else session.mask.cpu().numpy()
             self.status = "done" if session.done else "idle"
             start = self._render(session.ws0)
-            scale = max(1, 256 // max(start.shape[:2]))
+            scale = points_scale(*start.shape[:2])
             self.frames = [(0, draw_points(start, session.handles0_xy.tolist(), self.targets, scale))]
             self._say(f"loaded {self.source}")
             self._show()
