@@ -104,7 +104,7 @@ def wait_for(check, timeout=60.0, what="the page"):
 
 
 def state(d) -> dict:
-    return d.execute_script("return window.editor.state") or {}
+    return d.execute_script("return window.editor ? window.editor.state : null") or {}  # null while app.js loads
 
 
 def message(d) -> str:
@@ -329,15 +329,20 @@ def test_paint_and_erase_the_mask(server, driver):
         ActionChains(d).move_to_element_with_offset(overlay, 0, (y_from + 0.5) * SCALE - w / 2).click_and_hold() \
             .move_by_offset(0, (y_to - y_from) * SCALE).release().perform()
 
-    d.find_element("css selector", "input[name=mode][value=paint]").click()
+    def movable_pixels():  # from one read of the message: "mask: N of 4096 pixels may move"
+        text = message(d)
+        return int(text.split("mask: ")[1].split()[0]) if "pixels may move" in text else None
+
+    def choose(mode):  # a script click: the radio sits inside its label
+        d.execute_script("arguments[0].click()", d.find_element("css selector", f"input[name=mode][value={mode}]"))
+
+    choose("paint")
     stroke(20, 44)
-    wait_for(lambda: state(d)["has_mask"], 10, "the painted mask")
-    assert "pixels may move" in message(d)
-    painted = int(message(d).split("mask: ")[1].split()[0])
+    wait_for(lambda: state(d)["has_mask"] and movable_pixels(), 10, "the painted mask")
+    painted = movable_pixels()
     assert 24 * 8 <= painted <= 64 * 64 // 2  # a stroke ~8 px wide (radius 4) and 24 px long
-    d.find_element("css selector", "input[name=mode][value=erase]").click()
+    choose("erase")
     stroke(20, 32)
-    wait_for(lambda: "pixels may move" in message(d) and int(message(d).split("mask: ")[1].split()[0]) < painted,
-             10, "the erased part")
+    wait_for(lambda: (movable_pixels() or painted) < painted, 10, "the erased part")
     d.find_element("id", "clear-mask").click()
     wait_for(lambda: not state(d)["has_mask"], 10, "the cleared mask")
