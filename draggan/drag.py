@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from draggan.features import motion_supervision_loss, resized_features_at, track_points
+from draggan.features import motion_supervision_loss, pixel_grid, resized_features_at, track_points
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside, rc_to_xy, xy_to_rc
 
@@ -51,6 +51,8 @@ class DragConfig:
     official_grid: bool = False  # reproduce the official pixel grid quirk of the motion disk
     max_steps: int = 300  # step limit of `run`
     noise_mode: str = "const"  # noise of the synthesis
+    force_fp32: bool = False  # compute every synthesis block in float32, ignoring the generator's num_fp16_res (CUDA)
+    divergence_ratio: float = 10.0  # stop (keeping the last good state) when the features' RMS grows this much
 
     @staticmethod
     def preset(name: str) -> "DragConfig":
@@ -143,21 +145,25 @@ class DragSession:
         self.ws0 = ws.detach().to(self.device, torch.float32).clone()
         self.handles0_xy = h
         self.targets_xy = t
-        self.handles_rc = xy_to_rc(h).to(torch.float32)
-        self.targets_rc = xy_to_rc(t).to(torch.float32)
+        self.handles_rc = xy_to_rc(h).to(self.device, torch.float32)
+        self.targets_rc = xy_to_rc(t).to(self.device, torch.float32)
+        self._handles_xy = [tuple(p) for p in h.to(torch.float32).tolist()]
         self.r1 = cfg.radius_px(cfg.r1, self.size[0])
         self.r2 = int(cfg.radius_px(cfg.r2, self.size[0]))
         self.stop_px = cfg.stop_px(len(h), self.size[0])
         if self.r1 <= 0 or self.r2 <= 0:
             raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px (the official rounding gives 0 "
                              "below 86 px); set drag.min_radius=1")
+        self.pixel_grid = pixel_grid(self.size, self.device, cfg.official_grid)
         rows = cfg.optimize_ws if cfg.latent_space == "w+" else 1
         self.free = torch.nn.Parameter(self.ws0[:, :rows].clone())
-        self.optimizer = torch.optim.Adam([self.free], lr=cfg.lr)
+        # On CUDA one fused kernel, with its step counter on the device (no host reads).
+        self.optimizer = torch.optim.Adam([self.free], lr=cfg.lr, fused=True if self.device.type == "cuda" else None)
         self.history: list[DragState] = []
         self.snapshots: list[dict] = []  # per step: latent and optimiser state after the step
         self.refs: torch.Tensor | None = None  # [N, C] handle features of the first image
         self.feat0: torch.Tensor | None = None  # features of the first image (mask term only)
+        self.feature_scale0 = math.inf  # RMS of the first image's features (the divergence check)
         self.done = False
 
     # ---------------------------------------------------------------------------------------
@@ -192,16 +198,18 @@ class DragSession:
 
     @property
     def handles(self) -> list[tuple[float, float]]:
-        return [tuple(p) for p in rc_to_xy(self.handles_rc).tolist()]
+        """The current (x, y) handles (kept on the host; reading them costs no synchronisation)."""
+        return list(self._handles_xy)
 
-    def _features(self) -> torch.Tensor:
-        return self.G.synthesis.features(self.ws, up_to=self.config.feature_block,
-                                         noise_mode=self.config.noise_mode)[-1]
+    def _features(self, ws: torch.Tensor | None = None) -> torch.Tensor:
+        return self.G.synthesis.features(self.ws if ws is None else ws, up_to=self.config.feature_block,
+                                         noise_mode=self.config.noise_mode, force_fp32=self.config.force_fp32)[-1]
 
     def render(self) -> torch.Tensor:
         """The full image at the current latent, [1, C, H, W] in about [-1, 1]."""
         with torch.no_grad():
-            return self.G.synthesis(self.ws.detach(), noise_mode=self.config.noise_mode)
+            return self.G.synthesis(self.ws.detach(), noise_mode=self.config.noise_mode,
+                                    force_fp32=self.config.force_fp32)
 
     def distances(self) -> list[float]:
         return torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1).tolist()
@@ -209,7 +217,12 @@ class DragSession:
     # ---------------------------------------------------------------------------------------
 
     def step(self) -> DragState:
-        """One step: synthesise to the feature block, track, and (unless done) one optimiser update."""
+        """One step: synthesise to the feature block, track, and (unless done) one optimiser update.
+
+        Every tensor of the step stays on the generator's device; the step reads values back to
+        the host once (`_to_host`: the stop rule, the loss, the handles), after the backward pass
+        has been queued, so a GPU is never left waiting for the next launch in between.
+        """
         if self.done:
             raise RuntimeError("the session is done; roll back to an earlier step to continue")
         cfg = self.config
@@ -222,49 +235,77 @@ class DragSession:
                 self.feat0 = feat.detach()
         else:
             with torch.no_grad():
-                if self.tracker is None:
-                    self.handles_rc = track_points(feat.detach(), self.size, self.handles_rc, self.refs, self.r2,
-                                                   cfg.tracking_distance)
-                else:
-                    new = torch.as_tensor(self.tracker(self, feat.detach()), dtype=torch.float32)
-                    new = new.to(self.handles_rc.device)
-                    if new.shape != self.handles_rc.shape or not torch.isfinite(new).all():
-                        raise RuntimeError(f"the tracker returned {list(new.shape)} handles with non-finite values "
-                                           f"or the wrong shape (expected {list(self.handles_rc.shape)})")
-                    H, W = self.size
-                    self.handles_rc = torch.stack([new[:, 0].clamp(0, H - 1), new[:, 1].clamp(0, W - 1)], 1)
+                self.handles_rc = self._track(feat.detach())
         dist = torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1)
-        done = bool((dist <= self.stop_px).all())
-        loss_value = float("nan")
+        # Within a pixel the direction means little; below the stop distance, nothing.
+        loss = self._loss(feat, dist > min(1.0, self.stop_px))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        n = len(self.handles_rc)
+        scale = feat.detach().to(torch.float32).square().mean().sqrt()  # the divergence check's measure
+        packet = torch.cat([(dist <= self.stop_px).all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
+                            scale[None], dist.to(torch.float32), self.handles_rc.reshape(-1)])
+        values = self._to_host(packet)
+        done, loss_value, scale_value = values[0] > 0, values[1], values[2]
+        distances, handles_rc = values[3:3 + n], values[3 + n:3 + 3 * n]
+        self._handles_xy = [(handles_rc[2 * i + 1], handles_rc[2 * i]) for i in range(n)]
+        if first:
+            self.feature_scale0 = scale_value
         error = None
-        if not done:
-            loss = self._loss(feat, dist)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                error = f"the loss became {loss_value} at step {len(self.history)}; the last good state is kept"
-                done = True
-            else:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                if not torch.isfinite(self.free).all():
-                    error = f"the latent became non-finite at step {len(self.history)}; the last good state is kept"
-                    self._restore(len(self.snapshots) - 1)
-                    done = True
+        if not math.isfinite(scale_value) or scale_value > cfg.divergence_ratio * self.feature_scale0:
+            return self._diverged(scale_value)
+        if done:
+            loss_value = float("nan")
+        elif not math.isfinite(loss_value):
+            error = f"the loss became {loss_value} at step {len(self.history)}; the last good state is kept"
+            done = True
+        else:
+            self.optimizer.step()
         self.done = done
-        state = DragState(step=len(self.history), handles=self.handles, loss=loss_value,
-                          distances=dist.tolist(), done=done, error=error)
+        state = DragState(step=len(self.history), handles=list(self._handles_xy), loss=loss_value,
+                          distances=distances, done=done, error=error)
         self.history.append(state)
         self.snapshots.append(self._snapshot())
         return state
 
-    def _loss(self, feat: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    def _to_host(self, packet: torch.Tensor) -> list[float]:
+        """The one host-device synchronisation of a step (a test replaces it to count syncs)."""
+        return packet.tolist()
+
+    def _track(self, feat: torch.Tensor) -> torch.Tensor:
+        """Step (2): the handles after tracking, [N, 2] (row, col) on the device."""
+        if self.tracker is None:
+            return track_points(feat, self.size, self.handles_rc, self.refs, self.r2, self.config.tracking_distance)
+        new = torch.as_tensor(self.tracker(self, feat), dtype=torch.float32).to(self.device)
+        if new.shape != self.handles_rc.shape or not torch.isfinite(new).all():
+            raise RuntimeError(f"the tracker returned {list(new.shape)} handles with non-finite values "
+                               f"or the wrong shape (expected {list(self.handles_rc.shape)})")
+        H, W = self.size
+        return torch.stack([new[:, 0].clamp(0, H - 1), new[:, 1].clamp(0, W - 1)], 1)
+
+    def _diverged(self, scale: float) -> DragState:
+        """The features left a sane range (or became non-finite): go back to the state before the
+        update that did it, and stop there with an error."""
+        step = len(self.history)
+        good = step - 2  # the state after step `good` is the last one that made sane features
+        self._restore(good)
+        del self.history[good + 1:]
+        del self.snapshots[good + 1:]
+        error = (f"the drag diverged at step {step - 1} (feature scale {scale:.3g}, "
+                 f"{self.config.divergence_ratio:g}x above the start's limit {self.feature_scale0:.3g}); "
+                 f"the last good state is kept: try a smaller drag.lr")
+        self.done = True
+        state = DragState(step=len(self.history), handles=self.handles, loss=float("nan"),
+                          distances=self.distances(), done=True, error=error)
+        self.history.append(state)
+        self.snapshots.append(self._snapshot())
+        return state
+
+    def _loss(self, feat: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """Motion supervision of the `active` handles, plus the mask term."""
         cfg = self.config
-        motion = feat.new_zeros(())
-        for i in range(len(self.handles_rc)):
-            if dist[i] > min(1.0, self.stop_px):  # within a pixel the direction means little; below the stop, nothing
-                motion = motion + motion_supervision_loss(feat, self.size, self.handles_rc[i], self.targets_rc[i],
-                                                          self.r1, cfg.official_grid)
+        motion = motion_supervision_loss(feat, self.size, self.handles_rc, self.targets_rc, self.r1,
+                                         grid=self.pixel_grid, active=active)
         if self.mask is None:
             return motion
         resize = torch.nn.functional.interpolate
@@ -281,13 +322,15 @@ class DragSession:
 
     def _restore(self, index: int) -> None:
         if index < 0:
-            snap = {"free": self.ws0[:, : self.free.shape[1]].clone(), "handles_rc": xy_to_rc(self.handles0_xy).float(),
+            snap = {"free": self.ws0[:, : self.free.shape[1]].clone(),
+                    "handles_rc": xy_to_rc(self.handles0_xy).to(self.device, torch.float32),
                     "adam": {}}
         else:
             snap = self.snapshots[index]
         with torch.no_grad():
             self.free.copy_(snap["free"])
-        self.handles_rc = snap["handles_rc"].clone()
+        self.handles_rc = snap["handles_rc"].to(self.device).clone()
+        self._handles_xy = [tuple(p) for p in rc_to_xy(self.handles_rc).tolist()]
         self.optimizer.state[self.free] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in snap["adam"].items()}
         if not snap["adam"]:
             self.optimizer.state.pop(self.free, None)
@@ -333,7 +376,7 @@ class DragSession:
                 "targets": self.targets_xy.tolist(), "ws0": self.ws0.cpu(),
                 "mask": None if self.mask is None else self.mask.cpu(),
                 "history": [dataclasses.asdict(s) for s in self.history],
-                "snapshots": [{"free": s["free"].cpu(), "handles_rc": s["handles_rc"],
+                "snapshots": [{"free": s["free"].cpu(), "handles_rc": s["handles_rc"].cpu(),
                                "adam": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in s["adam"].items()}}
                               for s in self.snapshots]}
 
@@ -343,7 +386,7 @@ class DragSession:
         session = cls(G, state["ws0"], state["handles"], state["targets"], mask=state["mask"],
                       config=DragConfig(**state["config"]))
         session.history = [DragState(**h) for h in state["history"]]
-        session.snapshots = [{"free": s["free"].to(session.device), "handles_rc": s["handles_rc"],
+        session.snapshots = [{"free": s["free"].to(session.device), "handles_rc": s["handles_rc"].to(session.device),
                               "adam": {k: (v.to(session.device) if torch.is_tensor(v) else v)
                                        for k, v in s["adam"].items()}} for s in state["snapshots"]]
         if session.history:
@@ -354,8 +397,8 @@ class DragSession:
     def _first_step_features(self) -> None:
         """Recompute the first image's reference features (deterministic from ws0)."""
         with torch.no_grad():
-            feat = self.G.synthesis.features(self.ws0, up_to=self.config.feature_block,
-                                             noise_mode=self.config.noise_mode)[-1]
-        rc = xy_to_rc(self.handles0_xy).round().to(torch.int64)
+            feat = self._features(self.ws0)
+        rc = xy_to_rc(self.handles0_xy).round().to(self.device, torch.int64)
         self.refs = resized_features_at(feat, self.size, rc[:, 0], rc[:, 1]).T.contiguous()
         self.feat0 = feat if self.mask is not None else None
+        self.feature_scale0 = float(feat.to(torch.float32).square().mean().sqrt())

@@ -6,6 +6,11 @@ size (bilinear, `align_corners=False`) and samples it there. Here the resized ma
 and the loss need, with the same arithmetic as `F.interpolate`, and `bilinear_at` interpolates
 between those pixels like `grid_sample(align_corners=True, padding_mode='zeros')`. The numbers are
 those of "resize, then sample", at a small fraction of the cost.
+
+Everything is batched over handles (one set of kernels for all of them, whatever their number),
+builds its index and weight tensors on the features' device, and never reads a value back to the
+host: `track_points` and `motion_supervision_loss` can sit inside a GPU step that synchronises
+only once, for the stop rule.
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ import torch
 from draggan.points import normalized_to_pixels, pixels_to_normalized
 
 
-def _source_index(dst: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Lower and upper source index and the upper weight of bilinear resizing, align_corners=False."""
-    scale = torch.tensor(in_size / out_size, dtype=torch.float32)
-    src = (scale * (dst.to(torch.float32) + 0.5) - 0.5).clamp(min=0)
+def _axis_taps(dst: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lower and upper source index and the upper weight of bilinear resizing along one axis, as
+    `F.interpolate(align_corners=False)` computes them."""
+    src = ((dst.to(torch.float32) + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     i0 = src.to(torch.int64)  # src >= 0, so truncation is floor
     i1 = torch.where(i0 < in_size - 1, i0 + 1, i0)
     return i0, i1, src - i0.to(torch.float32)
+
+
+def _gather(feat: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
+    """feat [1, C, h, w] at flat indices (row * w + col) of any shape -> [C, *flat_index.shape].
+
+    One `index_select` (its backward is a single `index_add`), rather than advanced indexing."""
+    c = feat.shape[1]
+    return feat.reshape(c, -1).index_select(1, flat_index.reshape(-1)).reshape(c, *flat_index.shape)
 
 
 def resized_features_at(feat: torch.Tensor, size: tuple[int, int], rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -30,16 +43,16 @@ def resized_features_at(feat: torch.Tensor, size: tuple[int, int], rows: torch.T
     Args:
         feat: [1, C, h, w] feature map.
         size: (H, W) of the virtual resized map.
-        rows, cols: int64 tensors of the same shape, inside [0, H) and [0, W).
+        rows, cols: int64 tensors of the same shape, inside [0, H) and [0, W), on feat's device.
     Returns:
-        [C, *rows.shape] features.
+        [C, *rows.shape] features (float32, or feat's dtype if wider).
     """
-    _, c, h, w = feat.shape
-    y0, y1, ly = _source_index(rows, h, size[0])
-    x0, x1, lx = _source_index(cols, w, size[1])
-    f = feat[0]
+    _, _, h, w = feat.shape
+    y0, y1, ly = _axis_taps(rows, h, size[0])
+    x0, x1, lx = _axis_taps(cols, w, size[1])
+    v = _gather(feat, torch.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1]))  # [C, 4, ...]
     ly0, lx0 = 1 - ly, 1 - lx
-    return ly0 * (lx0 * f[:, y0, x0] + lx * f[:, y0, x1]) + ly * (lx0 * f[:, y1, x0] + lx * f[:, y1, x1])
+    return ly0 * (lx0 * v[:, 0] + lx * v[:, 1]) + ly * (lx0 * v[:, 2] + lx * v[:, 3])
 
 
 def bilinear_at(feat: torch.Tensor, size: tuple[int, int], ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -54,77 +67,113 @@ def bilinear_at(feat: torch.Tensor, size: tuple[int, int], ys: torch.Tensor, xs:
     xs = normalized_to_pixels(pixels_to_normalized(xs.to(torch.float32), W), W)
     y0, x0 = ys.floor(), xs.floor()
     y1, x1 = y0 + 1, x0 + 1
-    out = 0
     # nw, ne, sw, se corners with grid_sample's weights, summed in its order.
-    for yy, xx, weight in ((y0, x0, (x1 - xs) * (y1 - ys)), (y0, x1, (xs - x0) * (y1 - ys)),
-                           (y1, x0, (x1 - xs) * (ys - y0)), (y1, x1, (xs - x0) * (ys - y0))):
-        inside = (yy >= 0) & (yy <= H - 1) & (xx >= 0) & (xx <= W - 1)
-        r = yy.clamp(0, H - 1).to(torch.int64)
-        c = xx.clamp(0, W - 1).to(torch.int64)
-        out = out + resized_features_at(feat, size, r, c) * (weight * inside)
-    return out
+    rows, cols = torch.stack([y0, y0, y1, y1]), torch.stack([x0, x1, x0, x1])
+    weights = torch.stack([(x1 - xs) * (y1 - ys), (xs - x0) * (y1 - ys), (x1 - xs) * (ys - y0), (xs - x0) * (ys - y0)])
+    inside = (rows >= 0) & (rows <= H - 1) & (cols >= 0) & (cols <= W - 1)
+    v = resized_features_at(feat, size, rows.clamp(0, H - 1).to(torch.int64), cols.clamp(0, W - 1).to(torch.int64))
+    weights = weights * inside
+    return v[:, 0] * weights[0] + v[:, 1] * weights[1] + v[:, 2] * weights[2] + v[:, 3] * weights[3]
 
 
 def track_points(feat: torch.Tensor, size: tuple[int, int], handles_rc: torch.Tensor, refs: torch.Tensor,
                  radius: int, distance: str = "l1") -> torch.Tensor:
     """Move each handle to the pixel of its (2r+1)^2 window whose feature is nearest its reference.
 
+    All handles are searched at once; the windows are clipped at the image border.
+
     Args:
         feat: [1, C, h, w] current features; size: (H, W) of the image.
         handles_rc: [N, 2] (row, col) current handles (rounded to pixels for the window).
         refs: [N, C] reference features of the handles in the first image.
-        radius: half-size of the square search window, in image pixels (clipped at the border).
+        radius: half-size of the square search window, in image pixels.
         distance: 'l1' (the paper) or 'l2' (the official code).
     Returns:
-        [N, 2] (row, col) new handles, integer valued; ties go to the first pixel in row-major order.
+        [N, 2] (row, col) new handles, integer valued, float32, on feat's device; ties go to the
+        first pixel of the window in row-major order.
+    """
+    if distance not in ("l1", "l2"):
+        raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
+    H, W = size
+    k = 2 * radius + 1
+    centre = handles_rc.to(feat.device).round().to(torch.int64)  # [N, 2]
+    offsets = torch.arange(-radius, radius + 1, device=feat.device)
+    rows = (centre[:, 0, None] + offsets)[:, :, None].expand(-1, k, k)  # [N, k, k]
+    cols = (centre[:, 1, None] + offsets)[:, None, :].expand(-1, k, k)
+    valid = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+    window = resized_features_at(feat, size, rows.clamp(0, H - 1), cols.clamp(0, W - 1))  # [C, N, k, k]
+    diff = window - refs.T.to(window.dtype)[:, :, None, None]
+    dist = diff.abs().sum(0) if distance == "l1" else torch.linalg.norm(diff, dim=0)  # [N, k, k]
+    best = dist.masked_fill(~valid, float("inf")).reshape(len(centre), -1).argmin(dim=1)
+    return (centre - radius + torch.stack([best // k, best % k], dim=1)).to(torch.float32)
+
+
+def pixel_grid(size: tuple[int, int], device: torch.device | str | None = None, official_grid: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coordinates of the pixel rows and columns that the motion disk is measured on.
+
+    `official_grid` reproduces the official code's grid, `linspace(0, H, H)`, whose spacing is
+    H / (H - 1) rather than 1 (it slightly shifts the disk away from the origin); it is computed on
+    the CPU, as the official code does, and then moved. Build it once per session, not per step.
     """
     H, W = size
-    out = torch.empty_like(handles_rc)
-    for i, (r, c) in enumerate(handles_rc.round().to(torch.int64).tolist()):
-        top, bottom = max(r - radius, 0), min(r + radius + 1, H)
-        left, right = max(c - radius, 0), min(c + radius + 1, W)
-        rows, cols = torch.meshgrid(torch.arange(top, bottom), torch.arange(left, right), indexing="ij")
-        window = resized_features_at(feat, size, rows, cols)  # [C, h, w]
-        diff = window - refs[i].reshape(-1, 1, 1)
-        dist = diff.abs().sum(0) if distance == "l1" else torch.linalg.norm(diff, dim=0)
-        k = int(torch.argmin(dist.reshape(-1)))
-        out[i, 0], out[i, 1] = top + k // (right - left), left + k % (right - left)
-    return out
-
-
-def disk_pixels(center_rc: torch.Tensor, radius: float, size: tuple[int, int], official_grid: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer pixels (rows, cols) whose distance to `center_rc` is less than `radius`.
-
-    `official_grid` reproduces the official code's pixel grid, `linspace(0, H, H)`, whose spacing is
-    H / (H - 1) rather than 1 (it slightly shifts the disk away from the origin).
-    """
-    H, W = size
-    cr, cc = float(center_rc[0]), float(center_rc[1])
-    r = int(radius) + 2
-    rows = torch.arange(max(int(cr) - r, 0), min(int(cr) + r + 2, H))
-    cols = torch.arange(max(int(cc) - r, 0), min(int(cc) + r + 2, W))
     if official_grid:
-        ry = torch.linspace(0, H, H)[rows]
-        rx = torch.linspace(0, W, W)[cols]
-    else:
-        ry, rx = rows.to(torch.float32), cols.to(torch.float32)
-    yy, xx = torch.meshgrid(ry, rx, indexing="ij")
-    inside = ((yy - cr) ** 2 + (xx - cc) ** 2) ** 0.5 < radius
-    ii, jj = torch.meshgrid(rows, cols, indexing="ij")
-    return ii[inside], jj[inside]
+        return torch.linspace(0, H, H).to(device), torch.linspace(0, W, W).to(device)
+    return torch.arange(H, dtype=torch.float32, device=device), torch.arange(W, dtype=torch.float32, device=device)
 
 
-def motion_supervision_loss(feat: torch.Tensor, size: tuple[int, int], handle_rc: torch.Tensor,
-                            target_rc: torch.Tensor, radius: float, official_grid: bool = False) -> torch.Tensor:
-    """One handle's motion loss: mean |F(q).detach() - F(q + d)| over the disk q around the handle.
+def disk_pixels(centers_rc: torch.Tensor, radius: float, size: tuple[int, int],
+                grid: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The integer pixels whose distance to each centre is less than `radius`, as fixed-size squares.
+
+    Args:
+        centers_rc: [N, 2] (row, col) centres.
+        radius: disk radius in pixels; grid: `pixel_grid(size, ...)` (default: the plain grid).
+    Returns:
+        rows, cols: [N, S, S] int64 pixel squares around each centre (clamped into the image);
+        inside: [N, S, S] bool, True for the pixels of the disk (and inside the image).
+    """
+    H, W = size
+    gy, gx = pixel_grid(size, centers_rc.device) if grid is None else grid
+    r = int(radius) + 2
+    offsets = torch.arange(-r, r + 2, device=centers_rc.device)
+    base = centers_rc.floor().to(torch.int64)  # centres are >= 0, so this is the official int()
+    rows = base[:, 0, None] + offsets  # [N, S]
+    cols = base[:, 1, None] + offsets
+    valid = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
+    rows, cols = rows.clamp(0, H - 1), cols.clamp(0, W - 1)
+    yy, xx = gy[rows][:, :, None], gx[cols][:, None, :]
+    cr, cc = centers_rc[:, 0, None, None], centers_rc[:, 1, None, None]
+    inside = (((yy - cr) ** 2 + (xx - cc) ** 2) ** 0.5 < radius) & valid
+    S = len(offsets)
+    return rows[:, :, None].expand(-1, S, S), cols[:, None, :].expand(-1, S, S), inside
+
+
+def motion_supervision_loss(feat: torch.Tensor, size: tuple[int, int], handles_rc: torch.Tensor,
+                            targets_rc: torch.Tensor, radius: float, *,
+                            grid: tuple[torch.Tensor, torch.Tensor] | None = None,
+                            active: torch.Tensor | None = None) -> torch.Tensor:
+    """The motion loss, summed over handles: per handle, mean |F(q).detach() - F(q + d)| over the disk q.
 
     d is the unit vector from the handle to its target; F is the resized feature map, sampled
-    bilinearly at q + d. The mean runs over channels and pixels (the official `l1_loss`).
+    bilinearly at q + d. Each handle's mean runs over channels and pixels (the official `l1_loss`).
+
+    Args:
+        feat: [1, C, h, w] features (with gradients); size: (H, W) of the image.
+        handles_rc, targets_rc: [N, 2] (row, col) handles and targets.
+        radius: r1 in image pixels; grid: `pixel_grid(...)` of the session (default: plain grid).
+        active: [N] bool, the handles that contribute (default: all).
+    Returns:
+        A scalar tensor.
     """
-    direction = (target_rc - handle_rc).to(torch.float32)
-    direction = direction / (torch.linalg.norm(direction) + 1e-7)
-    rows, cols = disk_pixels(handle_rc, radius, size, official_grid)
-    fixed = resized_features_at(feat, size, rows, cols).detach()
-    moved = bilinear_at(feat, size, rows + direction[0], cols + direction[1])
-    return (fixed - moved).abs().mean()
+    direction = (targets_rc - handles_rc).to(torch.float32)
+    direction = direction / (torch.linalg.norm(direction, dim=1, keepdim=True) + 1e-7)
+    rows, cols, inside = disk_pixels(handles_rc, radius, size, grid)
+    fixed = resized_features_at(feat, size, rows, cols).detach()  # [C, N, S, S]
+    moved = bilinear_at(feat, size, rows + direction[:, 0, None, None], cols + direction[:, 1, None, None])
+    count = inside.sum(dim=(1, 2)).clamp(min=1) * feat.shape[1]
+    per_handle = ((fixed - moved).abs() * inside).sum(dim=(0, 2, 3)) / count  # [N]
+    if active is not None:
+        per_handle = torch.where(active, per_handle, torch.zeros_like(per_handle))
+    return per_handle.sum()

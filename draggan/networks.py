@@ -33,10 +33,9 @@ from draggan.ops import (
 
 NOISE_MODES = ("const", "random", "none")
 
-# Keyword arguments of official pickles that only matter for mixed-precision training or for
-# the memory layout; accepted and ignored (float32 results do not depend on them).
-IGNORED_KWARGS = frozenset({"num_fp16_res", "fp16_channels_last", "channels_last", "fused_modconv_default",
-                            "padding", "resize"})
+# Keyword arguments of official pickles that only matter for the memory layout or for other
+# implementations; accepted and ignored (the results do not depend on them).
+IGNORED_KWARGS = frozenset({"fp16_channels_last", "channels_last", "fused_modconv_default", "padding", "resize"})
 
 
 def _gain(activation: str) -> float:
@@ -144,8 +143,9 @@ class SynthesisLayer(torch.nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.width], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, self.affine(w), noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter)
+        styles = self.affine(w)
+        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter, fused=_fused_modconv(self, x, styles))
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=_gain(self.activation) * gain, clamp=clamp)
 
@@ -164,7 +164,8 @@ class ToRGBLayer(torch.nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=_fused_modconv(self, x, styles))
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
 
@@ -191,14 +192,14 @@ class SynthesisBlock(torch.nn.Module):
                  architecture: str = "skip",  # 'orig', 'skip' or 'resnet'
                  resample_filter: Sequence[float] = (1, 3, 3, 1),  # low-pass filter for resampling
                  conv_clamp: float | None = 256,  # clamp convolution outputs to +-conv_clamp
-                 use_fp16: bool = False,  # training-only setting of the official code, ignored
+                 use_fp16: bool = False,  # compute this block in float16 on CUDA (unless force_fp32)
                  **layer_kwargs: Any):  # kernel_size, use_noise, activation of the layers
         if architecture not in ("orig", "skip", "resnet"):
             raise ValueError(f"unknown architecture {architecture!r} (expected 'orig', 'skip' or 'resnet')")
         super().__init__()
         self.in_channels, self.resolution, self.img_channels = in_channels, resolution, img_channels
         self.width = resolution if square else resolution // 2
-        self.is_last, self.architecture = is_last, architecture
+        self.is_last, self.architecture, self.use_fp16 = is_last, architecture, use_fp16
         self.register_buffer("resample_filter", make_resample_filter(resample_filter))
         self.num_conv = self.num_torgb = 0
         if in_channels == 0:
@@ -216,11 +217,18 @@ class SynthesisBlock(torch.nn.Module):
         if in_channels != 0 and architecture == "resnet":
             self.skip = SkipLayer(in_channels, out_channels, resample_filter)
 
-    def forward_features(self, x: torch.Tensor | None, ws: Sequence[torch.Tensor], noise_mode: str) -> torch.Tensor:
-        """The block's feature map `x` from the previous one (None for the first block)."""
+    def dtype(self, device: torch.device, force_fp32: bool = False) -> torch.dtype:
+        """The block's compute dtype: float16 where the generator says so, on CUDA only (as the official code)."""
+        return torch.float16 if self.use_fp16 and not force_fp32 and device.type == "cuda" else torch.float32
+
+    def forward_features(self, x: torch.Tensor | None, ws: Sequence[torch.Tensor], noise_mode: str,
+                         force_fp32: bool = False) -> torch.Tensor:
+        """The block's feature map `x` from the previous one (None for the first block), in the block's dtype."""
+        dtype = self.dtype(ws[0].device, force_fp32)
         if self.in_channels == 0:
-            return self.conv1(self.const.unsqueeze(0).repeat([ws[0].shape[0], 1, 1, 1]), ws[0], noise_mode)
+            return self.conv1(self.const.to(dtype).unsqueeze(0).repeat([ws[0].shape[0], 1, 1, 1]), ws[0], noise_mode)
         assert_shape(x, [None, self.in_channels, self.resolution // 2, self.width // 2], f"input of block {self.resolution}")
+        x = x.to(dtype)
         if self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, ws[0], noise_mode)
@@ -244,6 +252,7 @@ class SynthesisNetwork(torch.nn.Module):
                  channel_base: int = 32768,  # channels of block r are min(channel_base // r, channel_max)
                  channel_max: int = 512,  # largest number of channels of a block
                  square: bool = True,  # False = width is half the height (StyleGAN-Human)
+                 num_fp16_res: int = 0,  # float16 on CUDA for this many of the highest resolutions
                  **block_kwargs: Any):  # architecture, resample_filter, conv_clamp, layer settings
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
@@ -254,12 +263,13 @@ class SynthesisNetwork(torch.nn.Module):
         self.img_width = img_resolution if square else img_resolution // 2
         self.block_resolutions = [2 ** i for i in range(2, int(math.log2(img_resolution)) + 1)]
         channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions}
+        fp16_resolution = max(2 ** (int(math.log2(img_resolution)) + 1 - num_fp16_res), 8)
         self.num_ws = 0
         self.block_w_offsets: list[int] = []
         for r in self.block_resolutions:
             is_last = r == img_resolution
             block = SynthesisBlock(channels[r // 2] if r > 4 else 0, channels[r], w_dim, r, img_channels, is_last,
-                                   square=square, **block_kwargs)
+                                   square=square, use_fp16=r >= fp16_resolution, **block_kwargs)
             self.block_w_offsets.append(self.num_ws)
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{r}", block)
@@ -278,38 +288,56 @@ class SynthesisNetwork(torch.nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
-    def _iter_blocks(self, ws: torch.Tensor, noise_mode: str, last: int
+    def _iter_blocks(self, ws: torch.Tensor, noise_mode: str, last: int, force_fp32: bool = False
                      ) -> Iterator[tuple[SynthesisBlock, torch.Tensor, list[torch.Tensor]]]:
         ws = ws.to(torch.float32)
         x = None
         for i, block in enumerate(self.blocks[: last + 1]):
             o = self.block_w_offsets[i]
             block_ws = ws[:, o: o + block.num_conv + block.num_torgb].unbind(dim=1)
-            x = block.forward_features(x, block_ws, noise_mode)
+            x = block.forward_features(x, block_ws, noise_mode, force_fp32)
             yield block, x, block_ws
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", return_features: bool = False,
-                dtype: torch.dtype | None = None):
-        """The image `[B, C, H, W]`; with `return_features`, `(img, feats)` where `feats[k]` is the
-        output of block k (k = 0 is the 4x4 block). `dtype` (torch.float16 / bfloat16) runs the
-        convolutions under autocast; the default is float32."""
+                dtype: torch.dtype | None = None, force_fp32: bool = False):
+        """The image `[B, C, H, W]` (float32); with `return_features`, `(img, feats)` where `feats[k]` is
+        the output of block k (k = 0 is the 4x4 block), in that block's dtype.
+
+        Precision: on CUDA the blocks of the `num_fp16_res` highest resolutions compute in float16,
+        as in the official generator, unless `force_fp32`. `dtype` (torch.float16 / bfloat16)
+        instead runs every convolution under autocast."""
         self._check_ws(ws, noise_mode)
         img, feats = None, []
         with _autocast(ws.device, dtype):
-            for block, x, block_ws in self._iter_blocks(ws, noise_mode, len(self.blocks) - 1):
+            for block, x, block_ws in self._iter_blocks(ws, noise_mode, len(self.blocks) - 1, force_fp32):
                 feats.append(x)
                 img = block.forward_image(x, img, block_ws)
         img = img.to(torch.float32)
         return (img, feats) if return_features else img
 
     def features(self, ws: torch.Tensor, *, up_to: int, noise_mode: str = "const",
-                 dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+                 dtype: torch.dtype | None = None, force_fp32: bool = False) -> list[torch.Tensor]:
         """Features of blocks 0..up_to, computing no block above `up_to` and no RGB output."""
         self._check_ws(ws, noise_mode)
         if not 0 <= up_to < len(self.blocks):
             raise ValueError(f"up_to must be in [0, {len(self.blocks) - 1}], got {up_to}")
         with _autocast(ws.device, dtype):
-            return [x for _, x, _ in self._iter_blocks(ws, noise_mode, up_to)]
+            return [x for _, x, _ in self._iter_blocks(ws, noise_mode, up_to, force_fp32)]
+
+
+def _fused_modconv(layer: torch.nn.Module, x: torch.Tensor, styles: torch.Tensor) -> bool:
+    """Whether to modulate the weights (one grouped convolution) or the activations (around the
+    shared weight). The official rule: fused at inference in float32 or for a single sample, not in
+    training. And one more case, not fused: gradients that flow to the styles but not to the weight
+    (drag editing, projection), where the fused form would compute a weight gradient of the
+    per-sample weights, a second convolution as costly as the forward one, only to reduce it to
+    the styles; the unfused form needs only the input gradient. The two forms are equal up to
+    float rounding."""
+    if layer.training:
+        return False
+    if torch.is_grad_enabled() and styles.requires_grad and not layer.weight.requires_grad:
+        return False
+    return x.dtype == torch.float32 or x.shape[0] == 1
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):

@@ -62,20 +62,8 @@ def bias_act(
     return x
 
 
-def upfirdn2d(
-    x: torch.Tensor,
-    f: torch.Tensor,
-    *,
-    up: int = 1,  # upsampling factor (zero insertion)
-    down: int = 1,  # downsampling factor (decimation)
-    pad: Sequence[int] = (0, 0, 0, 0),  # (x0, x1, y0, y1) padding after upsampling; negative crops
-    gain: float = 1.0,  # overall gain of the filter
-) -> torch.Tensor:
-    """Upsample by zero insertion, pad, apply the 2-D FIR filter `f` per channel, downsample.
-
-    The filter is applied as a true convolution (it is flipped), which makes no difference for the
-    symmetric filters of StyleGAN2.
-    """
+def _upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: Sequence[int], gain: float,
+               flip_filter: bool) -> torch.Tensor:
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -84,12 +72,58 @@ def upfirdn2d(
     px0, px1, py0, py1 = pad
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
-    weight = f[None, None].expand(c, 1, *f.shape)
-    x = F.conv2d(x, weight, groups=c)
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if not flip_filter:
+        f = f.flip([0, 1])
+    x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
+
+
+class _UpFirDn2d(torch.autograd.Function):
+    """upfirdn2d with a closed-form backward that is itself an upfirdn2d (up and down swapped, the
+    filter flipped, the padding transposed), as the official CUDA op has. Gradients of gradients
+    (the R1 penalty) then stay FIR filters, instead of the double backward of a depthwise
+    convolution, which cuDNN runs very slowly."""
+
+    @staticmethod
+    def forward(ctx, x, f, up, down, pad, gain, flip_filter):
+        ctx.save_for_backward(f)
+        ctx.args = (up, down, tuple(pad), gain, flip_filter, x.shape[2], x.shape[3])
+        y = _upfirdn2d(x, f, up, down, pad, gain, flip_filter)
+        ctx.out_hw = (y.shape[2], y.shape[3])
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (f,) = ctx.saved_tensors
+        up, down, (px0, px1, py0, py1), gain, flip_filter, ih, iw = ctx.args
+        oh, ow = ctx.out_hw
+        fh, fw = f.shape
+        pad = [fw - px0 - 1, iw * up - ow * down + px0 - up + 1,
+               fh - py0 - 1, ih * up - oh * down + py0 - up + 1]
+        dx = _UpFirDn2d.apply(dy, f, down, up, pad, gain, not flip_filter)
+        return dx, None, None, None, None, None, None
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    *,
+    up: int = 1,  # upsampling factor (zero insertion)
+    down: int = 1,  # downsampling factor (decimation)
+    pad: Sequence[int] = (0, 0, 0, 0),  # (x0, x1, y0, y1) padding after upsampling; negative crops
+    gain: float = 1.0,  # overall gain of the filter
+    flip_filter: bool = False,  # False = true convolution (the filter is flipped), True = correlation
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad, apply the 2-D FIR filter `f` per channel, downsample.
+
+    Differentiable to any order; its backward is another upfirdn2d (see `_UpFirDn2d`).
+    """
+    if not (x.requires_grad or f.requires_grad) or not torch.is_grad_enabled():
+        return _upfirdn2d(x, f, up, down, pad, gain, flip_filter)
+    return _UpFirDn2d.apply(x, f, up, down, list(pad), gain, flip_filter)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -97,6 +131,28 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     fh, fw = f.shape
     pad = [(fw + up - 1) // 2, (fw - up) // 2, (fh + up - 1) // 2, (fh - up) // 2]
     return upfirdn2d(x, f, up=up, pad=pad, gain=up * up)
+
+
+def _conv_resample(x: torch.Tensor, w: torch.Tensor, *, groups: int, up: int, padding: int,
+                   resample_filter: torch.Tensor | None) -> torch.Tensor:
+    """A grouped convolution of `x` with `w` [groups * O, I, k, k], after upsampling by `up` (1 or 2)."""
+    if up == 1:
+        return F.conv2d(x, w, padding=padding, groups=groups)
+    if resample_filter is None:
+        raise ValueError("modulated_conv2d with up > 1 needs a resample_filter")
+    # Transposed convolution of stride `up` (weights laid out [in, out] per group), then the
+    # low-pass filter with the padding that centres the result on the upsampled grid.
+    go, in_ch, kh, kw = w.shape
+    wt = w.reshape(groups, go // groups, in_ch, kh, kw).transpose(1, 2).reshape(groups * in_ch, go // groups, kh, kw)
+    fh, fw = resample_filter.shape
+    px0 = padding + (fw + up - 1) // 2 - (kw - 1)
+    px1 = padding + (fw - up) // 2 - (kw - up)
+    py0 = padding + (fh + up - 1) // 2 - (kh - 1)
+    py1 = padding + (fh - up) // 2 - (kh - up)
+    pxt = max(min(-px0, -px1), 0)
+    pyt = max(min(-py0, -py1), 0)
+    x = F.conv_transpose2d(x, wt, stride=up, padding=[pyt, pxt], groups=groups)
+    return upfirdn2d(x, resample_filter, pad=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up * up)
 
 
 def modulated_conv2d(
@@ -109,40 +165,39 @@ def modulated_conv2d(
     padding: int = 0,  # padding of the convolution
     resample_filter: torch.Tensor | None = None,  # low-pass filter, needed when up > 1
     demodulate: bool = True,  # divide by the norm of each output's modulated weights
+    fused: bool = True,  # one grouped convolution with per-sample weights (else scale activations around a shared one)
 ) -> torch.Tensor:
-    """StyleGAN2's modulated (and demodulated) convolution, as one grouped convolution.
+    """StyleGAN2's modulated (and demodulated) convolution.
 
     Each sample's weights are `weight * styles` (and, with `demodulate`, divided by their L2 norm per
-    output channel); the batch is folded into the channel dimension so that one grouped
-    convolution serves every sample.
+    output channel). `fused` folds the batch into the channels so that one grouped convolution
+    serves every sample (inference, batch 1); otherwise the activations are scaled before and after
+    one convolution with the shared weight (training batches), which gives the same result. In
+    float16 the weight and styles are first divided by their largest values, as in the official
+    code, so that nothing overflows; demodulation cancels that scale.
     """
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
     assert_shape(x, [n, in_ch, None, None], "x")
     assert_shape(styles, [n, in_ch], "styles")
-    w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
+    if x.dtype == torch.float16 and demodulate:
+        weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    w = dcoefs = None
+    if demodulate or fused:
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
     if demodulate:
-        w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, out_ch, 1, 1, 1)
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+    if not fused:
+        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        x = _conv_resample(x, weight.to(x.dtype), groups=1, up=up, padding=padding, resample_filter=resample_filter)
+        if demodulate:
+            x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+        return x if noise is None else x + noise.to(x.dtype)
+    if demodulate:
+        w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
     x = x.reshape(1, n * in_ch, *x.shape[2:])
-    w = w.to(x.dtype)
-    if up == 1:
-        x = F.conv2d(x, w.reshape(n * out_ch, in_ch, kh, kw), padding=padding, groups=n)
-    else:
-        if resample_filter is None:
-            raise ValueError("modulated_conv2d with up > 1 needs a resample_filter")
-        # Transposed convolution of stride `up` (weights laid out [in, out] per group), then the
-        # low-pass filter with the padding that centres the result on the upsampled grid.
-        wt = w.transpose(1, 2).reshape(n * in_ch, out_ch, kh, kw)
-        fh, fw = resample_filter.shape
-        px0 = padding + (fw + up - 1) // 2 - (kw - 1)
-        px1 = padding + (fw - up) // 2 - (kw - up)
-        py0 = padding + (fh + up - 1) // 2 - (kh - 1)
-        py1 = padding + (fh - up) // 2 - (kh - up)
-        pxt = max(min(-px0, -px1), 0)
-        pyt = max(min(-py0, -py1), 0)
-        x = F.conv_transpose2d(x, wt, stride=up, padding=[pyt, pxt], groups=n)
-        x = upfirdn2d(x, resample_filter, pad=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up * up)
+    x = _conv_resample(x, w.reshape(n * out_ch, in_ch, kh, kw).to(x.dtype), groups=n, up=up, padding=padding,
+                       resample_filter=resample_filter)
     x = x.reshape(n, out_ch, *x.shape[2:])
-    if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+    return x if noise is None else (x + noise).to(x.dtype)  # the official in-place add rounds once, in x's dtype

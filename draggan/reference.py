@@ -25,8 +25,9 @@ class FullResolutionDrag:
         self.ws0 = ws.detach().clone().to(torch.float32)
         self.free = torch.nn.Parameter(self.ws0[:, : self.cfg.optimize_ws].clone())
         self.opt = torch.optim.Adam([self.free], lr=self.cfg.lr)
-        self.handles = xy_to_rc(torch.as_tensor(handles, dtype=torch.float64)).to(torch.float32)
-        self.targets = xy_to_rc(torch.as_tensor(targets, dtype=torch.float64)).to(torch.float32)
+        device = ws.device
+        self.handles = xy_to_rc(torch.as_tensor(handles, dtype=torch.float64)).to(device, torch.float32)
+        self.targets = xy_to_rc(torch.as_tensor(targets, dtype=torch.float64)).to(device, torch.float32)
         self.r1 = self.cfg.radius_px(self.cfg.r1, self.H)
         self.r2 = int(self.cfg.radius_px(self.cfg.r2, self.H))
         self.stop_px = self.cfg.stop_px(len(self.handles), self.H)
@@ -39,7 +40,7 @@ class FullResolutionDrag:
     def step(self) -> bool:
         """One step; returns True when every handle is at its target (no update then)."""
         cfg, H, W = self.cfg, self.H, self.W
-        _, feats = self.G.synthesis(self.ws, noise_mode=cfg.noise_mode, return_features=True)
+        _, feats = self.G.synthesis(self.ws, noise_mode=cfg.noise_mode, return_features=True, force_fp32=cfg.force_fp32)
         feat = F.interpolate(feats[cfg.feature_block], [H, W], mode="bilinear")
         if self.refs is None:
             rc = self.handles.round().long()
@@ -52,13 +53,14 @@ class FullResolutionDrag:
                     diff = patch - self.refs[i][:, None, None]
                     d = diff.abs().sum(0) if cfg.tracking_distance == "l1" else torch.linalg.norm(diff, dim=0)
                     k = int(d.reshape(-1).argmin())
-                    self.handles[i] = torch.tensor([top + k // d.shape[1], left + k % d.shape[1]], dtype=torch.float32)
+                    self.handles[i, 0], self.handles[i, 1] = top + k // d.shape[1], left + k % d.shape[1]
         dist = torch.linalg.norm(self.targets - self.handles, dim=1)
         if bool((dist <= self.stop_px).all()):
             return True
+        # The pixel grid is made on the CPU and moved, as the official code does.
         ys = torch.linspace(0, H, H) if cfg.official_grid else torch.arange(H, dtype=torch.float32)
         xs = torch.linspace(0, W, W) if cfg.official_grid else torch.arange(W, dtype=torch.float32)
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        yy, xx = (t.to(feat.device) for t in torch.meshgrid(ys, xs, indexing="ij"))
         loss = 0
         for i in range(len(self.handles)):
             if dist[i] <= 1:
@@ -67,7 +69,7 @@ class FullResolutionDrag:
             rows, cols = torch.where(((yy - p[0]) ** 2 + (xx - p[1]) ** 2) ** 0.5 < self.r1)
             d = (t - p) / (torch.linalg.norm(t - p) + 1e-7)
             grid = torch.stack([pixels_to_normalized(cols + d[1], W), pixels_to_normalized(rows + d[0], H)], -1)
-            moved = F.grid_sample(feat, grid[None, None], align_corners=True).squeeze(2)
+            moved = F.grid_sample(feat.float(), grid[None, None], align_corners=True).squeeze(2)
             loss = loss + F.l1_loss(feat[:, :, rows, cols].detach(), moved)
         self.opt.zero_grad()
         loss.backward()

@@ -14,6 +14,7 @@ units of the head's vertical radius, rotated by the head's roll and centred on t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,9 @@ _HAIR_SCALE, _HAIR_SHIFT = 1.10, -0.05  # the hair ellipse around the head
 _PUPIL = 0.55  # iris radius / eye radius
 _SKIN_LIGHT = (0.98, 0.84, 0.72)
 _SKIN_DARK = (0.42, 0.27, 0.18)
+_IRIS = (0.12, 0.08, 0.06)
+_LIPS = (0.72, 0.22, 0.24)
+_MOUTH_INSIDE = (0.25, 0.03, 0.06)
 
 
 def sample_params(n: int, seed: int | np.random.Generator = 0) -> torch.Tensor:
@@ -171,6 +175,12 @@ def _ellipse_sdf(u, v, cu, cv, ru, rv):
     return (f - 1) / (2 * g + 1e-6)
 
 
+@functools.lru_cache(maxsize=64)
+def _colour(rgb: tuple[float, float, float], device: torch.device) -> torch.Tensor:
+    """A colour as a [1, 3, 1, 1] tensor on `device`, made once (a copy to a GPU each batch would wait for it)."""
+    return torch.tensor(rgb).view(1, 3, 1, 1).to(device)
+
+
 def _b(t: torch.Tensor) -> torch.Tensor:
     """[B] -> [B, 1, 1] for broadcasting over the image."""
     return t.view(-1, 1, 1)
@@ -195,8 +205,7 @@ def render(params: torch.Tensor, resolution: int = 64) -> torch.Tensor:
     bg = torch.stack([_col(p, "bg_r"), _col(p, "bg_g"), _col(p, "bg_b")], 1).view(B, 3, 1, 1)
     hair = torch.stack([_col(p, "hair_r"), _col(p, "hair_g"), _col(p, "hair_b")], 1).view(B, 3, 1, 1)
     t = _col(p, "skin_tone").view(B, 1, 1, 1)
-    light = torch.tensor(_SKIN_LIGHT, device=p.device).view(1, 3, 1, 1)
-    dark = torch.tensor(_SKIN_DARK, device=p.device).view(1, 3, 1, 1)
+    light, dark = _colour(_SKIN_LIGHT, p.device), _colour(_SKIN_DARK, p.device)
     skin = light + t * (dark - light)
 
     yy = torch.linspace(0, 1, resolution, device=p.device).view(1, 1, -1, 1)
@@ -219,7 +228,7 @@ def render(params: torch.Tensor, resolution: int = 64) -> torch.Tensor:
         img = paint(img, cover(brow), hair * 0.8)
     # Eyes: white, then the iris clipped by the eye.
     white = torch.ones(1, 3, 1, 1, device=p.device) * 0.97
-    iris = torch.tensor((0.12, 0.08, 0.06), device=p.device).view(1, 3, 1, 1)
+    iris = _colour(_IRIS, p.device)
     for side in (-1, 1):
         eu = side * L["eye_u"]
         eye = _ellipse_sdf(u, v, eu, L["eye_v"], L["eye_r"], L["eye_ry"])
@@ -240,9 +249,9 @@ def render(params: torch.Tensor, resolution: int = 64) -> torch.Tensor:
     mid = L["mouth_v"] + L["mouth_curve"] * (1 - s ** 2)
     half = L["mouth_open"] / 2
     lips = torch.maximum(torch.maximum(mid - (half + _LIP) * bow - v, v - mid - (half + _LIP) * bow), u.abs() - w)
-    img = paint(img, cover(lips), torch.tensor((0.72, 0.22, 0.24), device=p.device).view(1, 3, 1, 1))
+    img = paint(img, cover(lips), _colour(_LIPS, p.device))
     inner = torch.maximum(torch.maximum(mid - half * bow - v, v - mid - half * bow), u.abs() - w + _LIP)
-    img = paint(img, cover(inner), torch.tensor((0.25, 0.03, 0.06), device=p.device).view(1, 3, 1, 1))
+    img = paint(img, cover(inner), _colour(_MOUTH_INSIDE, p.device))
     return img * 2 - 1
 
 

@@ -19,9 +19,12 @@ class ToyFacesStream:
     def __init__(self, resolution: int, *, seed: int = 0):
         self.resolution, self.seed = resolution, seed
 
-    def batch(self, index: int, batch_size: int) -> torch.Tensor:
+    def batch(self, index: int, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Batch `index` rendered on `device` (the parameters are drawn on the host: a few numbers per face)."""
         params = sample_params(batch_size, np.random.default_rng([self.seed, index]))
-        return render(params, self.resolution)
+        if torch.device(device).type == "cuda":
+            params = params.pin_memory().to(device, non_blocking=True)  # no wait for the queued kernels
+        return render(params.to(device), self.resolution)
 
 
 class ImageFolder:
@@ -43,6 +46,6 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batch(self, index: int, batch_size: int) -> torch.Tensor:
+    def batch(self, index: int, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
         idx = np.random.default_rng([self.seed, index]).integers(0, len(self.images), batch_size)
-        return self.images[torch.from_numpy(idx)].float() / 127.5 - 1
+        return self.images[torch.from_numpy(idx)].to(device).float() / 127.5 - 1

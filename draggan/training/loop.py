@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from draggan.checkpoint import save_generator
+from draggan.loading import resolve_device
 from draggan.networks import Generator
 from draggan.training.data import ImageFolder, ToyFacesStream
 from draggan.training.discriminator import Discriminator
@@ -55,7 +56,7 @@ class TrainConfig:
     log_every: int = 20  # log metrics every this many iterations
     grid_size: int = 8  # the sample grid is grid_size x grid_size
     threads: int | None = None  # torch CPU threads, None = torch's default
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps
     init_from: str | None = None  # start G and G_ema from these weights (a model name or file); D starts fresh
     d_warmup_kimg: float = 0.0  # with init_from: train only D for this many thousand images first
 
@@ -82,18 +83,50 @@ class TrainLogger(Protocol):
 
 
 def _update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
-    with torch.no_grad():
-        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-            p_ema.lerp_(p, 1 - beta)
-        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-            b_ema.copy_(b)
+    with torch.no_grad():  # a few multi-tensor kernels, not two per parameter
+        torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1 - beta)
+        torch._foreach_copy_(list(G_ema.buffers()), list(G.buffers()))
 
 
-def _mixed_latents(G: Generator, z: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+class LatentSource:
+    """The latents of the training and the style-mixing draws, reproducible and resumable.
+
+    On the CPU one generator serves both (the stream of earlier versions). On a GPU the latents are
+    drawn on the device (no host-to-device copy that would stall the queue of kernels) and the
+    mixing decisions, which the host needs, from a CPU generator.
+    """
+
+    def __init__(self, seed: int, device: torch.device):
+        self.device = device
+        self.host = torch.Generator().manual_seed(seed)
+        self.latent = self.host if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+
+    def z(self, batch: int, z_dim: int) -> torch.Tensor:
+        return torch.randn([batch, z_dim], generator=self.latent, device=self.latent.device)
+
+    def mixing_cutoff(self, prob: float, num_ws: int) -> int | None:
+        """Where the second latent takes over, or None (no mixing in this batch)."""
+        if prob > 0 and torch.rand([], generator=self.host).item() < prob:
+            return int(torch.randint(1, num_ws, [], generator=self.host))
+        return None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"latent_rng": self.host.get_state()}
+        if self.latent is not self.host:
+            state["device_latent_rng"] = self.latent.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.host.set_state(state["latent_rng"])
+        if self.latent is not self.host and "device_latent_rng" in state:
+            self.latent.set_state(state["device_latent_rng"])
+
+
+def _mixed_latents(G: Generator, z: torch.Tensor, prob: float, latents: LatentSource) -> torch.Tensor:
     ws = G.mapping(z, None, update_emas=True)
-    if prob > 0 and torch.rand([], generator=gen).item() < prob:
-        cutoff = int(torch.randint(1, ws.shape[1], [], generator=gen))
-        z2 = torch.randn(z.shape, generator=gen).to(z.device)
+    cutoff = latents.mixing_cutoff(prob, ws.shape[1])
+    if cutoff is not None:
+        z2 = latents.z(*z.shape)
         ws[:, cutoff:] = G.mapping(z2, None, update_emas=False)[:, cutoff:]
     return ws
 
@@ -126,7 +159,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     G = Generator(**cfg.generator_kwargs()).to(device).train()
     D = Discriminator(cfg.resolution, channel_base=cfg.channel_base, channel_max=cfg.channel_max).to(device).train()
@@ -134,9 +167,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         _init_generator(G, cfg.init_from)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     c = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy regularisation's correction of D's Adam settings
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, eps=1e-8)
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * c, betas=(cfg.betas[0] ** c, cfg.betas[1] ** c), eps=1e-8)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    fused = True if device.type == "cuda" else None  # one kernel per optimiser step on CUDA
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, eps=1e-8, fused=fused)
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * c, betas=(cfg.betas[0] ** c, cfg.betas[1] ** c), eps=1e-8,
+                             fused=fused)
+    latents = LatentSource(cfg.seed, device)
     data = ToyFacesStream(cfg.resolution, seed=cfg.seed) if cfg.data == "toyfaces" else \
         ImageFolder(cfg.data, cfg.resolution, seed=cfg.seed)
     grid_z = torch.randn([cfg.grid_size ** 2, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 1))
@@ -156,7 +191,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         G_ema.load_state_dict(state["G_ema"])
         opt_G.load_state_dict(state["opt_G"])
         opt_D.load_state_dict(state["opt_D"])
-        gen.set_state(state["latent_rng"])
+        latents.load_state_dict(state)
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])  # the synthesis noise
         it, nimg, wall_before = state["iteration"], state["nimg"], state["wall_seconds"]
@@ -175,7 +210,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
                                         extra_metadata={"kimg": f"{kimg:.3f}"})
         grid = save_sample_grid(G_ema, grid_z.to(device), out_dir / f"samples-{kimg:09.3f}kimg.png", grid=cfg.grid_size)
         _atomic_torch_save(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
-                                opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), latent_rng=gen.get_state(),
+                                opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), **latents.state_dict(),
                                 torch_rng=torch.get_rng_state(),
                                 iteration=it, nimg=nimg, config=_plain_config(cfg),
                                 wall_seconds=wall_before + time.perf_counter() - t_start), state_path)
@@ -185,29 +220,30 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
             on_snapshot(generator_path)
 
     bar = tqdm(total=total, initial=min(nimg, total), unit="img", unit_scale=True, desc="train", dynamic_ncols=True)
+    last_r1 = torch.full([], float("nan"), device=device)
     timed_out = False
     log_time, log_nimg = t_start, nimg
     while nimg < total:
         if cfg.max_minutes is not None and time.perf_counter() - t_start > cfg.max_minutes * 60:
             timed_out = True
             break
-        real = data.batch(it, cfg.batch).to(device)
+        real = data.batch(it, cfg.batch, device=device)
         # Generator step (skipped while a fresh D warms up on an initialised G).
-        z = torch.randn([cfg.batch, cfg.z_dim], generator=gen).to(device)
+        z = latents.z(cfg.batch, cfg.z_dim)
         if nimg >= cfg.d_warmup_kimg * 1000:
             D.requires_grad_(False)
-            fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, gen), noise_mode="random")
+            fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, latents), noise_mode="random")
             loss_G = generator_loss(D(fake))
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
             D.requires_grad_(True)
         else:
-            loss_G = torch.zeros([])
+            loss_G = torch.zeros([], device=device)
         # Discriminator step (with lazy R1).
-        z = torch.randn([cfg.batch, cfg.z_dim], generator=gen).to(device)
+        z = latents.z(cfg.batch, cfg.z_dim)
         with torch.no_grad():
-            fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, gen), noise_mode="random")
+            fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, latents), noise_mode="random")
         do_r1 = cfg.r1_gamma > 0 and it % cfg.r1_interval == 0
         real.requires_grad_(do_r1)
         real_logits, fake_logits = D(real), D(fake)
@@ -216,7 +252,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         if do_r1:
             r1 = r1_penalty(real_logits, real).mean()
             loss = loss_D + r1 * (cfg.r1_gamma / 2) * cfg.r1_interval
-            metrics["r1"] = float(r1.detach())
+            last_r1 = r1.detach()  # read at the next log, not here (a read is a GPU synchronisation)
         opt_D.zero_grad(set_to_none=True)
         loss.backward()
         opt_D.step()
@@ -230,9 +266,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         bar.update(cfg.batch)
         if it % cfg.log_every == 0 or nimg >= total:
             now = time.perf_counter()
-            metrics.update(loss_G=float(loss_G.detach()), loss_D=float(loss_D.detach()), D_real=float(real_logits.detach().mean()),
-                           D_fake=float(fake_logits.detach().mean()), kimg=nimg / 1000,
+            values = torch.stack([loss_G.detach(), loss_D.detach(), real_logits.detach().mean(),
+                                  fake_logits.detach().mean(), last_r1]).tolist()  # one read for all
+            metrics.update(dict(zip(("loss_G", "loss_D", "D_real", "D_fake"), values[:4])), kimg=nimg / 1000,
                            img_per_sec=(nimg - log_nimg) / max(now - log_time, 1e-9))
+            if cfg.r1_gamma > 0:
+                metrics["r1"] = values[4]
             log_time, log_nimg = now, nimg
             bar.set_postfix(loss_G=f"{metrics['loss_G']:.3f}", loss_D=f"{metrics['loss_D']:.3f}")
             if logger is not None:
