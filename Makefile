@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install browser app clean
+.PHONY: demo test test-all install browser app gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ test-all: $(STAMP) browser
 
 app: $(STAMP)
 	$(PY) scripts/app.py
+
+# On a machine with a GPU: every CUDA path, the drag benchmark and a trainer probe, in one table
+# (docs/benchmarks.md). Runs in .venv when there is one, else on the machine's own python3 and
+# PyTorch (the project's pure-Python dependencies installed, e.g. from wheels). ARGS='only=[drag]' ...
+GPU_PY := $(shell test -x $(PY) && echo $(PY) || echo $(PYTHON))
+gpu-check:
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) scripts/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

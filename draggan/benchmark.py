@@ -1,9 +1,27 @@
-"""Speed of the drag editor against a straightforward full-resolution step, measured in one run."""
+"""Speed of the drag step, measured against references in the same run.
+
+For one generator of the official widths (random weights: speed only) at each resolution, the
+seconds per step of:
+- `editor`: `DragSession.step` (sparse features, batched handles, one host read per step);
+- `full_res`: `draggan.reference.FullResolutionDrag`, the official recipe re-written here (whole
+  synthesis, feature map resized to the image size, per-handle Python loops);
+- `floor`: forward and backward of the synthesis blocks up to the feature block alone, the work any
+  drag step must do, in the same precision;
+- `official` (optional): the official DragGAN step itself (`Renderer._render_drag_impl` of a checkout
+  of github.com/XingangPan/DragGAN that the user points to; nothing of it is copied here), on the
+  same weights, with its reference (non-compiled) ops.
+The printed ratios (editor / floor, full_res / editor, official / editor) compare numbers of one
+process on one machine, which is what survives a noisy machine.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from draggan.drag import DragConfig, DragSession
@@ -14,60 +32,157 @@ from draggan.reference import FullResolutionDrag
 CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}
 
 
-def official_sized_generator(resolution: int, seed: int = 0) -> Generator:
-    """A randomly initialised generator with the official widths at `resolution` (speed only)."""
+def official_sized_generator(resolution: int, seed: int = 0, *, num_fp16_res: int = 4) -> Generator:
+    """A randomly initialised generator with the official widths at `resolution` (speed only).
+
+    `num_fp16_res=4` as in the official FFHQ/AFHQ pickles: float16 on the top four resolutions on CUDA."""
     torch.manual_seed(seed)
     return Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3,
                      mapping_kwargs=dict(num_layers=8),
                      synthesis_kwargs=dict(channel_base=CHANNEL_BASE.get(resolution, 32768), channel_max=512,
-                                           conv_clamp=256)).eval().requires_grad_(False)
+                                           conv_clamp=256, num_fp16_res=num_fp16_res)).eval().requires_grad_(False)
 
 
-def _time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
+def drag_points(resolution: int, n: int, seed: int = 0) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """`n` handles and targets 20-40 px (at 512) apart, away from the border; two fixed ones for n = 2."""
+    s = resolution / 512
+    if n == 2:
+        return [(200 * s, 250 * s), (300 * s, 180 * s)], [(230 * s, 280 * s), (260 * s, 180 * s)]
+    rng = np.random.default_rng(seed)
+    handles = rng.uniform(64, 448, (n, 2)) * s
+    angle = rng.uniform(0, 2 * np.pi, n)
+    targets = np.clip(handles + np.stack([np.cos(angle), np.sin(angle)], 1) * rng.uniform(20, 40, (n, 1)) * s,
+                      0, resolution - 1)
+    return [tuple(p) for p in handles.round().tolist()], [tuple(p) for p in targets.round().tolist()]
+
+
+def seconds_per_call(fn: Callable[[], object], steps: int, warmup: int, device: torch.device) -> float:
     for _ in range(warmup):
-        step()
+        fn()
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        fn()
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
+def floor_step(G: Generator, ws: torch.Tensor, config: DragConfig) -> Callable[[], None]:
+    """Forward and backward of the blocks up to the feature block, gradients to the optimised rows only."""
+    free = ws[:, :config.optimize_ws].clone().requires_grad_(True)
+    rest = ws[:, config.optimize_ws:]
+
+    def step() -> None:
+        feat = G.synthesis.features(torch.cat([free, rest], 1), up_to=config.feature_block,
+                                    force_fp32=config.force_fp32)[-1]
+        feat.float().abs().mean().backward()
+
+    return step
+
+
+class OfficialDragStep:
+    """The official DragGAN drag step on the weights of `G`, from a checkout at `repo`.
+
+    The official code is imported from the user's checkout at run time, never copied into this
+    project. `reference_ops` forces its plain-PyTorch ops (its CUDA extensions do not build on recent
+    PyTorch/CUDA); its precision policy is its own (float16 on the top resolutions on CUDA).
+    """
+
+    def __init__(self, repo: str | Path, G: Generator, ws: torch.Tensor, handles, targets, *, lr: float = 1e-3,
+                 feature_idx: int = 5, r1: float = 3, r2: float = 12, reference_ops: bool = True):
+        repo = Path(repo).resolve()
+        if not (repo / "viz" / "renderer.py").is_file():
+            raise FileNotFoundError(f"{repo} is not a checkout of github.com/XingangPan/DragGAN (no viz/renderer.py)")
+        if str(repo) not in sys.path:
+            sys.path.insert(0, str(repo))
+        import dnnlib
+        from torch_utils.ops import bias_act, upfirdn2d
+        from training.networks_stylegan2 import Generator as OfficialGenerator
+        from viz.renderer import Renderer
+
+        if reference_ops:
+            bias_act._init = lambda: False
+            upfirdn2d._init = lambda: False
+        kwargs = {k: v for k, v in G.init_kwargs.items() if k != "square"}
+        device = ws.device
+        official = OfficialGenerator(**kwargs).eval().requires_grad_(False).to(device)
+        official.load_state_dict(G.state_dict())
+        renderer = Renderer(disable_timing=True)
+        renderer._device, renderer.G = device, official
+        renderer.w0 = ws.detach().clone()
+        renderer.w = ws.detach().clone().requires_grad_(True)
+        renderer.w_optim = torch.optim.Adam([renderer.w], lr=lr)
+        renderer.feat_refs, renderer.points0_pt = None, None
+        self._renderer, self._res = renderer, dnnlib.EasyDict
+        self.points = [[round(y), round(x)] for x, y in handles]  # (row, col), updated in place by the official code
+        self.targets = [[round(y), round(x)] for x, y in targets]
+        self._kwargs = dict(feature_idx=feature_idx, r1=r1, r2=r2, noise_mode="const", is_drag=True, mask=None)
+
+    def step(self) -> bool:
+        res = self._res()
+        self._renderer._render_drag_impl(res, points=self.points, targets=self.targets, **self._kwargs)
+        if "error" in res:
+            raise RuntimeError(f"the official step failed: {res.error}")
+        return bool(res.stop)
+
+
 def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, warmup: int = 1,
-                     config: DragConfig | None = None) -> dict:
-    """Seconds per step of the editor and of the full-resolution step, and whether they agree."""
-    G = official_sized_generator(resolution).to(device)
+                     handles: int = 2, config: DragConfig | None = None, official_repo: str | None = None,
+                     full_res: bool = True) -> dict:
+    """Seconds per step of the editor, the references and the floor, and whether editor and full_res agree."""
     cfg = config or DragConfig()
+    G = official_sized_generator(resolution).to(device)
     with torch.no_grad():
-        ws = G.mapping(torch.randn(1, 512, device=device), None, truncation_psi=0.7)
-    s = resolution / 512
-    handles = [(200 * s, 250 * s), (300 * s, 180 * s)]
-    targets = [(230 * s, 280 * s), (260 * s, 180 * s)]
-    fast = DragSession(G, ws, handles, targets, config=cfg)
-    full = FullResolutionDrag(G, ws, handles, targets, cfg)
-    fast_s = _time_steps(fast.step, steps, warmup, device)
-    full_s = _time_steps(full.step, steps, warmup, device)
-    same = fast.handles == [tuple(p) for p in full.handles.flip(-1).tolist()]
-    ws_diff = float((fast.ws - full.ws).detach().abs().max())
-    return {"resolution": resolution, "device": str(device), "editor_s_per_step": fast_s,
-            "full_res_s_per_step": full_s, "editor_steps_per_s": 1 / fast_s, "full_res_steps_per_s": 1 / full_s,
-            "speedup": full_s / fast_s, "same_tracked_points": same, "max_ws_difference": ws_diff}
+        ws = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(device), None,
+                       truncation_psi=0.7)
+    h, t = drag_points(resolution, handles)
+    fast = DragSession(G, ws, h, t, config=cfg)
+    row = {"resolution": resolution, "device": str(device), "handles": handles,
+           "precision": "fp32" if cfg.force_fp32 or device.type != "cuda" else "official fp16 policy",
+           "editor_s": seconds_per_call(fast.step, steps, warmup, device),
+           "floor_s": seconds_per_call(floor_step(G, ws, cfg), steps, warmup, device)}
+    row["editor_over_floor"] = row["editor_s"] / row["floor_s"]
+    if full_res:
+        full = FullResolutionDrag(G, ws, h, t, cfg)
+        row["full_res_s"] = seconds_per_call(full.step, steps, warmup, device)
+        row["full_res_over_editor"] = row["full_res_s"] / row["editor_s"]
+        row["same_tracked_points"] = fast.handles == [tuple(p) for p in full.handles.flip(-1).tolist()]
+        row["max_ws_difference"] = float((fast.ws - full.ws).detach().abs().max())
+    if official_repo:
+        official = OfficialDragStep(official_repo, G, ws, h, t, lr=cfg.lr)
+        row["official_s"] = seconds_per_call(official.step, steps, warmup, device)
+        row["official_over_editor"] = row["official_s"] / row["editor_s"]
+    return row
 
 
-def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1) -> list[dict]:
-    """Every resolution on every device present; prints a table, returns its rows."""
+def format_row(row: dict) -> str:
+    ms = lambda key: f"{row[key] * 1000:9.1f}" if key in row else f"{'-':>9}"  # noqa: E731
+    ratio = lambda key: f"x{row[key]:.2f}" if key in row else "-"  # noqa: E731
+    return (f"{row['device']:>6} {row['resolution']:>5} px {row['handles']:>3} handles {row['precision']:>20}  ms/step: "
+            f"editor {ms('editor_s')} floor {ms('floor_s')} full-res {ms('full_res_s')} official {ms('official_s')}  "
+            f"editor/floor {ratio('editor_over_floor')}  full-res/editor {ratio('full_res_over_editor')}  "
+            f"official/editor {ratio('official_over_editor')}  same points: {row.get('same_tracked_points', '-')}")
+
+
+def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, handles=(2,), official_repo: str | None = None,
+               fp32: bool = True, fp16: bool = True) -> list[dict]:
+    """Every resolution, handle count and precision on every device present; prints a line per row."""
     rows = []
     for name in devices:
-        if name == "cuda" and not torch.cuda.is_available():
-            print("cuda: not present on this machine, skipped")
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            print(f"{name}: not present on this machine, skipped")
             continue
-        for res in resolutions:
-            row = bench_resolution(int(res), torch.device(name), steps=steps, warmup=warmup)
-            rows.append(row)
-            print(f"{row['device']:>5} {row['resolution']:>5} px  editor {row['editor_steps_per_s']:6.2f} step/s  "
-                  f"full-res {row['full_res_steps_per_s']:6.2f} step/s  speed-up x{row['speedup']:.2f}  "
-                  f"same points: {row['same_tracked_points']}  max |dws| {row['max_ws_difference']:.1e}", flush=True)
+        precisions = [True] if device.type != "cuda" else [p for p, on in ((True, fp32), (False, fp16)) if on]
+        for force_fp32 in precisions:
+            for res in resolutions:
+                for n in handles:
+                    cfg = DragConfig(force_fp32=force_fp32)
+                    row = bench_resolution(int(res), device, steps=steps, warmup=warmup, handles=int(n), config=cfg,
+                                           official_repo=official_repo if n == handles[0] else None,
+                                           full_res=n == handles[0])
+                    rows.append(row)
+                    print(format_row(row), flush=True)
     return rows

@@ -14,10 +14,12 @@ def register_configs() -> None:
 
     register_draggan_configs()
     register_inversion_configs()
+    from eval.gpu_check import GpuCheckConfig
     from eval.run import BenchmarkConfig, EvaluateConfig, TrackerConfig
 
     cs = ConfigStore.instance()
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="gpu_check_schema", node=GpuCheckConfig)
     cs.store(group="benchmark", name="benchmark_schema", node=BenchmarkConfig)
     cs.store(group="tracker", name="tracker_schema", node=TrackerConfig)

@@ -29,12 +29,12 @@ IBUG_POINT_SETS = {1: ("ibug_30",), 5: ("ibug_36", "ibug_45", "ibug_30", "ibug_4
 FACE_ALIGNMENT_FILES = ("2DFAN4-cd938726ad.zip", "s3fd-619a316812.pth")
 
 
-def _toy(path=None):
+def _toy(path=None, device: str | torch.device = "cpu"):
     from draggan.toyfaces.detector import load_detector
     from draggan.toyfaces.renderer import LANDMARKS
     from eval.landmarks import POINT_SETS
 
-    det = load_detector(path)
+    det = load_detector(path, device=device)
     det.landmark_names = LANDMARKS
     det.point_sets = POINT_SETS
     return det
@@ -80,11 +80,11 @@ class FaceAlignmentDetector:
 def load_landmark_detector(spec: str | None = None, device: str = "cpu"):
     """The detector that `spec` names (see the module's docstring)."""
     if spec is None or spec == "toyfaces":
-        return _toy()
+        return _toy(device=device)
     if spec == "face_alignment":
         return FaceAlignmentDetector(device)
     if spec.endswith(".safetensors"):
-        return _toy(spec)
+        return _toy(spec, device)
     if ":" in spec:
         module, factory = spec.split(":", 1)
         det = getattr(importlib.import_module(module), factory)()

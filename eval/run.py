@@ -61,7 +61,7 @@ class EvaluateConfig:
     n_pairs: int = 10  # pairs of images per point set
     seed: int = 0  # the same seed gives the same table
     detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps: everything runs there
     threads: int | None = None  # torch CPU threads (None = torch's default)
     download_weights: bool = False  # allow downloading RAFT / Inception / LPIPS weights
     examples: int = 2  # pairs whose drags are saved (PNG + GIF) and logged
@@ -121,11 +121,16 @@ def _save_examples(examples: list[dict], out: Path, logger, tag: str) -> list[st
     return paths
 
 
+def _device_of(G) -> torch.device:
+    """Everything of a run follows the generator's device (chosen once, by `device=`)."""
+    return next(G.parameters()).device
+
+
 def _landmarks(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
     from eval.detectors import load_landmark_detector
     from eval.landmarks import landmark_manipulation, point_indices
 
-    detector = load_landmark_detector(cfg.detector, cfg.device)
+    detector = load_landmark_detector(cfg.detector, _device_of(G))
     fid_net, fid_note = None, None
     if cfg.benchmark.fid:
         from eval.fid import load_fid_inception
@@ -163,7 +168,7 @@ def _paired(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
     from eval.paired import paired_reconstruction
 
     b = cfg.benchmark
-    flow = make_flow(b.flow, weights=b.flow_weights, download=cfg.download_weights, device=cfg.device)
+    flow = make_flow(b.flow, weights=b.flow_weights, download=cfg.download_weights, device=_device_of(G))
     reason = flow.availability()
     if reason is not None:
         raise WeightsUnavailable(f"flow estimator {b.flow} is unavailable: {reason}")
@@ -171,7 +176,7 @@ def _paired(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
     try:
         from inversion.lpips_loss import LPIPSWeightsError, load_lpips
 
-        lpips = load_lpips(b.lpips_net, download=cfg.download_weights, device=cfg.device)
+        lpips = load_lpips(b.lpips_net, download=cfg.download_weights, device=_device_of(G))
     except LPIPSWeightsError as e:
         note = str(e)
         print(f"evaluate: LPIPS left out: {e}")
@@ -195,9 +200,9 @@ def _tracking(cfg, G, drag_config, out: Path) -> dict:
     from eval.trackers import make_tracker
     from eval.tracking import THRESHOLDS_PX, tracking_accuracy
 
-    trackers = [make_tracker(n, drag_config=drag_config, download=cfg.download_weights, device=cfg.device)
+    trackers = [make_tracker(n, drag_config=drag_config, download=cfg.download_weights, device=_device_of(G))
                 for n in cfg.benchmark.trackers]
-    r = tracking_accuracy(G, load_landmark_detector(cfg.detector, cfg.device), drag_config, trackers,
+    r = tracking_accuracy(G, load_landmark_detector(cfg.detector, _device_of(G)), drag_config, trackers,
                           num_points=cfg.benchmark.num_points[0], num_pairs=cfg.n_pairs, seed=cfg.seed,
                           truncation_psi=cfg.benchmark.truncation_psi, progress=cfg.progress)
     rows = [dict(tracker=t.tracker, available=t.available, reason=t.reason, mean_error=t.mean_error,
@@ -234,7 +239,7 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     else:
         tracker_name = cfg.tracker.name
         tracker = make_tracker(tracker_name, drag_config=drag_config, weights=cfg.tracker.weights,
-                               download=cfg.download_weights, device=cfg.device)
+                               download=cfg.download_weights, device=_device_of(G))
         reason = tracker.availability()
         results["tracker"] = tracker_name
         if reason is not None:

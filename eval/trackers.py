@@ -149,14 +149,14 @@ class FeatureTracker(Tracker):
 
     def __call__(self, features: torch.Tensor, queries, *, size: tuple[int, int], **kwargs) -> TrackResult:
         t0 = time.perf_counter()
-        q = torch.as_tensor(queries, dtype=torch.float32).reshape(-1, 2)
+        q = torch.as_tensor(queries, dtype=torch.float32).reshape(-1, 2).to(features.device)
         rc = xy_to_rc(q)
         idx = rc.round().to(torch.int64)
         refs = resized_features_at(features[:1], size, idx[:, 0], idx[:, 1]).T.contiguous()
         out = [rc]
         for t in range(1, len(features)):
             out.append(track_points(features[t:t + 1], size, out[-1], refs, self.radius(size[0]), self.distance))
-        pts = torch.stack([rc_to_xy(p) for p in out])
+        pts = torch.stack([rc_to_xy(p) for p in out]).cpu()
         return TrackResult(points=pts, visible=torch.ones(pts.shape[:2], dtype=torch.bool),
                            seconds=time.perf_counter() - t0)
 

@@ -1,4 +1,5 @@
-"""Steps per second of the drag editor against a full-resolution step: `python scripts/bench_drag.py`."""
+"""Time per drag step of the editor against the fwd+bwd floor, a full-resolution step and (with
+`official_repo=`) the official DragGAN step: `python scripts/bench_drag.py`."""
 
 import json
 from pathlib import Path
@@ -14,7 +15,8 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="bench_drag")
 def main(cfg) -> None:
-    rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup)
+    rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, handles=list(cfg.handles),
+                      official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16)
     (Path(HydraConfig.get().runtime.output_dir) / "results.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -103,8 +103,10 @@ class LandmarkDetector:
                  blur_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0),  # Gaussian blur of each level, pixels
                  lr: float = 0.01,  # Adam step on the normalised parameters
                  window: int = 7,  # side of the window whose correlation gives a landmark's confidence
-                 threshold: float = 0.5):  # confidence needed to count a landmark as detected
-        self.net = net.eval().requires_grad_(False)
+                 threshold: float = 0.5,  # confidence needed to count a landmark as detected
+                 device: str | torch.device = "cpu"):  # where the network and the fitting run
+        self.device = torch.device(device)
+        self.net = net.eval().requires_grad_(False).to(self.device)
         self.resolution = net.resolution
         self.refine_steps, self.blur_sigmas, self.lr = refine_steps, blur_sigmas, lr
         self.window, self.threshold = window, threshold
@@ -132,9 +134,9 @@ class LandmarkDetector:
         if images.ndim != 4 or images.shape[1:] != (3, self.resolution, self.resolution):
             raise ValueError(f"images must be [B, 3, {self.resolution}, {self.resolution}] in [-1, 1], "
                              f"got {list(images.shape)}")
-        outs = [self._detect(images[i:i + batch_size].detach().float().cpu(), refine)
+        outs = [self._detect(images[i:i + batch_size].detach().float().to(self.device), refine)
                 for i in range(0, len(images), batch_size)]
-        return Detection(*[torch.cat([getattr(o, f) for o in outs]) for f in
+        return Detection(*[torch.cat([getattr(o, f) for o in outs]).cpu() for f in
                            ("landmarks", "confidence", "detected", "params", "residual")])
 
     def _detect(self, images: torch.Tensor, refine: bool) -> Detection:
@@ -202,7 +204,8 @@ def train_detector(out_path: str | Path, *, resolution: int = 64, iterations: in
 
 
 def load_detector(path: str | Path | None = None, **kwargs) -> LandmarkDetector:
-    """The detector shipped with the package (or the weights at `path`)."""
+    """The detector shipped with the package (or the weights at `path`); `kwargs` (device=...) go to
+    `LandmarkDetector`. Its results are on the CPU whatever device it runs on."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 

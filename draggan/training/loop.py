@@ -117,9 +117,9 @@ class LatentSource:
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.host.set_state(state["latent_rng"])
+        self.host.set_state(state["latent_rng"].cpu())  # generator states are CPU byte tensors
         if self.latent is not self.host and "device_latent_rng" in state:
-            self.latent.set_state(state["device_latent_rng"])
+            self.latent.set_state(state["device_latent_rng"].cpu())
 
 
 def _mixed_latents(G: Generator, z: torch.Tensor, prob: float, latents: LatentSource) -> torch.Tensor:
@@ -153,7 +153,7 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger: TrainLogger | None = None,
-          on_snapshot: Callable[[Path], None] | None = None) -> TrainResult:
+          on_snapshot: Callable[[Path], None] | None = None, progress: bool = True) -> TrainResult:
     """Train (or continue training, if `out_dir` holds a state and `resume`) a StyleGAN2 on `cfg.data`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         opt_D.load_state_dict(state["opt_D"])
         latents.load_state_dict(state)
         if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])  # the synthesis noise
+            torch.set_rng_state(state["torch_rng"].cpu())  # the synthesis noise (on the CPU)
+        if "cuda_rng" in state and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)  # the synthesis noise (on the GPU)
         it, nimg, wall_before = state["iteration"], state["nimg"], state["wall_seconds"]
 
     total = int(cfg.kimg * 1000)
@@ -212,6 +214,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         _atomic_torch_save(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
                                 opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), **latents.state_dict(),
                                 torch_rng=torch.get_rng_state(),
+                                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                                 iteration=it, nimg=nimg, config=_plain_config(cfg),
                                 wall_seconds=wall_before + time.perf_counter() - t_start), state_path)
         if logger is not None:
@@ -219,7 +222,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         if on_snapshot is not None:
             on_snapshot(generator_path)
 
-    bar = tqdm(total=total, initial=min(nimg, total), unit="img", unit_scale=True, desc="train", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=min(nimg, total), unit="img", unit_scale=True, desc="train", dynamic_ncols=True,
+               disable=not progress)
     last_r1 = torch.full([], float("nan"), device=device)
     timed_out = False
     log_time, log_nimg = t_start, nimg
