@@ -16,6 +16,7 @@ process on one machine, which is what survives a noisy machine.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -69,8 +70,11 @@ def seconds_per_call(fn: Callable[[], object], steps: int, warmup: int, device: 
     return (time.perf_counter() - start) / steps
 
 
-def floor_step(G: Generator, ws: torch.Tensor, config: DragConfig) -> Callable[[], None]:
-    """Forward and backward of the blocks up to the feature block, gradients to the optimised rows only."""
+def floor_step(G: Generator, ws: torch.Tensor, config: DragConfig, *, graph: bool = False) -> Callable[[], None]:
+    """Forward and backward of the blocks up to the feature block, gradients to the optimised rows only.
+
+    With `graph` (CUDA), the same work captured once and replayed as a CUDA graph: the floor of
+    the arithmetic, without the cost of launching its kernels one by one."""
     free = ws[:, :config.optimize_ws].clone().requires_grad_(True)
     rest = ws[:, config.optimize_ws:]
 
@@ -79,7 +83,19 @@ def floor_step(G: Generator, ws: torch.Tensor, config: DragConfig) -> Callable[[
                                     force_fp32=config.force_fp32)[-1]
         feat.float().abs().mean().backward()
 
-    return step
+    if not graph:
+        return step
+    side = torch.cuda.Stream(ws.device)
+    side.wait_stream(torch.cuda.current_stream(ws.device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream(ws.device).wait_stream(side)
+    free.grad = None
+    captured = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(captured):
+        step()
+    return captured.replay
 
 
 class OfficialDragStep:
@@ -144,6 +160,11 @@ def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, w
            "editor_s": seconds_per_call(fast.step, steps, warmup, device),
            "floor_s": seconds_per_call(floor_step(G, ws, cfg), steps, warmup, device)}
     row["editor_over_floor"] = row["editor_s"] / row["floor_s"]
+    if device.type == "cuda":  # the step launched kernel by kernel, and the floor as one graph
+        eager = DragSession(G, ws, h, t, config=dataclasses.replace(cfg, cuda_graph=False))
+        row["editor_eager_s"] = seconds_per_call(eager.step, steps, warmup, device)
+        row["floor_graph_s"] = seconds_per_call(floor_step(G, ws, cfg, graph=True), steps, warmup, device)
+        row["editor_over_floor_graph"] = row["editor_s"] / row["floor_graph_s"]
     if full_res:
         full = FullResolutionDrag(G, ws, h, t, cfg)
         row["full_res_s"] = seconds_per_call(full.step, steps, warmup, device)
@@ -158,11 +179,12 @@ def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, w
 
 
 def format_row(row: dict) -> str:
-    ms = lambda key: f"{row[key] * 1000:9.1f}" if key in row else f"{'-':>9}"  # noqa: E731
+    ms = lambda key: f"{row[key] * 1000:7.1f}" if key in row else f"{'-':>7}"  # noqa: E731
     ratio = lambda key: f"x{row[key]:.2f}" if key in row else "-"  # noqa: E731
     return (f"{row['device']:>6} {row['resolution']:>5} px {row['handles']:>3} handles {row['precision']:>20}  ms/step: "
-            f"editor {ms('editor_s')} floor {ms('floor_s')} full-res {ms('full_res_s')} official {ms('official_s')}  "
-            f"editor/floor {ratio('editor_over_floor')}  full-res/editor {ratio('full_res_over_editor')}  "
+            f"editor {ms('editor_s')} (eager {ms('editor_eager_s')}) floor {ms('floor_s')} (graph {ms('floor_graph_s')}) "
+            f"full-res {ms('full_res_s')} official {ms('official_s')}  editor/floor {ratio('editor_over_floor')} "
+            f"(/graph floor {ratio('editor_over_floor_graph')})  full-res/editor {ratio('full_res_over_editor')}  "
             f"official/editor {ratio('official_over_editor')}  same points: {row.get('same_tracked_points', '-')}")
 
 

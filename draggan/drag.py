@@ -16,6 +16,7 @@ Points are (x, y) image pixels (see `draggan.points`); latents are W+ `[1, num_w
 from __future__ import annotations
 
 import copy
+import logging
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ import torch
 from draggan.features import motion_supervision_loss, pixel_grid, resized_features_at, track_points
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside, rc_to_xy, xy_to_rc
+
+log = logging.getLogger(__name__)
 
 REFERENCE_RESOLUTION = 512  # r1 and r2 are given in pixels of an image of this height
 
@@ -53,6 +56,7 @@ class DragConfig:
     noise_mode: str = "const"  # noise of the synthesis
     force_fp32: bool = False  # compute every synthesis block in float32, ignoring the generator's num_fp16_res (CUDA)
     divergence_ratio: float = 10.0  # stop (keeping the last good state) when the features' RMS grows this much
+    cuda_graph: bool = True  # CUDA: replay each step as one captured graph (the same kernels, launched at once)
 
     @staticmethod
     def preset(name: str) -> "DragConfig":
@@ -165,6 +169,9 @@ class DragSession:
         self.feat0: torch.Tensor | None = None  # features of the first image (mask term only)
         self.feature_scale0 = math.inf  # RMS of the first image's features (the divergence check)
         self.done = False
+        self._graph: torch.cuda.CUDAGraph | None = None  # the captured step (CUDA), see `_replay`
+        self._graph_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._graph_failed = False
 
     # ---------------------------------------------------------------------------------------
 
@@ -219,36 +226,27 @@ class DragSession:
     def step(self) -> DragState:
         """One step: synthesise to the feature block, track, and (unless done) one optimiser update.
 
-        Every tensor of the step stays on the generator's device; the step reads values back to
-        the host once (`_to_host`: the stop rule, the loss, the handles), after the backward pass
-        has been queued, so a GPU is never left waiting for the next launch in between.
+        Every tensor of the step stays on the generator's device, and the step reads values back to
+        the host once (`_to_host`: the stop rule, the loss, the handles), after the backward pass.
+        On CUDA the work up to that read is replayed as one CUDA graph from the second step on (the
+        same kernels, without the cost of launching a thousand of them from Python).
         """
         if self.done:
             raise RuntimeError("the session is done; roll back to an earlier step to continue")
         cfg = self.config
-        feat = self._features()
         first = self.refs is None
-        if first:
-            rc = self.handles_rc.round().to(torch.int64)
-            self.refs = resized_features_at(feat.detach(), self.size, rc[:, 0], rc[:, 1]).T.contiguous()
-            if self.mask is not None:
-                self.feat0 = feat.detach()
+        if first or not self._use_graph():
+            self._graph = None
+            self.optimizer.zero_grad(set_to_none=True)
+            packet, handles_rc = self._forward_backward(first)
         else:
-            with torch.no_grad():
-                self.handles_rc = self._track(feat.detach())
-        dist = torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1)
-        # Within a pixel the direction means little; below the stop distance, nothing.
-        loss = self._loss(feat, dist > min(1.0, self.stop_px))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        n = len(self.handles_rc)
-        scale = feat.detach().to(torch.float32).square().mean().sqrt()  # the divergence check's measure
-        packet = torch.cat([(dist <= self.stop_px).all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
-                            scale[None], dist.to(torch.float32), self.handles_rc.reshape(-1)])
+            packet, handles_rc = self._replay()
         values = self._to_host(packet)
+        self.handles_rc.copy_(handles_rc)
+        n = len(self.handles_rc)
         done, loss_value, scale_value = values[0] > 0, values[1], values[2]
-        distances, handles_rc = values[3:3 + n], values[3 + n:3 + 3 * n]
-        self._handles_xy = [(handles_rc[2 * i + 1], handles_rc[2 * i]) for i in range(n)]
+        distances, hrc = values[3:3 + n], values[3 + n:3 + 3 * n]
+        self._handles_xy = [(hrc[2 * i + 1], hrc[2 * i]) for i in range(n)]
         if first:
             self.feature_scale0 = scale_value
         error = None
@@ -267,6 +265,59 @@ class DragSession:
         self.history.append(state)
         self.snapshots.append(self._snapshot())
         return state
+
+    def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Synthesis, tracking, loss and its backward into `free.grad`; changes no other state of the
+        session after the first step (so that it can be captured and replayed). Returns the packet
+        for the host ([done, loss, feature scale, distances, handles]) and the tracked handles."""
+        feat = self._features()
+        if first:
+            rc = self.handles_rc.round().to(torch.int64)
+            self.refs = resized_features_at(feat.detach(), self.size, rc[:, 0], rc[:, 1]).T.contiguous()
+            if self.mask is not None:
+                self.feat0 = feat.detach()
+            handles_rc = self.handles_rc.clone()
+        else:
+            with torch.no_grad():
+                handles_rc = self._track(feat.detach())
+        dist = torch.linalg.norm(self.targets_rc - handles_rc, dim=1)
+        # Within a pixel the direction means little; below the stop distance, nothing.
+        loss = self._loss(feat, handles_rc, dist > min(1.0, self.stop_px))
+        loss.backward()
+        scale = feat.detach().to(torch.float32).square().mean().sqrt()  # the divergence check's measure
+        packet = torch.cat([(dist <= self.stop_px).all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
+                            scale[None], dist.to(torch.float32), handles_rc.reshape(-1)])
+        return packet, handles_rc
+
+    def _use_graph(self) -> bool:
+        return (self.config.cuda_graph and self.device.type == "cuda" and self.tracker is None
+                and not self._graph_failed)
+
+    def _replay(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_forward_backward` as a CUDA graph: captured once (after two warm-up runs on a side
+        stream, as PyTorch asks), then replayed; it reads the latent, handles and references from
+        tensors that the session only ever updates in place."""
+        if self._graph is None:
+            try:
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        self.optimizer.zero_grad(set_to_none=True)
+                        self._forward_backward(first=False)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                self.optimizer.zero_grad(set_to_none=True)  # the capture's backward then owns free.grad
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self._graph_outputs = self._forward_backward(first=False)
+                self._graph = graph
+            except RuntimeError as e:  # an operation that cannot be captured: the same step, launched one by one
+                log.warning("drag step: CUDA graph capture failed (%s); running the step without it", e)
+                self._graph_failed, self._graph = True, None
+                self.optimizer.zero_grad(set_to_none=True)
+                return self._forward_backward(first=False)
+        self._graph.replay()
+        return self._graph_outputs
 
     def _to_host(self, packet: torch.Tensor) -> list[float]:
         """The one host-device synchronisation of a step (a test replaces it to count syncs)."""
@@ -301,10 +352,10 @@ class DragSession:
         self.snapshots.append(self._snapshot())
         return state
 
-    def _loss(self, feat: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """Motion supervision of the `active` handles, plus the mask term."""
+    def _loss(self, feat: torch.Tensor, handles_rc: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """Motion supervision of the `active` handles (at `handles_rc`), plus the mask term."""
         cfg = self.config
-        motion = motion_supervision_loss(feat, self.size, self.handles_rc, self.targets_rc, self.r1,
+        motion = motion_supervision_loss(feat, self.size, handles_rc, self.targets_rc, self.r1,
                                          grid=self.pixel_grid, active=active)
         if self.mask is None:
             return motion
@@ -329,7 +380,7 @@ class DragSession:
             snap = self.snapshots[index]
         with torch.no_grad():
             self.free.copy_(snap["free"])
-        self.handles_rc = snap["handles_rc"].to(self.device).clone()
+        self.handles_rc.copy_(snap["handles_rc"])  # in place: a captured step reads this tensor
         self._handles_xy = [tuple(p) for p in rc_to_xy(self.handles_rc).tolist()]
         self.optimizer.state[self.free] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in snap["adam"].items()}
         if not snap["adam"]:

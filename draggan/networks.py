@@ -105,7 +105,7 @@ class MappingNetwork(torch.nn.Module):
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
         if update_emas and self.w_avg_beta is not None:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
         if truncation_psi != 1:
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
@@ -225,6 +225,8 @@ class SynthesisBlock(torch.nn.Module):
                          force_fp32: bool = False) -> torch.Tensor:
         """The block's feature map `x` from the previous one (None for the first block), in the block's dtype."""
         dtype = self.dtype(ws[0].device, force_fp32)
+        if torch.is_autocast_enabled(ws[0].device.type):  # autocast decides the dtypes (training in bf16)
+            dtype = None
         if self.in_channels == 0:
             return self.conv1(self.const.to(dtype).unsqueeze(0).repeat([ws[0].shape[0], 1, 1, 1]), ws[0], noise_mode)
         assert_shape(x, [None, self.in_channels, self.resolution // 2, self.width // 2], f"input of block {self.resolution}")

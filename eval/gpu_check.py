@@ -165,7 +165,19 @@ def check_drag(ctx: Context):
     resumed = load_session(ctx.tmp / "session", G)
     if again != straight or resumed.handles != s.handles or not torch.equal(resumed.ws, s.ws):
         raise AssertionError(f"roll-back or resume on {ctx.device} changed the trajectory")
-    return detail + "; mask, roll-back, save/resume ok", {"steps_equal": same, "max_ws_diff": diff}
+    detail += "; mask, roll-back, save/resume ok"
+    metrics = {"steps_equal": same, "max_ws_diff": diff}
+    if ctx.device.type == "cuda":  # the captured step against the same step launched kernel by kernel
+        graph = DragSession(G, _toy_ws(G), handles, targets, config=TOY_DRAG)
+        eager = DragSession(G, _toy_ws(G), handles, targets, config=dataclasses.replace(TOY_DRAG, cuda_graph=False))
+        pairs = [(graph.step().handles, eager.step().handles) for _ in range(min(steps, 20))]
+        equal = _agreement([p[0] for p in pairs], [p[1] for p in pairs])
+        captured = graph._graph is not None
+        detail += f"; CUDA graph {'captured' if captured else 'NOT captured'}, equal to eager for {equal} of {len(pairs)} steps"
+        metrics.update(graph_captured=captured, graph_steps_equal=equal)
+        if not captured or equal < 3:
+            raise AssertionError(detail)
+    return detail, metrics
 
 
 def check_official_preset(ctx: Context):
@@ -359,16 +371,16 @@ def check_trainer(ctx: Context):
                "r1_over_plain": with_r1 / plain}
     detail = (f"resume on {ctx.device}: max |diff| {resume_diff:.1e}; D step {plain * 1e3:.1f} ms, with R1 "
               f"{with_r1 * 1e3:.1f} ms (x{with_r1 / plain:.2f})")
-    # Throughput of the toy-faces-64 configuration (renders on the device).
-    batches = [8] if ctx.quick else [128, 512, 2048]
-    for batch in batches:
+    # Throughput of the toy-faces-64 configuration (renders on the device), float32 and bf16 autocast.
+    probes = [(8, "none"), (8, "bf16")] if ctx.quick else [(512, "none"), (2048, "none"), (512, "bf16"), (2048, "bf16")]
+    for batch, precision in probes:
         iters = 4 if ctx.quick else 40
         cfg = TrainConfig(batch=batch, kimg=batch * iters / 1000, snapshot_kimg=0, log_every=iters // 2, grid_size=2,
-                          device=str(ctx.device), resolution=32 if ctx.quick else 64)
-        r = train(cfg, ctx.tmp / f"probe-{batch}", resume=False, progress=False)
-        metrics[f"img_per_s_batch{batch}"] = r.metrics["img_per_sec"]
-    detail += "; toy-faces-64 training: " + ", ".join(f"{metrics[f'img_per_s_batch{b}']:.0f} img/s at batch {b}"
-                                                       for b in batches)
+                          device=str(ctx.device), resolution=32 if ctx.quick else 64, mixed_precision=precision)
+        r = train(cfg, ctx.tmp / f"probe-{batch}-{precision}", resume=False, progress=False)
+        metrics[f"img_per_s_{precision}_batch{batch}"] = r.metrics["img_per_sec"]
+    detail += "; toy-faces-64 training: " + ", ".join(f"{metrics[f'img_per_s_{p}_batch{b}']:.0f} img/s at batch {b} "
+                                                       f"({'fp32' if p == 'none' else p})" for b, p in probes)
     if resume_diff > 1e-4:
         raise AssertionError(detail)
     return detail, metrics
@@ -408,13 +420,16 @@ def check_profile(ctx: Context):
             s.step()
         torch.cuda.synchronize()
     events = prof.key_averages()
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
-    syncs = sum(e.count for e in events if "Synchronize" in e.key or e.key in ("cudaMemcpyAsync",))
-    gpu_ms = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e3
+    count = lambda *names: sum(e.count for e in events if e.key in names)  # noqa: E731
+    launches = count("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cudaGraphLaunch")
+    syncs = count("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+    to_host = sum(e.count for e in events if e.key.startswith("Memcpy DtoH"))
     if ctx.out is not None:
-        (ctx.out / "profile_512.txt").write_text(events.table(sort_by="self_device_time_total", row_limit=30))
-    return (f"512 px, 3 steps: {launches / 3:.0f} kernel launches, {syncs / 3:.1f} synchronising calls and "
-            f"{gpu_ms / 3:.1f} ms of GPU time per step"), {"launches": launches / 3, "syncs": syncs / 3}
+        (ctx.out / "profile_512.txt").write_text(events.table(sort_by="self_device_time_total", row_limit=40) + "\n" +
+                                                 events.table(sort_by="self_cpu_time_total", row_limit=25))
+    return (f"512 px, editor step (CUDA graph): {launches / 3:.0f} launches, {syncs / 3:.1f} stream/device "
+            f"synchronisations and {to_host / 3:.1f} copies to the host per step"), {"launches": launches / 3,
+                                                                                    "syncs": syncs / 3}
 
 
 CHECKS: dict[str, Callable[[Context], tuple[str, dict]]] = {

@@ -40,7 +40,7 @@ class Conv2dLayer(torch.nn.Module):
         else:
             x = F.conv2d(x, w, padding=self.kernel_size // 2)
         act_gain = (LRELU_GAIN if self.activation == "lrelu" else 1.0) * gain
-        return bias_act(x, self.bias, act=self.activation, gain=act_gain)
+        return bias_act(x, None if self.bias is None else self.bias.to(x.dtype), act=self.activation, gain=act_gain)
 
 
 class DiscriminatorBlock(torch.nn.Module):

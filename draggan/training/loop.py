@@ -10,6 +10,7 @@ optimisers continue exactly where they stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -57,6 +58,7 @@ class TrainConfig:
     grid_size: int = 8  # the sample grid is grid_size x grid_size
     threads: int | None = None  # torch CPU threads, None = torch's default
     device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps
+    mixed_precision: str = "none"  # 'bf16': G and D passes under bfloat16 autocast (the R1 pass stays float32)
     init_from: str | None = None  # start G and G_ema from these weights (a model name or file); D starts fresh
     d_warmup_kimg: float = 0.0  # with init_from: train only D for this many thousand images first
 
@@ -167,6 +169,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         _init_generator(G, cfg.init_from)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     c = cfg.r1_interval / (cfg.r1_interval + 1)  # lazy regularisation's correction of D's Adam settings
+    if cfg.mixed_precision not in ("none", "bf16"):
+        raise ValueError(f"mixed_precision must be 'none' or 'bf16', got {cfg.mixed_precision!r}")
+    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.mixed_precision == "bf16" \
+        else contextlib.nullcontext
     fused = True if device.type == "cuda" else None  # one kernel per optimiser step on CUDA
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, eps=1e-8, fused=fused)
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * c, betas=(cfg.betas[0] ** c, cfg.betas[1] ** c), eps=1e-8,
@@ -236,8 +242,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         z = latents.z(cfg.batch, cfg.z_dim)
         if nimg >= cfg.d_warmup_kimg * 1000:
             D.requires_grad_(False)
-            fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, latents), noise_mode="random")
-            loss_G = generator_loss(D(fake))
+            with amp():
+                fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, latents), noise_mode="random")
+                fake_logits = D(fake).float()
+            loss_G = generator_loss(fake_logits)
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
@@ -246,15 +254,19 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
             loss_G = torch.zeros([], device=device)
         # Discriminator step (with lazy R1).
         z = latents.z(cfg.batch, cfg.z_dim)
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             fake = G.synthesis(_mixed_latents(G, z, cfg.style_mixing, latents), noise_mode="random")
         do_r1 = cfg.r1_gamma > 0 and it % cfg.r1_interval == 0
-        real.requires_grad_(do_r1)
-        real_logits, fake_logits = D(real), D(fake)
+        # In float32 the R1 gradient comes from the same pass; under autocast, from a float32 pass of its own.
+        r1_same_pass = do_r1 and cfg.mixed_precision == "none"
+        real.requires_grad_(r1_same_pass)
+        with amp():
+            real_logits, fake_logits = D(real).float(), D(fake).float()
         loss_D = discriminator_loss(real_logits, fake_logits)
         loss = loss_D
         if do_r1:
-            r1 = r1_penalty(real_logits, real).mean()
+            r1_real = real if r1_same_pass else real.detach().requires_grad_(True)
+            r1 = r1_penalty(real_logits if r1_same_pass else D(r1_real), r1_real).mean()
             loss = loss_D + r1 * (cfg.r1_gamma / 2) * cfg.r1_interval
             last_r1 = r1.detach()  # read at the next log, not here (a read is a GPU synchronisation)
         opt_D.zero_grad(set_to_none=True)

@@ -165,7 +165,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_state():
     for _ in range(3):
         s.step()
     good = s.ws.detach().clone()
-    s._loss = lambda feat, dist: feat.sum() * float("nan")
+    s._loss = lambda feat, handles, active: feat.sum() * float("nan")
     result = s.run(max_steps=5)
     assert result.done and "nan" in result.history[-1].error
     torch.testing.assert_close(result.ws, good, rtol=0, atol=0)
