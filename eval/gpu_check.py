@@ -372,15 +372,18 @@ def check_trainer(ctx: Context):
     detail = (f"resume on {ctx.device}: max |diff| {resume_diff:.1e}; D step {plain * 1e3:.1f} ms, with R1 "
               f"{with_r1 * 1e3:.1f} ms (x{with_r1 / plain:.2f})")
     # Throughput of the toy-faces-64 configuration (renders on the device), float32 and bf16 autocast.
-    probes = [(8, "none"), (8, "bf16")] if ctx.quick else [(512, "none"), (2048, "none"), (512, "bf16"), (2048, "bf16")]
-    for batch, precision in probes:
+    probes = [(8, "none", True), (8, "bf16", True)] if ctx.quick else \
+        [(512, "none", False), (512, "none", True), (2048, "none", False), (2048, "none", True), (2048, "bf16", True)]
+    for batch, precision, bench in probes:
         iters = 4 if ctx.quick else 40
         cfg = TrainConfig(batch=batch, kimg=batch * iters / 1000, snapshot_kimg=0, log_every=iters // 2, grid_size=2,
-                          device=str(ctx.device), resolution=32 if ctx.quick else 64, mixed_precision=precision)
-        r = train(cfg, ctx.tmp / f"probe-{batch}-{precision}", resume=False, progress=False)
-        metrics[f"img_per_s_{precision}_batch{batch}"] = r.metrics["img_per_sec"]
-    detail += "; toy-faces-64 training: " + ", ".join(f"{metrics[f'img_per_s_{p}_batch{b}']:.0f} img/s at batch {b} "
-                                                       f"({'fp32' if p == 'none' else p})" for b, p in probes)
+                          device=str(ctx.device), resolution=32 if ctx.quick else 64, mixed_precision=precision,
+                          cudnn_benchmark=bench)
+        r = train(cfg, ctx.tmp / f"probe-{batch}-{precision}-{bench}", resume=False, progress=False)
+        metrics[f"img_per_s_{precision}_batch{batch}_bench{int(bench)}"] = r.metrics["img_per_sec"]
+    detail += "; toy-faces-64 training: " + ", ".join(
+        f"{metrics[f'img_per_s_{p}_batch{b}_bench{int(c)}']:.0f} img/s at batch {b} ({'fp32' if p == 'none' else p}"
+        f"{', cudnn.benchmark' if c else ''})" for b, p, c in probes)
     if resume_diff > 1e-4:
         raise AssertionError(detail)
     return detail, metrics
@@ -432,9 +435,31 @@ def check_profile(ctx: Context):
                                                                                     "syncs": syncs / 3}
 
 
+def check_trainer_profile(ctx: Context):
+    """Where a training iteration of the toy-faces-64 configuration spends its GPU time (batch 2048)."""
+    if ctx.device.type != "cuda":
+        raise Skip("the kernel profile needs CUDA")
+    from torch.profiler import ProfilerActivity, profile
+
+    from draggan.training.loop import TrainConfig, train
+
+    cfg = TrainConfig(batch=2048, kimg=2048 * 6 / 1000, snapshot_kimg=0, log_every=100, grid_size=2, r1_interval=4,
+                      device=str(ctx.device))
+    train(dataclasses.replace(cfg, kimg=2048 * 3 / 1000), ctx.tmp / "profile-warm", resume=False, progress=False)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        train(cfg, ctx.tmp / "profile", resume=False, progress=False)
+    events = prof.key_averages()
+    gpu_ms = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / 1e3
+    if ctx.out is not None:
+        (ctx.out / "trainer_profile.txt").write_text(events.table(sort_by="self_device_time_total", row_limit=40))
+    top = sorted((e for e in events if e.self_device_time_total > 0), key=lambda e: -e.self_device_time_total)[:4]
+    return (f"6 iterations at batch 2048 (with 2 R1 steps): {gpu_ms:.0f} ms of GPU time; largest: " +
+            ", ".join(f"{e.key[:40]} {e.self_device_time_total / 1e3:.0f} ms" for e in top)), {"gpu_ms": gpu_ms}
+
+
 CHECKS: dict[str, Callable[[Context], tuple[str, dict]]] = {
     "generator": check_generator, "drag": check_drag, "bench_drag": check_bench_drag, "profile": check_profile,
-    "trainer": check_trainer, "official_preset": check_official_preset,
+    "trainer": check_trainer, "trainer_profile": check_trainer_profile, "official_preset": check_official_preset,
     "full_resolution_reference": check_full_resolution_reference, "web_editor": check_web_editor,
     "detector": check_detector, "inversion_mse": check_inversion_mse, "inversion_lpips": check_inversion_lpips,
     "evaluation": check_evaluation,

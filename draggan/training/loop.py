@@ -59,6 +59,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads, None = torch's default
     device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps
     mixed_precision: str = "none"  # 'bf16': G and D passes under bfloat16 autocast (the R1 pass stays float32)
+    cudnn_benchmark: bool = True  # CUDA: let cuDNN time its algorithms once for the fixed training shapes
     init_from: str | None = None  # start G and G_ema from these weights (a model name or file); D starts fresh
     d_warmup_kimg: float = 0.0  # with init_from: train only D for this many thousand images first
 
@@ -157,6 +158,16 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger: TrainLogger | None = None,
           on_snapshot: Callable[[Path], None] | None = None, progress: bool = True) -> TrainResult:
     """Train (or continue training, if `out_dir` holds a state and `resume`) a StyleGAN2 on `cfg.data`."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+    try:
+        return _train(cfg, out_dir, resume=resume, logger=logger, on_snapshot=on_snapshot, progress=progress)
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, logger: TrainLogger | None,
+           on_snapshot: Callable[[Path], None] | None, progress: bool) -> TrainResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
