@@ -146,10 +146,11 @@ class OfficialDragStep:
 
 def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, warmup: int = 1,
                      handles: int = 2, config: DragConfig | None = None, official_repo: str | None = None,
-                     full_res: bool = True) -> dict:
+                     full_res: bool = True, make_generator: Callable[[int], Generator] = official_sized_generator
+                     ) -> dict:
     """Seconds per step of the editor, the references and the floor, and whether editor and full_res agree."""
     cfg = config or DragConfig()
-    G = official_sized_generator(resolution).to(device)
+    G = make_generator(resolution).to(device)
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(device), None,
                        truncation_psi=0.7)
@@ -189,7 +190,8 @@ def format_row(row: dict) -> str:
 
 
 def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, handles=(2,), official_repo: str | None = None,
-               fp32: bool = True, fp16: bool = True) -> list[dict]:
+               fp32: bool = True, fp16: bool = True,
+               make_generator: Callable[[int], Generator] = official_sized_generator) -> list[dict]:
     """Every resolution, handle count and precision on every device present; prints a line per row."""
     rows = []
     for name in devices:
@@ -204,7 +206,7 @@ def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, handles
                     cfg = DragConfig(force_fp32=force_fp32)
                     row = bench_resolution(int(res), device, steps=steps, warmup=warmup, handles=int(n), config=cfg,
                                            official_repo=official_repo if n == handles[0] else None,
-                                           full_res=n == handles[0])
+                                           full_res=n == handles[0], make_generator=make_generator)
                     rows.append(row)
                     print(format_row(row), flush=True)
     return rows

@@ -16,8 +16,8 @@ Points are (x, y) image pixels (see `draggan.points`); latents are W+ `[1, num_w
 from __future__ import annotations
 
 import copy
-import logging
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field

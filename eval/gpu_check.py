@@ -390,17 +390,20 @@ def check_trainer(ctx: Context):
 
 
 def check_bench_drag(ctx: Context):
-    from draggan.benchmark import bench_drag, format_row
+    from draggan.benchmark import bench_drag, format_row, official_sized_generator
 
     if not ctx.resolutions:
         raise Skip("no resolutions to benchmark")
-    rows = bench_drag(ctx.resolutions, [str(ctx.device)], steps=3 if ctx.quick else 10, warmup=1 if ctx.quick else 3,
-                      handles=(2,) if ctx.quick else (2, 68), official_repo=ctx.official_repo)
+    rows = bench_drag(ctx.resolutions, [str(ctx.device)], steps=2 if ctx.quick else 10, warmup=1 if ctx.quick else 3,
+                      handles=(2, 17) if ctx.quick else (2, 68), official_repo=ctx.official_repo,
+                      make_generator=_narrow_generator if ctx.quick else official_sized_generator)
     if ctx.out is not None:
         (ctx.out / "bench_drag.txt").write_text("\n".join(format_row(r) for r in rows) + "\n")
-    best = {r["resolution"]: r for r in rows if r["handles"] == 2}
-    detail = "; ".join(f"{res} px: editor {r['editor_s'] * 1e3:.1f} ms (x{r['editor_over_floor']:.2f} floor)"
-                       for res, r in sorted(best.items()))
+    best = {r["resolution"]: r for r in rows if r["handles"] == 2}  # the last precision of each resolution
+    floor = "editor_over_floor_graph" if ctx.device.type == "cuda" else "editor_over_floor"
+    detail = f"{best and next(iter(best.values()))['precision']}: " + "; ".join(
+        f"{res} px: editor {r['editor_s'] * 1e3:.1f} ms (x{r[floor]:.2f} the {'graphed ' * (floor != 'editor_over_floor')}"
+        f"fwd+bwd floor)" for res, r in sorted(best.items()))
     return detail, {"rows": rows}
 
 
