@@ -225,7 +225,7 @@ class SynthesisBlock(torch.nn.Module):
                          force_fp32: bool = False) -> torch.Tensor:
         """The block's feature map `x` from the previous one (None for the first block), in the block's dtype."""
         dtype = self.dtype(ws[0].device, force_fp32)
-        if torch.is_autocast_enabled(ws[0].device.type):  # autocast decides the dtypes (training in bf16)
+        if _autocast_enabled(ws[0].device):  # autocast decides the dtypes (training in bf16)
             dtype = None
         if self.in_channels == 0:
             return self.conv1(self.const.to(dtype).unsqueeze(0).repeat([ws[0].shape[0], 1, 1, 1]), ws[0], noise_mode)
@@ -340,6 +340,11 @@ def _fused_modconv(layer: torch.nn.Module, x: torch.Tensor, styles: torch.Tensor
     if torch.is_grad_enabled() and styles.requires_grad and not layer.weight.requires_grad:
         return False
     return x.dtype == torch.float32 or x.shape[0] == 1
+
+
+def _autocast_enabled(device: torch.device) -> bool:
+    """Whether autocast is on for `device` (devices without autocast, such as `meta`, never are)."""
+    return device.type in ("cpu", "cuda", "mps", "xpu") and torch.is_autocast_enabled(device.type)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
