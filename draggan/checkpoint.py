@@ -35,7 +35,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 
 from draggan import limits
+from draggan.files import atomic_write
 from draggan.networks import Generator
 
 SAFE_FORMAT_NAME = "draggan-generator"
@@ -519,15 +519,7 @@ def save_generator(G: Generator, path: str | os.PathLike, *, extra_metadata: Map
     metadata = {"format": SAFE_FORMAT_NAME, "version": SAFE_FORMAT_VERSION,
                 "init_kwargs": json.dumps(_plain(G.init_kwargs)), **(extra_metadata or {})}
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in G.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 _SAFETENSORS_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
