@@ -118,9 +118,9 @@ def test_malformed_session_json_is_a_clear_error(tmp_path, change, message):
 def test_latent_npz_shapes_are_read_before_the_data(tmp_path):
     G, folder = _saved(tmp_path)
     arrays = dict(np.load(folder / "latent.npz"))
-    bomb = npz_bomb({k: v for k, v in arrays.items() if k != "ws_final"}, "ws_final", 2**24)
+    bomb = npz_bomb({k: v for k, v in arrays.items() if k != "ws0"}, "ws0", 2**24)
     (folder / "latent.npz").write_bytes(bomb)
-    with pytest.raises(ValueError, match=r"array ws_final is float32 of shape \[16777216\]"):
+    with pytest.raises(ValueError, match=r"array ws0 is float32 of shape \[16777216\]"):
         load_session(folder, G)
     arrays["step1_free"] = np.zeros((1, 6, 999), np.float32)
     np.savez(folder / "latent.npz", **arrays)
