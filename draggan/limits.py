@@ -28,7 +28,6 @@ MAX_POINTS = 32  # handle/target pairs; the paper's edits use 1-5
 
 # Files and archives.
 MAX_UPLOAD_BYTES = 20 << 20  # a photo or mask posted to the editor (default of app.max_upload_mb)
-MAX_SESSION_BYTES = 200 << 20  # a saved session posted to the editor, or its members unpacked
 MAX_ARCHIVE_MEMBERS = 30_000  # members of a zip or npz archive (a saved session keeps 5 arrays per step)
 MAX_ARCHIVE_BYTES = 1 << 30  # uncompressed bytes read from one archive, all members together
 MAX_JSON_BYTES = 64 << 20  # a JSON file (session.json) read whole
