@@ -55,8 +55,8 @@ def open_image(source: bytes | str | os.PathLike, *, what: str | None = None,
     except Image.DecompressionBombError:  # above twice PIL's limit, so above ours
         raise ImageError(f"{what} has more than {max_pixels / 1e6:g} million pixels, the most accepted") from None
     except _UNREADABLE:
-        raise ImageError(f"{what} could not be read: it is not an image in one of the formats "
-                         f"{', '.join(IMAGE_FORMATS)}") from None
+        raise ImageError(f"{what} could not be read as an image: not an image of a known format "
+                         f"({', '.join(IMAGE_FORMATS)})") from None
     w, h = img.size
     img.info["header_size"] = (w, h)
     if size is not None and (w, h) != tuple(size):
@@ -79,7 +79,7 @@ def decode_image(source: bytes | str | os.PathLike, *, what: str | None = None, 
         img.load()
     except _UNREADABLE:
         img.close()
-        raise ImageError(f"{what or _describe(source)} could not be read: it is truncated or corrupt") from None
+        raise ImageError(f"{what or _describe(source)} could not be read as an image: it is truncated or corrupt") from None
     return img
 
 

@@ -173,9 +173,11 @@ class Handler(BaseHTTPRequestHandler):
     def _check_origin(self, method: str) -> None:
         """Refuse requests for another host name (DNS rebinding) and requests made by another site's page."""
         host = self.headers.get("Host")
-        if host is None or (self.allowed_hosts is not None and _host_name(host) not in self.allowed_hosts):
+        if host is None:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "a request without a Host header")
+        if self.allowed_hosts is not None and _host_name(host) not in self.allowed_hosts:
             raise HTTPError(HTTPStatus.FORBIDDEN, f"this editor answers requests for "
-                            f"{', '.join(sorted(self.allowed_hosts or ()))} only (Host: {str(host)[:60]!r})")
+                            f"{', '.join(sorted(self.allowed_hosts))} only (Host: {host[:60]!r})")
         origin = self.headers.get("Origin")
         if origin is not None:
             parts = urlsplit(origin)
@@ -305,12 +307,12 @@ class EditorServer(HTTPServer):
         limits = editor.limits
         handler = type("BoundHandler", (Handler,), {"editor": editor, "timeout": limits.request_timeout,
                                                     "allowed_hosts": allowed_hosts(host)})
-        super().__init__((host, port), handler)
         self._connections: queue.Queue = queue.Queue(maxsize=limits.max_queued)
-        self._workers = [threading.Thread(target=self._serve_connections, daemon=True, name=f"http-{i}")
-                         for i in range(limits.max_workers)]
-        for t in self._workers:
-            t.start()
+        self._workers: list[threading.Thread] = []  # started as connections need them, up to max_workers
+        self._idle = 0  # workers waiting for a connection
+        self._pool_lock = threading.Lock()
+        self._closing = False
+        super().__init__((host, port), handler)  # binds (an OSError when the port is taken)
         self._reaper = threading.Thread(target=self._reap_forever, daemon=True, name="reaper")
         self._reaper.start()
 
@@ -332,16 +334,42 @@ class EditorServer(HTTPServer):
             except OSError:
                 pass
             self.shutdown_request(request)
+            return
+        with self._pool_lock:
+            if self._idle == 0 and len(self._workers) < self.editor.limits.max_workers:
+                worker = threading.Thread(target=self._serve_connections, daemon=True,
+                                          name=f"http-{len(self._workers)}")
+                self._workers.append(worker)
+                worker.start()
 
     def _serve_connections(self) -> None:
-        while True:
-            request, client_address = self._connections.get()
+        while not self._closing:
+            with self._pool_lock:
+                self._idle += 1
+            try:
+                request, client_address = self._connections.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            finally:
+                with self._pool_lock:
+                    self._idle -= 1
             try:
                 self.finish_request(request, client_address)
             except Exception:  # noqa: BLE001 - a broken connection must not end the worker
                 self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop listening; the workers end within half a second, and queued connections are closed."""
+        super().server_close()
+        self._closing = True
+        while True:
+            try:
+                request, _ = self._connections.get_nowait()
+            except queue.Empty:
+                break
+            self.shutdown_request(request)
 
     def _reap_forever(self) -> None:
         interval = max(0.5, min(5.0, self.editor.limits.session_timeout / 4))

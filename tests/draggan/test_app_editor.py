@@ -232,7 +232,7 @@ def test_upload_inverts_in_the_background_with_progress(toy, tmp_path):
     wait(lambda: tab.status == "idle")
     st = tab.snapshot()
     assert calls == [(80, 100)] and st["source"] == "grey.png, inverted into toy" and st["progress"] is None
-    with pytest.raises(EditorError, match="the upload could not be read: it is not an image"):
+    with pytest.raises(EditorError, match="the upload could not be read as an image: not an image"):
         tab.upload(b"GIF89a but not really", "fake.gif")
     with pytest.raises(EditorError, match=r"the upload is 0.286 MB; the limit is 0.191 MB"):
         tab.upload(b"\0" * 300_000, "big.png")
