@@ -106,7 +106,8 @@ class DragConfig:
         number("stop_distance_many", 0, 4096)
         number("many_handles", 0, 1 << 16, whole=True)
         number("max_steps", 0, MAX_DRAG_STEPS, whole=True)
-        for name in ("official_stop_rule", "official_grid"):
+        number("divergence_ratio", 1, low_open=True)
+        for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
         for name, choices in (("tracking_distance", ("l1", "l2")), ("latent_space", ("w", "w+")),

@@ -23,7 +23,8 @@ from tests.helpers.hostile_files import huge_png, npz_bomb
     ("stop_distance", math.nan), ("stop_distance_many", math.inf), ("lr", math.nan), ("lr", -1.0), ("lr", math.inf),
     ("r1", 0.0), ("r2", math.nan), ("lambda_mask", -1.0), ("min_radius", math.nan), ("max_steps", 1.5),
     ("max_steps", 10**9), ("optimize_ws", 0), ("feature_block", -1), ("many_handles", True),
-    ("official_grid", "yes"), ("noise_mode", "loud"), ("tracking_distance", "l3"), ("latent_space", "z"),
+    ("official_grid", "yes"), ("force_fp32", 1), ("divergence_ratio", math.nan), ("divergence_ratio", 0.5),
+    ("noise_mode", "loud"), ("tracking_distance", "l3"), ("latent_space", "z"),
 ])
 def test_bad_drag_settings_are_refused_in_one_line(setting, value):
     with pytest.raises(ValueError, match=f"drag setting {setting}=") as e:
