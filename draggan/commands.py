@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from draggan.checkpoint import load_generator_file, save_generator
-from draggan.download import default_cache_dir, download_file
+from draggan.download import check_file
+from draggan.loading import resolve_checkpoint
 from draggan.registry import MODELS, get_model_info
 
 
@@ -17,8 +18,8 @@ def export_checkpoint(source: str | os.PathLike, output: str | os.PathLike) -> P
 
 
 def download_models(names: list[str], *, cache_dir: str | os.PathLike | None = None) -> dict[str, str]:
-    """Download registered models into the cache; returns name -> local path. `['all']` = every one."""
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    """Download registered models into the cache, or check the ones already there against their registered
+    size and sha256; returns name -> local path. `['all']` = every one."""
     if list(names) == ["all"]:
         names = [n for n, m in MODELS.items() if m.url and not m.shipped]
     out = {}
@@ -26,12 +27,8 @@ def download_models(names: list[str], *, cache_dir: str | os.PathLike | None = N
         info = get_model_info(name)
         if info.shipped:
             continue
-        path = cache / info.filename
-        if not path.is_file():
-            if info.url is None:
-                raise FileNotFoundError(f"{name}: {info.note}, and put it at {path}")
-            download_file(info.url, path, sha256=info.sha256, size=info.size)
-        out[name] = str(path)
+        path = resolve_checkpoint(name, cache_dir=cache_dir or None)
+        out[name] = str(check_file(path, sha256=info.sha256, size=info.size, what=f"model {name}"))
     return out
 
 
@@ -45,8 +42,6 @@ def download_command(cfg) -> dict[str, str]:
 
 def export_command(cfg) -> Path:
     """`scripts/export.py`: convert `cfg.source` into the safe format at `cfg.output`."""
-    from draggan.loading import resolve_checkpoint
-
     out = export_checkpoint(resolve_checkpoint(cfg.source), cfg.output)
     print(f"wrote {out}")
     return out

@@ -1,22 +1,46 @@
-"""Downloading checkpoints into the cache: atomic, resumable, checked.
+"""Downloading checkpoints into the cache: a file is installed under its final name only when it is
+complete and checked.
 
-The cache directory is `$DRAGGAN_CACHE` when set, else `~/.cache/draggan`; every function takes
-an explicit `cache_dir` too. A download goes to `<file>.part` and is renamed into place only when
-complete and verified (size, and sha256 when known), so the cache never holds a half-written
-checkpoint under its real name. An interrupted download leaves the `.part` file, and the next
-attempt resumes it with an HTTP range request.
+The cache directory is `$DRAGGAN_CACHE` when set, else `~/.cache/draggan`; every function takes an
+explicit `cache_dir` too. A download of `<file>`:
+
+- runs under an exclusive lock on `<file>.lock`, so that concurrent downloads of one file (threads or
+  processes) are serialised: the second finds the file installed and checks it;
+- writes `<file>.part` and renames it to `<file>` only when its length is proven (the server's
+  Content-Length or Content-Range, the end of a chunked transfer, or the registered `size`) and its
+  size and sha256 match what is registered; a server that closes early leaves a `.part`, never a file
+  under the final name;
+- resumes a `.part` left by an interrupted download with a Range request, and checks the answer: a 206
+  must say `Content-Range: bytes <part's length>-...`, a 416 counts as "already complete" only when its
+  Content-Range gives the part's length as the file's; any other answer discards the `.part` and starts
+  over once;
+- follows redirects within one host (and from http to https), to another host only when the sha256 is
+  known (the content is checked anyway), never from https to http;
+- gives up after `timeout` seconds without data, after `max_seconds` in all, and when fewer than
+  `min_rate` bytes a second arrived over the last `rate_window` seconds (the `.part` stays for a resume).
+
+The cache key of a URL includes a hash of the whole URL (`url_cache_path`), so two URLs whose paths
+end in the same file name never share a file; registered models keep their registry file names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import logging
 import os
+import re
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "DRAGGAN_CACHE"
 CHUNK = 1 << 20  # bytes read at a time
@@ -26,8 +50,18 @@ class DownloadError(RuntimeError):
     """A download that failed; the message names the file to fetch by hand and where to put it."""
 
 
+class _StartOver(Exception):
+    """The server's answer does not continue the `.part`: discard it and download from the start."""
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "draggan").expanduser()
+
+
+def url_cache_path(url: str, cache_dir: str | os.PathLike) -> Path:
+    """Where the file of `url` is cached: `<cache>/url/<16 hex digits of sha256(url)>/<file name>`."""
+    name = Path(urllib.parse.urlsplit(url).path).name or "checkpoint.pkl"
+    return Path(cache_dir) / "url" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -38,60 +72,201 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def check_file(path: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
+               what: str | None = None, advice: str = "it is not that file (a partial or foreign file): delete it "
+                                                        "and download again") -> Path:
+    """`path` if its size and sha256 are those given (None = not checked), else a DownloadError ending in `advice`."""
+    path = Path(path)
+    what = what or str(path)
+    got = path.stat().st_size
+    if size is not None and got != size:
+        raise DownloadError(f"{path} is {got} bytes, expected {size} for {what}; {advice}")
+    if sha256 is not None:
+        digest = sha256_of(path)
+        if digest != sha256.lower():
+            raise DownloadError(f"{path} has sha256 {digest}, expected {sha256} for {what}; {advice}")
+    return path
+
+
 def _by_hand(url: str, dest: Path) -> str:
     return f"Download {url} by hand and put it at {dest}"
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, wait: float) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (created; removed on release). A process that waited on a lock
+    file that its holder removed meanwhile opens the new one instead."""
+    import fcntl  # POSIX; the project's machines are Linux and macOS
+
+    deadline = time.monotonic() + wait
+    while True:
+        f = open(lock_path, "a+b")  # noqa: SIM115 - closed below or on release
+        try:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise DownloadError(f"another download holds {lock_path} for more than {wait:.0f} s; "
+                                            "if none runs, delete that file") from None
+                    time.sleep(0.05)
+            try:
+                same = os.fstat(f.fileno()).st_ino == os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+        except BaseException:
+            f.close()
+            raise
+        f.close()  # the holder removed this lock file: take the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        f.close()
+
+
+class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
+    """Redirects within one host; to another host only when the file's content is checked (sha256 known)."""
+
+    def __init__(self, other_hosts: bool):
+        self.other_hosts = other_hosts
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl))
+        if new.scheme not in ("http", "https") or (old.scheme == "https" and new.scheme == "http"):
+            raise DownloadError(f"{req.full_url} redirects to {newurl}: refused (only http(s), never from https "
+                                "to http)")
+        if new.hostname != old.hostname:
+            if not self.other_hosts:
+                raise DownloadError(f"{req.full_url} redirects to another host ({new.hostname}); refused because "
+                                    "the file's sha256 is not known to check what that host sends")
+            log.info("%s redirects to %s (the file's sha256 is checked)", req.full_url, new.hostname)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _header_int(value: str | None, name: str, url: str) -> int | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"\s*\d{1,18}\s*", value):
+        raise DownloadError(f"{url}: the server sent {name}: {value!r}, not a byte count")
+    return int(value)
+
+
+def _content_range(value: str | None, url: str) -> tuple[int | None, int | None, int | None]:
+    """(first, last, total) of a Content-Range header ('bytes 5-9/10' or 'bytes */10'); None where absent."""
+    m = re.fullmatch(r"\s*bytes\s+(?:(\d{1,18})-(\d{1,18})|\*)/(\d{1,18}|\*)\s*", value or "")
+    if m is None:
+        raise DownloadError(f"{url}: the server answered a range request with Content-Range {value!r}")
+    first, last, total = (None if g in (None, "*") else int(g) for g in m.groups())
+    return first, last, total
+
+
 def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
-                  timeout: float = 30.0, progress: bool = True) -> Path:
-    """Download `url` to `dest` (atomically, resuming a previous `.part`), check it, return `dest`."""
+                  timeout: float = 30.0,  # seconds without any data before giving up
+                  max_seconds: float = 6 * 3600.0,  # longest a download may take in all
+                  min_rate: float = 1024.0,  # bytes per second below which a download is given up...
+                  rate_window: float = 60.0,  # ...measured over this many seconds
+                  progress: bool = True) -> Path:
+    """Download `url` to `dest` (serialised by a lock, resuming a `.part`), check it, install it, return `dest`."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    with _exclusive(dest.with_name(dest.name + ".lock"), wait=max_seconds):
+        if dest.is_file():  # installed meanwhile by another download, or put there by hand
+            return check_file(dest, sha256=sha256, size=size, what=url)
+        deadline = time.monotonic() + max_seconds
+        for attempt in (0, 1):
+            try:
+                _fetch(url, part, dest, sha256=sha256, size=size, timeout=timeout, deadline=deadline,
+                       min_rate=min_rate, rate_window=rate_window, progress=progress)
+                break
+            except _StartOver as e:
+                part.unlink(missing_ok=True)
+                if attempt:
+                    raise DownloadError(f"{url}: {e}. {_by_hand(url, dest)}") from None
+                log.warning("%s: %s; starting over", url, e)
+        try:
+            check_file(part, sha256=sha256, size=size, what=url, advice=f"the download was removed. {_by_hand(url, dest)}")
+        except DownloadError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, dest)
+    return dest
+
+
+def _fetch(url: str, part: Path, dest: Path, *, sha256: str | None, size: int | None, timeout: float,
+           deadline: float, min_rate: float, rate_window: float, progress: bool) -> None:
+    """Bring `part` to the whole file (or raise); the length is proven, the content not yet checked."""
     offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "draggan-research"})
+    if size is not None and offset > size:
+        raise _StartOver(f"the partial download is longer ({offset} bytes) than the file ({size})")
+    request = urllib.request.Request(url, headers={"User-Agent": "draggan-research", "Accept-Encoding": "identity"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
+    opener = urllib.request.build_opener(_RedirectPolicy(other_hosts=sha256 is not None))
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and offset:  # the .part already holds the whole file
-            response = None
-        else:
-            raise DownloadError(f"could not download {url}: HTTP {e.code} {e.reason}. {_by_hand(url, dest)}") from e
-    except (urllib.error.URLError, OSError) as e:
+        with e:
+            if e.code == 416 and offset:
+                total = _content_range(e.headers.get("Content-Range"), url)[2]
+                if total == offset:
+                    return  # the .part already holds the whole file
+                raise _StartOver(f"the partial download ({offset} bytes) does not fit the file ({total} bytes)") from None
+            raise DownloadError(f"could not download {url}: HTTP {e.code} {e.reason}. {_by_hand(url, dest)}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
-        raise DownloadError(f"could not reach {url}: {reason}. {_by_hand(url, dest)}") from e
-    if response is not None:
-        with response:
-            if offset and response.status != 206:  # the server ignored the range: start over
-                offset = 0
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length is not None else size
-            mode = "ab" if offset else "wb"
-            try:
-                with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                                 desc=dest.name, disable=not progress) as bar:
-                    while block := response.read(CHUNK):
-                        f.write(block)
-                        bar.update(len(block))
-            except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
-                raise DownloadError(f"the download of {url} broke off after {part.stat().st_size} bytes ({e}); "
-                                    f"run it again to resume, or: {_by_hand(url, dest)}") from e
-            got = part.stat().st_size
-            if total is not None and got != total:
-                raise DownloadError(f"the download of {url} broke off: {got} of {total} bytes; "
-                                    f"run it again to resume, or: {_by_hand(url, dest)}")
-    got = part.stat().st_size
-    if size is not None and got != size:
-        part.unlink()
-        raise DownloadError(f"{url} gave {got} bytes, expected {size}; the partial file was removed. "
-                            f"{_by_hand(url, dest)}")
-    if sha256 is not None:
-        digest = sha256_of(part)
-        if digest != sha256.lower():
-            part.unlink()
-            raise DownloadError(f"{url} has sha256 {digest}, expected {sha256}; the file was removed. "
+        raise DownloadError(f"could not reach {url}: {reason}. {_by_hand(url, dest)}") from None
+    with response:
+        length = _header_int(response.headers.get("Content-Length"), "Content-Length", url)
+        if offset and response.status == 206:
+            first, last, total = _content_range(response.headers.get("Content-Range"), url)
+            if first != offset:
+                raise _StartOver(f"asked for the bytes from {offset}, the server sent them from {first}")
+            if length is not None and last is not None and length != last - first + 1:
+                raise DownloadError(f"{url}: Content-Range {first}-{last} and Content-Length {length} disagree")
+            expected = total if total is not None else (offset + length if length is not None else None)
+        elif response.status in (200, 203):
+            offset, expected = 0, length  # not resumed: start over
+        else:
+            raise DownloadError(f"could not download {url}: HTTP {response.status}. {_by_hand(url, dest)}")
+        if expected is not None and size is not None and expected != size:
+            raise DownloadError(f"{url}: the server announces {expected} bytes, the registry says {size}. "
                                 f"{_by_hand(url, dest)}")
-    os.replace(part, dest)
-    return dest
+        expected = expected if expected is not None else size
+        if expected is None and not response.chunked and sha256 is None:
+            raise DownloadError(f"{url}: the server gives no length and none is registered, so a complete file "
+                                f"cannot be told from a cut one. {_by_hand(url, dest)}")
+        _receive(response, part, url, dest, append=bool(offset), expected=expected, deadline=deadline,
+                 min_rate=min_rate, rate_window=rate_window, progress=progress)
+
+
+def _receive(response, part: Path, url: str, dest: Path, *, append: bool, expected: int | None, deadline: float,
+             min_rate: float, rate_window: float, progress: bool) -> None:
+    """Write the body into `part`, within the time and rate limits; a cut leaves the `.part` for a resume."""
+    resume = f"run it again to resume, or: {_by_hand(url, dest)}"
+    with open(part, "ab" if append else "wb") as f, tqdm(total=expected, initial=f.tell(), unit="B", unit_scale=True,
+                                                           desc=dest.name, disable=not progress) as bar:
+        window_start, window_bytes = time.monotonic(), 0
+        try:
+            while block := response.read1(CHUNK):
+                f.write(block)
+                bar.update(len(block))
+                now = time.monotonic()
+                window_bytes += len(block)
+                if now > deadline:
+                    raise DownloadError(f"the download of {url} took too long (max_seconds); {resume}")
+                if now - window_start >= rate_window:
+                    if window_bytes < min_rate * (now - window_start):
+                        raise DownloadError(f"the download of {url} is too slow ({window_bytes / (now - window_start):.0f} "
+                                            f"B/s, min_rate {min_rate:.0f}); {resume}")
+                    window_start, window_bytes = now, 0
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
+            raise DownloadError(f"the download of {url} broke off after {f.tell()} bytes ({e}); {resume}") from e
+        got = f.tell()
+    if expected is not None and got != expected:
+        raise DownloadError(f"the download of {url} broke off: {got} of {expected} bytes; {resume}")

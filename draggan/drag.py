@@ -79,12 +79,41 @@ class DragConfig:
         return self.stop_distance_many if num_handles > self.many_handles else self.stop_distance
 
     def validate(self) -> None:
-        if self.tracking_distance not in ("l1", "l2"):
-            raise ValueError(f"tracking_distance must be 'l1' or 'l2', got {self.tracking_distance!r}")
-        if self.latent_space not in ("w", "w+"):
-            raise ValueError(f"latent_space must be 'w' or 'w+', got {self.latent_space!r}")
-        if self.lr <= 0 or self.optimize_ws < 1:
-            raise ValueError("lr must be positive and optimize_ws at least 1")
+        """Every setting of its type and within its range (NaN and infinities included), or a one-line ValueError."""
+        from draggan.limits import MAX_DRAG_STEPS
+        from draggan.networks import NOISE_MODES
+
+        def number(name: str, low: float, high: float = math.inf, *, whole: bool = False,
+                   low_open: bool = False, none: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and none:
+                return
+            ok = isinstance(v, int) if whole else isinstance(v, (int, float))
+            ok = ok and not isinstance(v, bool) and math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
+            if not ok:
+                kind = "a whole number" if whole else "a finite number"
+                span = f"({low:g}, {high:g}]" if low_open else f"[{low:g}, {high:g}]"
+                raise ValueError(f"drag setting {name}={v!r} must be {kind} in {span}")
+
+        number("feature_block", 0, 32, whole=True)
+        number("r1", 0, 4096, low_open=True)
+        number("r2", 0, 4096, low_open=True)
+        number("min_radius", 0, 4096, none=True)
+        number("lambda_mask", 0)
+        number("lr", 0, low_open=True)
+        number("optimize_ws", 1, 64, whole=True)
+        number("stop_distance", 0, 4096)
+        number("stop_distance_many", 0, 4096)
+        number("many_handles", 0, 1 << 16, whole=True)
+        number("max_steps", 0, MAX_DRAG_STEPS, whole=True)
+        number("divergence_ratio", 1, low_open=True)
+        for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
+        for name, choices in (("tracking_distance", ("l1", "l2")), ("latent_space", ("w", "w+")),
+                              ("noise_mode", NOISE_MODES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be one of {', '.join(choices)}")
 
 
 @dataclass

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from draggan.drag import DragConfig, DragSession
+from draggan.files import read_json
+from draggan.image_io import read_mask
+from draggan.limits import check_points
 from draggan.loading import load_generator
 from draggan.render import draw_points, points_scale, save_animation, save_png, to_uint8
 from draggan.session_io import load_session, save_session
@@ -28,24 +30,26 @@ log = logging.getLogger(__name__)
 
 
 def parse_points(points: Any) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """`[[x, y, tx, ty], ...]` (or a JSON file of it) -> (handles, targets)."""
+    """`[[x, y, tx, ty], ...]` (or a JSON file of it) -> (handles, targets); at most MAX_POINTS pairs."""
     if isinstance(points, (str, os.PathLike)):
         path = Path(points)
         if not path.is_file():
             raise ValueError(f"points: {points!r} is neither a list [[x, y, tx, ty], ...] nor an existing JSON file")
-        points = json.loads(path.read_text())
-    rows = [list(map(float, p)) for p in points]
+        points = read_json(path)
+    try:
+        check_points(len(points))
+        rows = [list(map(float, p)) for p in points]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"points must be a non-empty list of [x, y, tx, ty]: {e}") from None
     if not rows or any(len(r) != 4 for r in rows):
         raise ValueError(f"points must be a non-empty list of [x, y, tx, ty], got {points!r}")
     return [(r[0], r[1]) for r in rows], [(r[2], r[3]) for r in rows]
 
 
 def load_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
-    """A mask PNG (white = allowed to move) as a boolean [H, W] array of the image's size."""
-    img = np.asarray(Image.open(path).convert("L"))
-    if img.shape != size:
-        raise ValueError(f"mask {path} is {img.shape[1]}x{img.shape[0]}, the image is {size[1]}x{size[0]}")
-    return img >= 128
+    """A mask image (white = allowed to move) of the image's size (H, W) as a boolean [H, W] array; its size
+    is read from the header before it is decoded (`draggan.image_io.read_mask`)."""
+    return read_mask(path, (size[1], size[0]))
 
 
 def initial_latent(G, seed: int, truncation_psi: float) -> torch.Tensor:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.parse
 from pathlib import Path
 
 import torch
 
 from draggan.checkpoint import CheckpointError, load_generator_file
-from draggan.download import DownloadError, default_cache_dir, download_file
+from draggan.download import DownloadError, check_file, default_cache_dir, download_file, url_cache_path
 from draggan.networks import Generator
 from draggan.registry import MODELS, PACKAGE_MODELS, get_model_info
 
@@ -40,7 +39,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def resolve_checkpoint(source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
                        download: bool = True) -> Path:
-    """The local file behind `source` (registered name, path or http(s) URL), downloading if needed."""
+    """The local file behind `source` (registered name, path or http(s) URL), downloading if needed.
+
+    A registered model found in the cache is checked against its registered size (its sha256 when no size is
+    registered; `scripts/download.py` checks both); a URL is cached under a hash of the whole URL.
+    """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     text = str(source)
     if text in MODELS:
@@ -49,7 +52,8 @@ def resolve_checkpoint(source: str | os.PathLike, *, cache_dir: str | os.PathLik
             return PACKAGE_MODELS / info.filename
         path = cache / info.filename
         if path.is_file():
-            return path
+            return check_file(path, size=info.size, sha256=None if info.size else info.sha256,
+                              what=f"model {info.name}")
         if info.url is None:
             raise DownloadError(f"model {info.name!r} cannot be downloaded automatically: {info.note}, "
                                 f"and put it at {path}")
@@ -57,8 +61,7 @@ def resolve_checkpoint(source: str | os.PathLike, *, cache_dir: str | os.PathLik
             raise DownloadError(f"model {info.name!r} is not in the cache: download {info.url} and put it at {path}")
         return download_file(info.url, path, sha256=info.sha256, size=info.size)
     if text.startswith(("http://", "https://")):
-        name = Path(urllib.parse.urlparse(text).path).name or "checkpoint.pkl"
-        path = cache / name
+        path = url_cache_path(text, cache)
         if path.is_file():
             return path
         if not download:

@@ -1,8 +1,19 @@
 """The model registry: one table of the generators the project knows by name.
 
-Each entry says where the official file lives, what it is called in the cache, its resolution
-and its licence. Entries with `shipped=True` are inside the package (no download). Entries
-without `url` cannot be downloaded automatically; the error names the file and where to put it.
+Each entry says where the official file lives, what it is called in the cache, its resolution,
+its licence, and the sha256 and size in bytes of the official file, so that a download is checked
+before it is installed and a file found in the cache is known to be the model. Entries with
+`shipped=True` are inside the package (no download). Entries without `url` cannot be downloaded
+automatically; the error names the file and where to put it.
+
+Where the checksums come from: the official hosts (NVIDIA NGC, the Self-Distilled StyleGAN bucket,
+the StyleGAN2 CloudFront and StyleGAN-Human's Google Drive) publish none, and neither do the official
+repositories' download scripts (DragGAN's `scripts/download_model.sh` fetches with plain `wget`). The
+values are the Git LFS pointers (sha256 and exact size) of Hugging Face copies of these files: the
+DragGAN demo's `DragGan/DragGan-Models` and `aaronb/StyleGAN2-pkl`, two independent uploads that agree
+wherever both hold a file (`checksum_source` says which). For the two NGC files only the demo's copy
+was found, whose page gives the sha256 and a size rounded to 364 MB: their exact size is not
+registered (None), and the sha256 alone checks them.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ class ModelInfo:
     size: int | None = None  # size in bytes, when known
     shipped: bool = False  # the file is part of this package (PACKAGE_MODELS)
     note: str = ""  # how to get it by hand, when there is no URL
+    checksum_source: str = ""  # where sha256 and size were read (see the module docstring)
 
 
 _NVIDIA_NC = "NVIDIA Source Code License-NC (non-commercial research)"
@@ -31,31 +43,50 @@ _SELF_DISTILLED = "Self-Distilled StyleGAN release (Mokady et al. 2022); see its
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
 _SD = "https://storage.googleapis.com/self-distilled-stylegan/"
 _TF = "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/"
+_DEMO = "Hugging Face DragGan/DragGan-Models (LFS pointer; size shown rounded, so not registered)"
+_BOTH = "Hugging Face DragGan/DragGan-Models and aaronb/StyleGAN2-pkl (LFS pointers, identical)"
+_AARONB = "Hugging Face aaronb/StyleGAN2-pkl (LFS pointer)"
 
 MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     ModelInfo("toy-faces-64", "toy-faces-64.safetensors", (64, 64),
               "MIT, like this project (trained by scripts/train.py on procedural faces; see toy-faces-64.md)",
               shipped=True),
     ModelInfo("stylegan2-ffhq-512", "stylegan2-ffhq-512x512.pkl", (512, 512), _NVIDIA_NC,
-              url=_NGC + "stylegan2-ffhq-512x512.pkl"),
+              url=_NGC + "stylegan2-ffhq-512x512.pkl",
+              sha256="d2b1c92f41ce8a64c55f7a75ef06c4c0eef9e17b1eb29aae8c10fb37b3e60478", checksum_source=_DEMO),
     ModelInfo("stylegan2-afhqcat-512", "stylegan2-afhqcat-512x512.pkl", (512, 512), _NVIDIA_NC,
-              url=_NGC + "stylegan2-afhqcat-512x512.pkl"),
+              url=_NGC + "stylegan2-afhqcat-512x512.pkl",
+              sha256="17a83abee464242f8bb40dc6363d33c2fb087066b68fc0147677fdbf21f7a7a9", checksum_source=_DEMO),
     ModelInfo("stylegan2-car-config-f", "stylegan2-car-config-f.pkl", (512, 512), _NVIDIA_NC,
-              url=_TF + "stylegan2-car-config-f.pkl"),
+              url=_TF + "stylegan2-car-config-f.pkl",
+              sha256="e1618eee2b3ce87c4a3849442f7850ef12a478556bff035c8e09ee7e23b3794c", size=364027523,
+              checksum_source=_AARONB),
     ModelInfo("stylegan2-cat-config-f", "stylegan2-cat-config-f.pkl", (256, 256), _NVIDIA_NC,
-              url=_TF + "stylegan2-cat-config-f.pkl"),
+              url=_TF + "stylegan2-cat-config-f.pkl",
+              sha256="08940fd616cfaf6bc7b0286b5d1a0b3f70febb26e136d64716c8d3f5e9bd3883", size=357418027,
+              checksum_source=_BOTH),
     ModelInfo("stylegan2-lions-512", "stylegan2_lions_512_pytorch.pkl", (512, 512), _SELF_DISTILLED,
-              url=_SD + "lions_512_pytorch.pkl"),
+              url=_SD + "lions_512_pytorch.pkl",
+              sha256="0a01ff8344521171b1a2eff1e9a51c1acbc48221bdc2594919187f66a3942bcc", size=363965313,
+              checksum_source=_BOTH),
     ModelInfo("stylegan2-dogs-1024", "stylegan2_dogs_1024_pytorch.pkl", (1024, 1024), _SELF_DISTILLED,
-              url=_SD + "dogs_1024_pytorch.pkl"),
+              url=_SD + "dogs_1024_pytorch.pkl",
+              sha256="c9e93090d02916165a602c728c0e37458fc0c58fbc58e4d75bcd096bb81c7e8c", size=381630441,
+              checksum_source=_BOTH),
     ModelInfo("stylegan2-horses-256", "stylegan2_horses_256_pytorch.pkl", (256, 256), _SELF_DISTILLED,
-              url=_SD + "horses_256_pytorch.pkl"),
+              url=_SD + "horses_256_pytorch.pkl",
+              sha256="f100dc32e2731a293f3b31a9038416f72aa5cc30555b3315a82e19c065f81b0c", size=357336721,
+              checksum_source=_BOTH),
     ModelInfo("stylegan2-elephants-512", "stylegan2_elephants_512_pytorch.pkl", (512, 512), _SELF_DISTILLED,
-              url=_SD + "elephants_512_pytorch.pkl"),
+              url=_SD + "elephants_512_pytorch.pkl",
+              sha256="56504894f6d7121959af78a74148cf1e9d858e3710312efb11c41dbf27684363", size=363965313,
+              checksum_source=_BOTH),
     ModelInfo("stylegan-human-512x256", "stylegan_human_v2_512.pkl", (512, 256),
               "StyleGAN-Human (Fu et al. 2022): research use only, see its repository's terms",
               note="download stylegan_human_v2_512.pkl (the PyTorch StyleGAN2 512x256 model) from the "
-                   "StyleGAN-Human repository's model links"),
+                   "StyleGAN-Human repository's model links",
+              sha256="7af33f638e3b3aba7bf99456eec3e9d4a022d8a7dd67683a3605a7dd37665a3b", size=352745981,
+              checksum_source=_BOTH),
 ]}
 
 

@@ -1,5 +1,10 @@
 """Saving and loading edit sessions: `session.json` (points, config, per-step history) and
 `latent.npz` (start and final latents, and the per-step optimiser snapshots for resume/roll-back).
+
+Loading reads untrusted files (a resumed run, a session uploaded to the editor): `session.json` is
+checked for its structure (a history as long as its step count, at most MAX_DRAG_STEPS steps and
+MAX_POINTS point pairs) and every array of `latent.npz` for its size from its header before it is
+read (`draggan.files.read_npz`); a truncated or malformed file is a SessionFileError naming it.
 """
 
 from __future__ import annotations
@@ -12,16 +17,16 @@ import numpy as np
 import torch
 
 from draggan.drag import DragSession
+from draggan.files import FileFormatError, atomic_write, read_json, read_npz
+from draggan.limits import MAX_DRAG_STEPS, MAX_POINTS
 from draggan.networks import Generator
 
 SESSION_FILE = "session.json"
 LATENT_FILE = "latent.npz"
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+class SessionFileError(FileFormatError):
+    """A saved session whose files are missing, truncated or malformed; the message names the file."""
 
 
 def save_session(session: DragSession, folder: str | os.PathLike, *, generator: str | None = None) -> Path:
@@ -40,9 +45,39 @@ def save_session(session: DragSession, folder: str | os.PathLike, *, generator: 
     meta = {"generator": generator, "config": state["config"], "handles": state["handles"],
             "targets": state["targets"], "steps": len(state["history"]), "done": session.done,
             "final_handles": session.handles, "history": state["history"]}
-    _atomic_write(folder / LATENT_FILE, lambda p: np.savez_compressed(open(p, "wb"), **arrays))
-    _atomic_write(folder / SESSION_FILE, lambda p: p.write_text(json.dumps(meta, indent=1, allow_nan=True)))
+
+    def write_npz(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(folder / LATENT_FILE, write_npz)
+    atomic_write(folder / SESSION_FILE, lambda p: p.write_text(json.dumps(meta, indent=1, allow_nan=True)))
     return folder
+
+
+def read_session_meta(path: str | os.PathLike) -> dict:
+    """`session.json`, checked for the structure `load_session` needs."""
+    try:
+        meta = read_json(path)
+    except FileFormatError as e:
+        raise SessionFileError(str(e)) from None
+    steps = meta.get("steps") if isinstance(meta, dict) else None
+    problem = None
+    if not isinstance(meta, dict):
+        problem = f"holds a {type(meta).__name__}, not an object"
+    elif not all(isinstance(meta.get(k), list) for k in ("handles", "targets", "history")):
+        problem = "lacks its handles, targets or history lists"
+    elif not isinstance(meta.get("config"), dict):
+        problem = "lacks its config object"
+    elif type(steps) is not int or not 0 <= steps <= MAX_DRAG_STEPS:
+        problem = f"gives {steps!r} steps, not a whole number in [0, {MAX_DRAG_STEPS}]"
+    elif len(meta["history"]) != steps or not all(isinstance(h, dict) for h in meta["history"]):
+        problem = f"has a history of {len(meta['history'])} entries for {steps} steps"
+    elif len(meta["handles"]) > MAX_POINTS:
+        problem = f"has {len(meta['handles'])} handles; at most {MAX_POINTS} are accepted"
+    if problem:
+        raise SessionFileError(f"{path} {problem}: not a saved drag session")
+    return meta
 
 
 def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
@@ -51,18 +86,33 @@ def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
     for name in (SESSION_FILE, LATENT_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} is missing: not a saved drag session")
-    meta = json.loads((folder / SESSION_FILE).read_text())
-    arrays = np.load(folder / LATENT_FILE)
+    meta = read_session_meta(folder / SESSION_FILE)
+    latent = G.num_ws * G.w_dim
+
+    def max_elements(name: str) -> int:  # the largest array of each kind a session of G holds
+        return G.img_height * G.img_width if name == "mask" else 2 * MAX_POINTS if name.endswith("handles_rc") \
+            else latent
+
+    try:
+        arrays = read_npz(folder / LATENT_FILE, max_elements=max_elements)
+    except (FileFormatError, ValueError) as e:
+        raise SessionFileError(str(e)) from None
+    needed = ["ws0"] + [f"step{i}_{k}" for i in range(meta["steps"]) for k in ("free", "handles_rc")]
+    missing = [n for n in needed if n not in arrays]
+    if missing:
+        raise SessionFileError(f"{folder / LATENT_FILE} lacks {', '.join(missing[:3])} for the {meta['steps']} steps "
+                               f"of {folder / SESSION_FILE}")
     snapshots = []
     for i in range(meta["steps"]):
-        adam = {}
-        for key in ("step", "exp_avg", "exp_avg_sq"):
-            name = f"step{i}_adam_{key}"
-            if name in arrays.files:
-                adam[key] = torch.from_numpy(np.array(arrays[name]))
+        adam = {key: torch.from_numpy(arrays[f"step{i}_adam_{key}"])
+                for key in ("step", "exp_avg", "exp_avg_sq") if f"step{i}_adam_{key}" in arrays}
         snapshots.append({"free": torch.from_numpy(arrays[f"step{i}_free"]),
                           "handles_rc": torch.from_numpy(arrays[f"step{i}_handles_rc"]), "adam": adam})
     state = {"config": meta["config"], "handles": meta["handles"], "targets": meta["targets"],
-             "ws0": torch.from_numpy(arrays["ws0"]), "mask": torch.from_numpy(arrays["mask"]) if "mask" in arrays.files else None,
+             "ws0": torch.from_numpy(arrays["ws0"]),
+             "mask": torch.from_numpy(arrays["mask"]) if "mask" in arrays else None,
              "history": meta["history"], "snapshots": snapshots}
-    return DragSession.from_state_dict(G, state)
+    try:
+        return DragSession.from_state_dict(G, state)
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+        raise SessionFileError(f"{folder} does not hold a session of this generator: {e}") from None

@@ -4,8 +4,9 @@ EXIF orientation is applied; RGBA and LA are composited over white, grayscale an
 are converted, 16-bit images are scaled to 8 bits. The image is scaled so that it covers
 (`fit='crop'`, then centre-cropped) or fits inside (`fit='pad'`, then padded with mid grey) the
 generator's `height` x `width`, non-square included.
-Images above `max_pixels` are reduced while they are read, with a warning, instead of being decoded
-at full size.
+Images above `max_pixels` are reduced, with a warning: JPEGs while they are decoded (at 1/2, 1/4 or
+1/8 scale), other formats after. The file is read through `draggan.image_io`, so its size is checked
+from its header against `draggan.limits.MAX_IMAGE_PIXELS` before anything is decoded.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from draggan.image_io import ImageError, decode_image, open_image
 
 MIN_SIDE = 8  # smaller images carry too little to invert
-
-
-class ImageLoadError(ValueError):
-    """The file is missing, unreadable, not an image, or unusable."""
+ImageLoadError = ImageError  # the file is missing, unreadable, not an image, too large, or unusable
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -49,21 +49,14 @@ def load_image(path: str | os.PathLike, height: int, width: int | None = None, *
     if fit not in ("crop", "pad") and not (fit == "none" and as_pil):
         raise ValueError(f"fit must be 'crop' or 'pad', got {fit!r}")
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"no such image file: {path}")
-    try:
-        with Image.open(path) as img:
-            w0, h0 = img.size
-            if w0 * h0 > max_pixels:
-                factor = int(np.ceil(np.sqrt(w0 * h0 / max_pixels)))
-                warnings.warn(f"{path} is {w0}x{h0} pixels; reading it reduced {factor}x (max_pixels={max_pixels})")
-                img.draft("RGB", (w0 // factor, h0 // factor))  # JPEG: decode at a lower scale
-                if img.size[0] * img.size[1] > max_pixels:
-                    img = img.reduce(factor)
-            img = ImageOps.exif_transpose(img)
-            img = _to_rgb(img)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ImageLoadError(f"{path} could not be read as an image: {e}") from e
+    with decode_image(path, reduce_to=max_pixels) as img:
+        w0, h0 = img.info["header_size"]
+        if w0 * h0 > max_pixels:
+            warnings.warn(f"{path} is {w0}x{h0} pixels; reading it reduced (max_pixels={max_pixels})")
+            factor = int(np.ceil(np.sqrt(img.size[0] * img.size[1] / max_pixels)))
+            if factor > 1:  # not a JPEG, or not reduced enough while decoded
+                img = img.reduce(factor)
+        img = _to_rgb(ImageOps.exif_transpose(img))
     if min(img.size) < MIN_SIDE:
         raise ImageLoadError(f"{path} is {img.size[0]}x{img.size[1]} pixels; at least {MIN_SIDE} px a side are needed")
     w, h = img.size
@@ -106,7 +99,7 @@ def align_face(path: str | os.PathLike, landmarks, size: int, *, max_pixels: int
     c = eye_avg + eye_to_mouth * 0.1
     quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])  # top-left, bottom-left, bottom-right, top-right
     full = load_image(path, 0, 0, fit="none", max_pixels=max_pixels, as_pil=True)
-    with Image.open(path) as raw:  # the displayed size, to rescale the points if the photo was reduced
+    with open_image(path) as raw:  # the displayed size, to rescale the points if the photo was reduced
         w0, h0 = raw.size
         if raw.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             w0, h0 = h0, w0

@@ -4,7 +4,9 @@ and of inverted photos, live (see `draggan.app.editor` for the model, `draggan.a
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,26 +58,36 @@ def build_editor(cfg, *, invert: Callable | None = None, conf_dir: str | Path | 
                   limits=limits, device=device)
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def serve(cfg, *, invert: Callable | None = None, conf_dir: str | Path | None = None,
           out_dir: str | Path = "outputs/app") -> None:
-    """Serve the editor until interrupted (Ctrl-C)."""
+    """Serve the editor until interrupted (Ctrl-C or SIGTERM); either way its temporary files are removed."""
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     editor = build_editor(cfg, invert=invert, conf_dir=conf_dir, out_dir=out_dir)
-    editor.generator(editor.choice(None))  # load the default now: a broken setup fails before the page opens
     try:
-        server = EditorServer(editor, cfg.host, cfg.port)
-    except OSError as e:
-        raise SystemExit(f"cannot listen on {cfg.host}:{cfg.port} ({e.strerror}); choose another port= "
-                         "(0 picks a free one)") from None
-    print(f"DragGAN editor on {server.url}  (saved sessions go to {editor.out_dir}; Ctrl-C stops it)", flush=True)
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {cfg.host}: anyone who reaches this address can use the editor",
-              file=sys.stderr, flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        print("stopped", flush=True)
+        editor.generator(editor.choice(None))  # load the default now: a broken setup fails before the page opens
+        try:
+            server = EditorServer(editor, cfg.host, cfg.port)
+        except OSError as e:
+            raise SystemExit(f"cannot listen on {cfg.host}:{cfg.port} ({e.strerror}); choose another port= "
+                             "(0 picks a free one)") from None
+        print(f"DragGAN editor on {server.url}  (saved sessions go to {editor.out_dir}; Ctrl-C stops it)", flush=True)
+        if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: listening on {cfg.host}: anyone who reaches this address can use the editor",
+                  file=sys.stderr, flush=True)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _stop) if main else None  # `kill` cleans up like Ctrl-C
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+            server.server_close()
     finally:
-        server.server_close()
         editor.shutdown()

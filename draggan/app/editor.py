@@ -10,36 +10,48 @@ Every change bumps `version` and wakes the page's long poll (`snapshot(since=...
 rendered at most `max_fps` times a second while the drag runs. Nothing here knows HTTP
 (`draggan.app.server` does) or how photos are inverted (the `invert` callable, from `inversion`).
 
+Locking: a tab's `lock` guards what the page reads and is held only for quick reads and writes, so a
+state request or a pause never waits for a computation; `compute` is held by whatever computes with
+the tab's generator or changes its timeline (one drag step, a render, an undo, a load, a save), one
+at a time. Locks are always taken in that order (`compute`, then `lock`). Inputs are checked
+against `draggan.limits` (points, images, masks, archives) before anything is allocated for them.
+
 Points are (x, y) image pixels; latents are W+ `[1, num_ws, w_dim]`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
-import json
 import logging
+import math
+import re
 import secrets
 import shutil
 import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from draggan.checkpoint import load_generator_file, save_generator
+from draggan import limits as input_limits
+from draggan.checkpoint import CheckpointError, load_generator_file, save_generator
 from draggan.drag import DragConfig, DragSession
 from draggan.edit import initial_latent
+from draggan.files import FileFormatError, read_zip
+from draggan.image_io import ImageError, open_image, read_mask
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside
 from draggan.render import draw_points, points_scale, save_animation, to_uint8
-from draggan.session_io import LATENT_FILE, SESSION_FILE, load_session, save_session
+from draggan.session_io import LATENT_FILE, SESSION_FILE, load_session, read_session_meta, save_session
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +83,14 @@ class GeneratorChoice:
 
 @dataclass
 class EditorLimits:
-    max_upload_bytes: int = 20 << 20  # larger uploads are refused
+    max_upload_bytes: int = input_limits.MAX_UPLOAD_BYTES  # larger uploads are refused
     max_sessions: int = 16  # open tabs at once
     session_timeout: float = 60.0  # seconds without a request before a tab's session is freed
     max_fps: float = 10.0  # image updates per second while a drag runs
     poll_timeout: float = 10.0  # longest wait of one long poll
+    max_workers: int = 64  # connections served at once (a long poll, or a browser's idle connection, holds one)
+    max_queued: int = 128  # connections waiting for a worker; more are answered 503 at once
+    request_timeout: float = 20.0  # seconds a connection may stay silent (half-sent requests, idle keep-alive)
 
 
 def megabytes(n: int) -> str:
@@ -88,29 +103,38 @@ def png_bytes(image: np.ndarray | Image.Image) -> bytes:
     return buf.getvalue()
 
 
-MAX_PIXELS = 100_000_000  # larger pictures are refused before they are decoded
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def decode_image(data: bytes, *, what: str = "upload", load: bool = True) -> Image.Image:
-    """`data` as a PIL image (decoded only if `load`), or an `EditorError` saying why it is not one."""
-    if not data:
-        raise EditorError(f"the {what} is empty")
-    unreadable = (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, ValueError)
+def whole_number(value: Any, name: str, low: int, high: int) -> int:
+    """`value` (a JSON number or a query string) as a whole number in [low, high], else an EditorError:
+    1.5, 1e400, true and 'abc' are refused, never rounded."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,30}\s*", value):
+        number = int(value)
+    else:
+        raise EditorError(f"{name} must be a whole number, got {_shown(value)}")
+    if not low <= number <= high:
+        raise EditorError(f"{name} must be in [{low}, {high}], got {number}")
+    return number
+
+
+def real_number(value: Any, name: str, low: float, high: float) -> float:
+    """`value` (a JSON number or a query string) as a finite number in [low, high], else an EditorError."""
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        img = Image.open(io.BytesIO(data))
-    except unreadable as e:
-        raise EditorError(f"the {what} is not an image this editor can read ({e})") from None
-    if img.size[0] * img.size[1] > MAX_PIXELS:
-        raise EditorError(f"the {what} is {img.size[0]}x{img.size[1]} pixels; at most "
-                          f"{MAX_PIXELS // 1_000_000} million are accepted")
-    if load:
-        try:
-            img.load()
-        except unreadable as e:
-            raise EditorError(f"the {what} is not an image this editor can read ({e})") from None
-    return img
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number):
+        raise EditorError(f"{name} must be a number, got {_shown(value)}")
+    if not low <= number <= high:
+        raise EditorError(f"{name} must be in [{low:g}, {high:g}], got {number:g}")
+    return number
 
 
 class TabSession:
@@ -118,11 +142,13 @@ class TabSession:
 
     def __init__(self, editor: "Editor", sid: str):
         self.editor, self.sid = editor, sid
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # what the page reads; held only briefly
         self.changed = threading.Condition(self.lock)
+        self.compute = threading.RLock()  # held through a computation with the generator or the timeline
         self.version = 0  # bumped on every change the page should see
         self.image_version = 0  # the version at which the image last changed
         self.last_seen = time.monotonic()
+        self.in_flight = 0  # requests of this tab being served (counted by `Editor.using`)
         self.closed = False
         self.choice: GeneratorChoice | None = None
         self.G: Generator | None = None
@@ -143,7 +169,8 @@ class TabSession:
         self.progress: dict | None = None
         self.running = False
         self.worker_active = False
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"draggan-app-{sid[:8]}-"))
+        self.threads: list[threading.Thread] = []  # the drag and inversion threads started, joined by `close`
+        self.workdir = Path(tempfile.mkdtemp(dir=editor.tmp_root, prefix=f"tab-{sid[:8]}-"))
 
     # ----------------------------------------------------------------------------- state
 
@@ -170,22 +197,27 @@ class TabSession:
         return segs[-1].ws.detach() if segs else self.ws_start
 
     def _render(self, ws: torch.Tensor | None = None) -> np.ndarray:
+        """The image at `ws` (default: the current latent); the caller holds `compute`."""
         with torch.no_grad():
             img = self.G.synthesis((self._current_ws() if ws is None else ws).detach(),
                                    noise_mode=self._drag_config().noise_mode)
         return to_uint8(img)
 
+    def _publish(self, image: np.ndarray) -> None:
+        with self.lock:
+            self.image, self.png = image, png_bytes(image)
+            self._bump(image=True)
+
     def _show(self) -> None:
-        """Render the current state into the page's image."""
-        self.image = self._render()
-        self.png = png_bytes(self.image)
-        self._bump(image=True)
+        """Render the current state into the page's image (the caller holds `compute`, not `lock`)."""
+        self._publish(self._render())
 
     def _frame(self) -> None:
-        step = self._total_steps()
-        scale = points_scale(*self.image.shape[:2])
-        self.frames = [f for f in self.frames if f[0] < step] + [
-            (step, draw_points(self.image, self.handles, self.targets, scale))]
+        with self.lock:
+            step = self._total_steps()
+            scale = points_scale(*self.image.shape[:2])
+            self.frames = [f for f in self.frames if f[0] < step] + [
+                (step, draw_points(self.image, self.handles, self.targets, scale))]
 
     def _drag_config(self) -> DragConfig:
         return self.session.config if self.session is not None else self.choice.drag
@@ -224,39 +256,35 @@ class TabSession:
                 rgba = np.zeros(self.mask.shape + (4,), np.uint8)
                 rgba[self.mask] = MASK_RGBA
                 state["mask"] = "data:image/png;base64," + base64.b64encode(png_bytes(rgba)).decode()
-            self.touch()
-            return state
+        self.touch()
+        return state
 
     # ----------------------------------------------------------------------------- the image
 
-    def generate(self, generator: str | None, seed: int, truncation_psi: float | None = None) -> None:
+    def generate(self, generator: str | None, seed: Any, truncation_psi: Any = None) -> None:
         """Show `seed` of a generator the editor offers; the points, mask and history start afresh."""
         choice = self.editor.choice(generator)
-        try:
-            seed = int(seed)
-        except (TypeError, ValueError):
-            raise EditorError(f"the seed must be a whole number, got {seed!r}") from None
-        if not 0 <= seed < 2**32:
-            raise EditorError(f"the seed must be in [0, 2^32), got {seed}")
-        psi = self.editor.truncation_psi if truncation_psi is None else float(truncation_psi)
-        if not 0 <= psi <= 2:
-            raise EditorError(f"truncation must be in [0, 2], got {psi}")
+        seed = whole_number(seed, "the seed", 0, 2**32 - 1)
+        psi = self.editor.truncation_psi if truncation_psi is None else real_number(truncation_psi, "truncation", 0, 2)
+        G = self.editor.generator(choice)  # may load it: outside the tab's locks
         self.pause()
-        with self.lock:
-            if self.status == "inverting":
-                raise Busy("wait for the inversion to finish")
-            G = self.editor.generator(choice)
+        with self.compute:
+            with self.lock:
+                if self.status == "inverting":
+                    raise Busy("wait for the inversion to finish")
             self._set_image(choice, G, initial_latent(G, seed, psi), tuned=False,
-                            source=f"{choice.name}, seed {seed}, truncation {psi:g}")
-            self.seed = seed
+                            source=f"{choice.name}, seed {seed}, truncation {psi:g}", seed=seed)
 
-    def _set_image(self, choice: GeneratorChoice, G: Generator, ws: torch.Tensor, *, tuned: bool, source: str) -> None:
-        self.choice, self.G, self.tuned, self.source, self.seed = choice, G, tuned, source, None
-        self.ws_start = ws.detach().clone()
-        self.past, self.session = [], None
-        self.handles, self.targets, self.mask, self.frames = [], [], None, []
-        self.status, self.progress = "idle", None
-        self._say(f"{source}: click a handle, then its target")
+    def _set_image(self, choice: GeneratorChoice, G: Generator, ws: torch.Tensor, *, tuned: bool, source: str,
+                   seed: int | None = None) -> None:
+        """A new image to edit (the caller holds `compute`)."""
+        with self.lock:
+            self.choice, self.G, self.tuned, self.source, self.seed = choice, G, tuned, source, seed
+            self.ws_start = ws.detach().clone()
+            self.past, self.session = [], None
+            self.handles, self.targets, self.mask, self.frames = [], [], None, []
+            self.status, self.progress = "idle", None
+            self._say(f"{source}: click a handle, then its target")
         self._show()
 
     def upload(self, data: bytes, filename: str = "photo", generator: str | None = None) -> None:
@@ -266,21 +294,29 @@ class TabSession:
         if len(data) > self.editor.limits.max_upload_bytes:
             raise EditorError(f"the upload is {megabytes(len(data))}; the limit is "
                               f"{megabytes(self.editor.limits.max_upload_bytes)}")
-        decode_image(data, load=False)  # a clear message now; the inversion reads the file itself
+        try:  # its format and size from the header now; the inversion decodes it (through the same checks)
+            open_image(data, what="the upload").close()
+        except ImageError as e:
+            raise EditorError(str(e)) from None
         choice = self.editor.choice(generator)
+        G = self.editor.generator(choice)
         self.pause()
-        with self.lock:
+        with self.compute, self.lock:
             if self.status == "inverting":
                 raise Busy("an inversion is already running in this tab")
-            G = self.editor.generator(choice)
             path = self.workdir / "upload"
             path.write_bytes(data)  # as sent: the inversion's reader applies EXIF rotation and flattens alpha
-            name = Path(filename).name or "photo"
+            name = Path(str(filename)).name or "photo"
             self.status, self.progress = "inverting", {"phase": "projection", "step": 0, "num_steps": 0}
             self._say(f"inverting {name} into {choice.name}...")
             self._bump()
-        threading.Thread(target=self._invert, args=(choice, G, path, name), daemon=True,
-                         name=f"invert-{self.sid[:6]}").start()
+        self._start_thread(self._invert, (choice, G, path, name), f"invert-{self.sid[:6]}")
+
+    def _start_thread(self, target: Callable, args: tuple, name: str) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True, name=name)
+        with self.lock:
+            self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+        thread.start()
 
     def _invert(self, choice: GeneratorChoice, G: Generator, path: Path, name: str) -> None:
         last = [0.0]
@@ -307,7 +343,7 @@ class TabSession:
                 self._say(f"could not invert {name}: {e}", "error")
                 self._bump()
             return
-        with self.lock:
+        with self.compute:
             if self.closed:
                 return
             self._set_image(choice, tuned_G.eval().requires_grad_(False), ws, tuned=True,
@@ -322,11 +358,15 @@ class TabSession:
         self.session = None
 
     def set_points(self, handles, targets) -> None:
-        """Replace the handle/target pairs ((x, y) pixels of the image)."""
+        """Replace the handle/target pairs ((x, y) pixels of the image); at most MAX_POINTS of them."""
         self._require_image()
         try:
+            for v, name in ((handles, "handles"), (targets, "targets")):
+                input_limits.check_points(len(v), name)
             h, t = (as_points(v, name) if len(v) else torch.zeros(0, 2, dtype=torch.float64)
                     for v, name in ((handles, "handles"), (targets, "targets")))
+        except input_limits.LimitError as e:
+            raise EditorError(str(e)) from None
         except (TypeError, ValueError, RuntimeError) as e:
             raise EditorError(f"points must be lists of (x, y) numbers: {e}") from None
         if len(h) != len(t):
@@ -338,7 +378,7 @@ class TabSession:
             except ValueError as e:
                 raise EditorError(str(e)) from None
         self.pause()
-        with self.lock:
+        with self.compute, self.lock:
             self._require_image()
             new_h = [tuple(p) for p in h.tolist()]
             new_t = [tuple(p) for p in t.tolist()]
@@ -356,16 +396,15 @@ class TabSession:
         self._require_image()
         mask = None
         if data:
-            img = decode_image(data, what="mask")
             H, W = self.image.shape[:2]
-            if img.size != (W, H):
-                raise EditorError(f"the mask is {img.size[0]}x{img.size[1]}, the image {W}x{H}")
-            arr = np.asarray(img.convert("RGBA"))
-            mask = (arr[..., 3] >= 128) & (arr[..., :3].max(axis=2) >= 128)
+            try:  # its size from the header: a mask of another size is refused before it is decoded
+                mask = read_mask(data, (W, H))
+            except ImageError as e:
+                raise EditorError(str(e)) from None
             if not mask.any():
                 mask = None
         self.pause()
-        with self.lock:
+        with self.compute, self.lock:
             if (mask is None and self.mask is None) or (mask is not None and self.mask is not None
                                                          and np.array_equal(mask, self.mask)):
                 return
@@ -380,6 +419,9 @@ class TabSession:
     def start(self) -> None:
         """Run the drag in the background until the handles reach their targets, `pause`, or the step limit."""
         with self.lock:
+            if self.running:
+                return
+        with self.compute, self.lock:
             self._require_image()
             if self.running:
                 return
@@ -404,121 +446,133 @@ class TabSession:
             self._bump()
             if not self.worker_active:
                 self.worker_active = True
-                threading.Thread(target=self._work, daemon=True, name=f"drag-{self.sid[:6]}").start()
+                self._start_thread(self._work, (), f"drag-{self.sid[:6]}")
 
     def _work(self) -> None:
+        """The drag thread: one step at a time under `compute`; `lock` only to read the flags and publish."""
         interval = 1.0 / self.editor.limits.max_fps
         last = 0.0
         while True:
-            with self.lock:
-                s = self.session
-                if not self.running or self.closed or s is None:
-                    self.worker_active = False
-                    return
+            with self.compute:
+                with self.lock:
+                    s = self.session
+                    if not self.running or self.closed or s is None:
+                        self.worker_active = False
+                        return
                 try:
                     state = s.step()
+                    finished = state.done or len(s.history) >= s.config.max_steps
+                    now = time.monotonic()
+                    image = self._render() if finished or now - last >= interval else None
                 except Exception as e:  # a failed step is shown; the session stays usable (undo)
                     log.exception("drag step failed")
-                    self.running, self.worker_active, self.status = False, False, "error"
-                    self._say(f"the drag failed: {e}", "error")
-                    self._show()
+                    with self.lock:
+                        self.running, self.worker_active, self.status = False, False, "error"
+                        self._say(f"the drag failed: {e}", "error")
+                        self._bump()
                     return
-                self.handles = list(s.handles)
-                limit = len(s.history) >= s.config.max_steps
-                finished = state.done or limit
-                now = time.monotonic()
-                if finished or now - last >= interval:
-                    last = now
-                    self._show()
-                    self._frame()
-                if finished:
-                    self.running, self.worker_active = False, False
-                    if state.error:
-                        self.status = "error"
-                        self._say(state.error, "error")
-                    elif state.done:
-                        self.status = "done"
-                        self._say(f"done: the handles reached their targets in {len(s.history)} steps")
-                    else:
-                        self.status = "idle"
-                        self._say(f"stopped at the step limit ({s.config.max_steps}); "
-                                  f"{max(state.distances):.1f} px left")
-                    self._bump()
-                    return
-            time.sleep(0.001)  # let requests waiting for the lock in
+                with self.lock:
+                    if self.closed:
+                        self.worker_active = False
+                        return
+                    self.handles = list(s.handles)
+                    if image is not None:
+                        last = now
+                        self._publish(image)
+                        self._frame()
+                    if finished:
+                        self.running, self.worker_active = False, False
+                        if state.error:
+                            self.status = "error"
+                            self._say(state.error, "error")
+                        elif state.done:
+                            self.status = "done"
+                            self._say(f"done: the handles reached their targets in {len(s.history)} steps")
+                        else:
+                            self.status = "idle"
+                            self._say(f"stopped at the step limit ({s.config.max_steps}); "
+                                      f"{max(state.distances):.1f} px left")
+                        self._bump()
+                        return
+            time.sleep(0.001)  # let requests waiting for `compute` in
 
     def pause(self) -> None:
-        """Stop after the current step (no step runs once this returns)."""
+        """Stop the drag: no step starts once this is called, and it returns when the step in flight ended."""
         with self.lock:
-            if self.running:
-                self.running = False
-                self.status = "idle"
-                self._say(f"paused at step {self._total_steps()}")
+            was_running, self.running = self.running, False
+        if not was_running:
+            return
+        with self.compute:
+            with self.lock:
+                if self.status == "running":
+                    self.status = "idle"
+                    self._say(f"paused at step {self._total_steps()}")
+            if self.G is not None:
                 self._show()
                 self._frame()
 
     def reset(self) -> None:
         """Back to the image before any drag; the points stay where they were first placed."""
         self.pause()
-        with self.lock:
-            self._require_image()
-            segs = self._segments()
-            if segs:
-                first = segs[0]
-                self.handles = [tuple(p) for p in first.handles0_xy.tolist()]
-                self.targets = [tuple(p) for p in first.targets_xy.tolist()]
-                self.mask = None if first.mask is None else first.mask.cpu().numpy()
-            self.past, self.session, self.frames = [], None, []
-            self.status = "idle"
-            self._say("reset to the start")
+        with self.compute:
+            with self.lock:
+                self._require_image()
+                segs = self._segments()
+                if segs:
+                    first = segs[0]
+                    self.handles = [tuple(p) for p in first.handles0_xy.tolist()]
+                    self.targets = [tuple(p) for p in first.targets_xy.tolist()]
+                    self.mask = None if first.mask is None else first.mask.cpu().numpy()
+                self.past, self.session, self.frames = [], None, []
+                self.status = "idle"
+                self._say("reset to the start")
             self._show()
 
-    def undo(self, step: int) -> None:
+    def undo(self, step: Any) -> None:
         """Return to the state after `step` steps of the whole timeline (0 = before any drag)."""
+        step = whole_number(step, "step", 0, 2**31)
         self.pause()
-        with self.lock:
-            self._require_image()
-            total = self._total_steps()
-            try:
-                step = int(step)
-            except (TypeError, ValueError):
-                raise EditorError(f"step must be a whole number, got {step!r}") from None
-            if not 0 <= step <= total:
-                raise EditorError(f"step must be in 0..{total}, got {step}")
-            if step == total:
-                return
-            offset = 0
-            segs = self._segments()
-            for i, seg in enumerate(segs):
-                n = len(seg.history)
-                if step <= offset + n:
-                    seg.rollback(step - offset - 1)
-                    self.past, self.session = segs[:i], seg
-                    break
-                offset += n
-            self.handles = list(self.session.handles)
-            self.targets = [tuple(p) for p in self.session.targets_xy.tolist()]
-            self.mask = None if self.session.mask is None else self.session.mask.cpu().numpy()
-            self.frames = [f for f in self.frames if f[0] <= step]
-            self.status = "done" if self.session.done else "idle"
-            self._say(f"back at step {step}")
+        with self.compute:
+            with self.lock:
+                self._require_image()
+                total = self._total_steps()
+                if not 0 <= step <= total:
+                    raise EditorError(f"step must be in 0..{total}, got {step}")
+                if step == total:
+                    return
+                offset = 0
+                segs = self._segments()
+                for i, seg in enumerate(segs):
+                    n = len(seg.history)
+                    if step <= offset + n:
+                        seg.rollback(step - offset - 1)
+                        self.past, self.session = segs[:i], seg
+                        break
+                    offset += n
+                self.handles = list(self.session.handles)
+                self.targets = [tuple(p) for p in self.session.targets_xy.tolist()]
+                self.mask = None if self.session.mask is None else self.session.mask.cpu().numpy()
+                self.frames = [f for f in self.frames if f[0] <= step]
+                self.status = "done" if self.session.done else "idle"
+                self._say(f"back at step {step}")
             self._show()
 
-    def preview(self, step: int) -> bytes:
+    def preview(self, step: Any) -> bytes:
         """PNG of the image after `step` steps of the timeline, without going there."""
-        with self.lock:
-            self._require_image()
-            step = int(step)
-            total = self._total_steps()
-            if not 0 <= step <= total:
-                raise EditorError(f"step must be in 0..{total}, got {step}")
-            offset, ws = 0, self.ws_start
-            for seg in self._segments():
-                n = len(seg.history)
-                if step <= offset + n:
-                    ws = seg.ws_at(step - offset - 1)
-                    break
-                offset += n
+        step = whole_number(step, "step", 0, 2**31)
+        with self.compute:
+            with self.lock:
+                self._require_image()
+                total = self._total_steps()
+                if not 0 <= step <= total:
+                    raise EditorError(f"step must be in 0..{total}, got {step}")
+                offset, ws = 0, self.ws_start
+                for seg in self._segments():
+                    n = len(seg.history)
+                    if step <= offset + n:
+                        ws = seg.ws_at(step - offset - 1)
+                        break
+                    offset += n
             return png_bytes(self._render(ws))
 
     # ----------------------------------------------------------------------------- files
@@ -532,44 +586,48 @@ class TabSession:
         """The GIF of the drag so far (handles red, targets blue)."""
         with self.lock:
             self._require_image()
-            if len(self.frames) < 2:
-                raise EditorError("nothing to animate yet: start a drag first")
-            path = save_animation([f for _, f in self.frames], self.workdir / "drag.gif")
-            return path.read_bytes()
+            frames = [f for _, f in self.frames]
+        if len(frames) < 2:
+            raise EditorError("nothing to animate yet: start a drag first")
+        with tempfile.TemporaryDirectory(dir=self.workdir) as folder:
+            return save_animation(frames, Path(folder) / "drag.gif").read_bytes()
 
     def save(self) -> tuple[str, bytes]:
         """Write the session into the editor's output folder (the files of `scripts/drag.py`, plus the
         tuned generator of a photo) and return (file name, zip of that folder)."""
         self.pause()
-        with self.lock:
-            self._require_image()
-            if self.session is None:
-                if not self.handles:
-                    raise EditorError("nothing to save yet: add a point pair first")
-                self.session = DragSession(self.G, self._current_ws(), self.handles, self.targets,
-                                           mask=self.mask, config=self.choice.drag)
+        with self.compute:
+            with self.lock:
+                self._require_image()
+                if self.session is None:
+                    if not self.handles:
+                        raise EditorError("nothing to save yet: add a point pair first")
+                    self.session = DragSession(self.G, self._current_ws(), self.handles, self.targets,
+                                               mask=self.mask, config=self.choice.drag)
+                session, image, frames = self.session, self.image, [f for _, f in self.frames]
             stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
             folder = self.editor.out_dir / f"{stamp}_{self.sid[:6]}"
             generator = TUNED_GENERATOR_FILE if self.tuned else self.choice.name
-            save_session(self.session, folder, generator=generator)
+            save_session(session, folder, generator=generator)
             if self.tuned:
                 save_generator(self.G, folder / TUNED_GENERATOR_FILE, extra_metadata={"base_generator": self.choice.name})
-            Image.fromarray(self._render(self.session.ws0)).save(folder / "before.png")
-            Image.fromarray(self.image).save(folder / "after.png")
-            if len(self.frames) >= 2:
-                save_animation([f for _, f in self.frames], folder / "drag.gif")
+            Image.fromarray(self._render(session.ws0)).save(folder / "before.png")
+            Image.fromarray(image).save(folder / "after.png")
+            if len(frames) >= 2:
+                save_animation(frames, folder / "drag.gif")
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
                 for name in SAVED_FILES:
                     if (folder / name).is_file():
                         zf.write(folder / name, name)
-            self._say(f"saved to {folder}")
-            self._bump()
+            with self.lock:
+                self._say(f"saved to {folder}")
+                self._bump()
             return f"draggan-session-{stamp}.zip", buf.getvalue()
 
     def load(self, files: Mapping[str, bytes]) -> None:
         """Open a saved session: a zip from `save`, or `session.json` + `latent.npz` (+ `generator.safetensors`)
-        of a `scripts/drag.py` folder."""
+        of a `scripts/drag.py` folder. Every file is checked before anything is built from it."""
         files = dict(files)
         if len(files) == 1 and next(iter(files)).lower().endswith(".zip"):
             files = self._unzip(next(iter(files.values())))
@@ -582,7 +640,7 @@ class TabSession:
             if name in files:
                 (folder / name).write_bytes(files[name])
         try:
-            meta = json.loads(files[SESSION_FILE])
+            meta = read_session_meta(folder / SESSION_FILE)
             name = meta.get("generator")
             if TUNED_GENERATOR_FILE in files or name == TUNED_GENERATOR_FILE:
                 if TUNED_GENERATOR_FILE not in files:
@@ -597,55 +655,64 @@ class TabSession:
             session = load_session(folder, G)
         except EditorError:
             raise
-        except (ValueError, KeyError, TypeError, OSError, RuntimeError) as e:
-            raise EditorError(f"could not load the session: {e}") from None
+        except (ValueError, KeyError, TypeError, OSError, RuntimeError, CheckpointError) as e:
+            raise EditorError(f"could not load the session: {_without_folder(str(e), folder)}") from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.pause()
-        with self.lock:
-            if self.status == "inverting":
-                raise Busy("wait for the inversion to finish")
-            self.choice, self.G, self.tuned, self.seed = choice, G, tuned, None
-            self.source = f"a saved session ({len(session.history)} steps on {name})"
-            self.ws_start = session.ws0.clone()
-            self.past, self.session = [], session
-            self.handles = list(session.handles)
-            self.targets = [tuple(p) for p in session.targets_xy.tolist()]
-            self.mask = None if session.mask is None else session.mask.cpu().numpy()
-            self.status = "done" if session.done else "idle"
+        with self.compute:
+            with self.lock:
+                if self.status == "inverting":
+                    raise Busy("wait for the inversion to finish")
+                self.choice, self.G, self.tuned, self.seed = choice, G, tuned, None
+                self.source = f"a saved session ({len(session.history)} steps on {name})"
+                self.ws_start = session.ws0.clone()
+                self.past, self.session = [], session
+                self.handles = list(session.handles)
+                self.targets = [tuple(p) for p in session.targets_xy.tolist()]
+                self.mask = None if session.mask is None else session.mask.cpu().numpy()
+                self.status = "done" if session.done else "idle"
+                self._say(f"loaded {self.source}")
             start = self._render(session.ws0)
-            scale = points_scale(*start.shape[:2])
-            self.frames = [(0, draw_points(start, session.handles0_xy.tolist(), self.targets, scale))]
-            self._say(f"loaded {self.source}")
+            with self.lock:
+                self.frames = [(0, draw_points(start, session.handles0_xy.tolist(), self.targets,
+                                               points_scale(*start.shape[:2])))]
             self._show()
             if session.history:
                 self._frame()
 
     def _unzip(self, data: bytes) -> dict[str, bytes]:
-        limit = 4 * self.editor.limits.max_upload_bytes
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                infos = [i for i in zf.infolist() if Path(i.filename).name in SAVED_FILES and not i.is_dir()]
-                if sum(i.file_size for i in infos) > limit:
-                    raise EditorError(f"the zip unpacks to more than {megabytes(limit)}")
-                return {Path(i.filename).name: zf.read(i) for i in infos}
-        except zipfile.BadZipFile as e:
-            raise EditorError(f"not a zip file: {e}") from None
+            return read_zip(data, names=SAVED_FILES, max_bytes=4 * self.editor.limits.max_upload_bytes,
+                            source="the uploaded zip")
+        except (FileFormatError, input_limits.LimitError) as e:
+            raise EditorError(str(e)) from None
 
     # ----------------------------------------------------------------------------- end
 
-    def close(self) -> None:
-        """Free everything this tab held (a running drag or inversion stops)."""
+    def close(self, wait: float = 30.0) -> None:
+        """Free everything this tab held: a running drag stops after its step, an inversion at its next step,
+        and both threads are waited for (up to `wait` s) before the tab's files are removed."""
         with self.lock:
             self.closed, self.running = True, False
-            self.past, self.session, self.G, self.frames = [], None, None, []
             self.changed.notify_all()
+            threads = [t for t in self.threads if t is not threading.current_thread()]
+        with self.compute, self.lock:
+            self.past, self.session, self.G, self.frames = [], None, None, []
+        deadline = time.monotonic() + wait
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _without_folder(message: str, folder: Path) -> str:
+    """A message about a file of a temporary folder, naming the file only (the page has no use for the path)."""
+    return message.replace(str(folder) + "/", "").replace(str(folder), "the session")
 
 
 class Editor:
     """The server's state: the generators it offers (loaded once, shared read-only by the tabs) and the
-    open tabs' sessions."""
+    open tabs' sessions. Temporary files live under one folder, `tmp_root`, removed by `shutdown`."""
 
     def __init__(self, choices: list[GeneratorChoice], *, load: Callable[[str], Generator],
                  invert: Callable[..., tuple[Generator, torch.Tensor]] | None = None,
@@ -665,11 +732,12 @@ class Editor:
         self._generators: dict[str, Generator] = {}
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
+        self.tmp_root = Path(tempfile.mkdtemp(prefix="draggan-app-"))
 
-    def choice(self, name: str | None) -> GeneratorChoice:
+    def choice(self, name: Any) -> GeneratorChoice:
         name = self.default if name in (None, "") else name
-        if name not in self.choices:
-            raise EditorError(f"unknown generator {name!r}; this server offers {', '.join(self.choices)}")
+        if not isinstance(name, str) or name not in self.choices:
+            raise EditorError(f"unknown generator {_shown(name)}; this server offers {', '.join(self.choices)}")
         return self.choices[name]
 
     def generator(self, choice: GeneratorChoice) -> Generator:
@@ -698,6 +766,23 @@ class Editor:
             tab.touch()
         return tab
 
+    @contextlib.contextmanager
+    def using(self, sid: str) -> Iterator[TabSession | None]:
+        """The tab `sid` (None if there is none) while a request of it is served: it is not reaped meanwhile,
+        and its silence is counted from the request's end."""
+        with self._lock:
+            tab = self.sessions.get(sid)
+            if tab is not None:
+                tab.in_flight += 1
+                tab.touch()
+        try:
+            yield tab
+        finally:
+            if tab is not None:
+                with self._lock:
+                    tab.in_flight -= 1
+                    tab.touch()
+
     def close(self, sid: str) -> bool:
         with self._lock:
             tab = self.sessions.pop(sid, None)
@@ -706,15 +791,23 @@ class Editor:
         return tab is not None
 
     def reap(self) -> int:
-        """Free the sessions of tabs that have not been heard from for `session_timeout` seconds."""
+        """Free the sessions of tabs that have not been heard from for `session_timeout` seconds and have no
+        request in flight."""
         now = time.monotonic()
         with self._lock:
-            stale = [sid for sid, t in self.sessions.items() if now - t.last_seen > self.limits.session_timeout]
-        for sid in stale:
-            log.info("freeing the session of a silent tab (%s)", sid[:6])
-            self.close(sid)
-        return len(stale)
+            stale = [sid for sid, t in self.sessions.items()
+                     if t.in_flight == 0 and now - t.last_seen > self.limits.session_timeout]
+            tabs = [self.sessions.pop(sid) for sid in stale]
+        for tab in tabs:
+            log.info("freeing the session of a silent tab (%s)", tab.sid[:6])
+            tab.close()
+        return len(tabs)
 
     def shutdown(self) -> None:
-        for sid in list(self.sessions):
-            self.close(sid)
+        """Close every tab and remove the temporary folder (uploaded photos included)."""
+        with self._lock:
+            tabs = list(self.sessions.values())
+            self.sessions.clear()
+        for tab in tabs:
+            tab.close()
+        shutil.rmtree(self.tmp_root, ignore_errors=True)

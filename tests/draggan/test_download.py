@@ -1,32 +1,42 @@
-"""Downloads against a real HTTP server on 127.0.0.1: checksums, broken transfers, resuming."""
+"""Downloads against real HTTP servers on 127.0.0.1: checksums, broken transfers, resuming, and servers
+that lie (no length, wrong ranges, stale parts, garbage headers, redirects to other hosts, drips),
+each bounded in time."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import threading
+import time
 
 import pytest
 
 from draggan import DownloadError, load_generator, save_generator
+from draggan.commands import download_models
 from draggan.download import download_file
 from draggan.loading import resolve_checkpoint
 from draggan.registry import MODELS
 from tests.conftest import tiny_generator
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
     files: dict[str, bytes] = {}
     cut_after: int | None = None  # close the connection after this many bytes of the body
     requests: list[str] = []
+    special = None  # a function (handler) -> bool that answers instead, when it returns True
 
     def log_message(self, *args):
         pass
 
     def do_GET(self):
         type(self).requests.append(self.headers.get("Range") or "")
+        if type(self).special is not None and type(self).special(self):
+            self.close_connection = True
+            return
         data = self.files.get(self.path)
         if data is None:
             self.send_error(404)
@@ -50,14 +60,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _serve(handler):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @pytest.fixture
 def server():
     _Handler.files = {"/model.bin": PAYLOAD}
     _Handler.cut_after = None
     _Handler.requests = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    _Handler.special = None
+    httpd = _serve(_Handler)
     yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler
     httpd.shutdown()
     httpd.server_close()
@@ -113,12 +128,14 @@ def test_http_404_is_a_download_error(server, tmp_path):
 
 
 def test_load_generator_from_url(server, tmp_path):
+    from draggan.download import url_cache_path
+
     url, handler = server
     G = tiny_generator(16)
     save_generator(G, tmp_path / "src.safetensors")
     handler.files["/gen.safetensors"] = (tmp_path / "src.safetensors").read_bytes()
     H = load_generator(url + "/gen.safetensors", device="cpu", cache_dir=tmp_path / "cache")
-    assert (tmp_path / "cache" / "gen.safetensors").is_file()
+    assert url_cache_path(url + "/gen.safetensors", tmp_path / "cache").is_file()
     ws = G.mapping(G.mapping.fc0.weight.new_ones(1, 16), None)
     assert (G.synthesis(ws) - H.synthesis(ws)).abs().max() == 0
 
@@ -137,3 +154,170 @@ def test_registry_table_is_complete():
     for m in official:
         assert m.filename and m.license and len(m.resolution) == 2
         assert m.url or m.note
+
+
+# ---------------------------------------------------------------- servers that break or lie
+
+
+def _send(handler, status, body=b"", headers=None, *, length=True):
+    handler.send_response(status)
+    for k, v in (headers or {}).items():
+        handler.send_header(k, v)
+    if length:
+        handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    handler.wfile.write(body)
+    handler.wfile.flush()
+    return True
+
+
+def test_no_length_and_a_cut_never_installs_the_half_file(server, tmp_path):
+    url, handler = server
+    handler.special = lambda h: _send(h, 200, PAYLOAD[: len(PAYLOAD) // 2], length=False)  # then closes
+    with pytest.raises(DownloadError, match="no length"):
+        download_file(url + "/model.bin", tmp_path / "g.bin", progress=False)
+    assert not (tmp_path / "g.bin").exists()
+    with pytest.raises(DownloadError, match="no length"):  # the next load does not take it either
+        resolve_checkpoint(url + "/model.bin", cache_dir=tmp_path / "cache")
+    with pytest.raises(DownloadError, match=r"broke off: 524288 of 1048576 bytes"):  # a registered size proves the cut
+        download_file(url + "/model.bin", tmp_path / "h.bin", size=len(PAYLOAD), progress=False)
+    assert not (tmp_path / "h.bin").exists()
+    handler.special = None
+    assert download_file(url + "/model.bin", tmp_path / "h.bin", size=len(PAYLOAD), progress=False).read_bytes() == PAYLOAD
+
+
+def test_concurrent_downloads_of_one_file_are_serialised(server, tmp_path):
+    url, handler = server
+    big = bytes(range(256)) * 32768  # 8 MiB
+
+    def slow(h):
+        if h.path != "/big.bin":
+            return False
+        start = int(h.headers["Range"][6:].split("-")[0]) if h.headers.get("Range") else 0
+        body = big[start:]
+        h.send_response(206 if start else 200)
+        if start:
+            h.send_header("Content-Range", f"bytes {start}-{len(big) - 1}/{len(big)}")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        for i in range(0, len(body), 1 << 18):
+            h.wfile.write(body[i:i + (1 << 18)])
+            time.sleep(0.01)
+        return True
+
+    handler.special = slow
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(download_file(url + "/big.bin", tmp_path / "big.bin", progress=False))
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(results) == 3
+    assert hashlib.sha256((tmp_path / "big.bin").read_bytes()).hexdigest() == hashlib.sha256(big).hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin"]  # no .part, no .lock left
+    assert handler.requests.count("") == 1  # one download; the others found it installed
+
+
+@pytest.mark.parametrize("answer", ["206 from byte 0", "416 of another length"])
+def test_a_part_the_server_does_not_continue_is_discarded(server, tmp_path, answer):
+    url, handler = server
+    (tmp_path / "m.bin.part").write_bytes(b"x" * 1000)  # stale: not the start of this file
+
+    def lie(h):
+        if not h.headers.get("Range"):
+            return False
+        if answer == "206 from byte 0":
+            return _send(h, 206, PAYLOAD, {"Content-Range": f"bytes 0-{len(PAYLOAD) - 1}/{len(PAYLOAD)}"})
+        return _send(h, 416, b"", {"Content-Range": "bytes */500"})
+
+    handler.special = lie
+    dest = download_file(url + "/model.bin", tmp_path / "m.bin", progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert handler.requests == ["bytes=1000-", ""]  # tried to resume, then started over
+
+
+def test_a_complete_part_answered_416_with_its_length_is_installed(server, tmp_path):
+    url, handler = server
+    (tmp_path / "m.bin.part").write_bytes(PAYLOAD)
+    handler.special = lambda h: _send(h, 416, b"", {"Content-Range": f"bytes */{len(PAYLOAD)}"})
+    assert download_file(url + "/model.bin", tmp_path / "m.bin", sha256=SHA, progress=False).read_bytes() == PAYLOAD
+
+
+def test_the_cache_key_includes_the_url(server, tmp_path):
+    url, handler = server
+    G, H = tiny_generator(16, seed=1), tiny_generator(16, seed=2)
+    for name, gen in (("/other/model.safetensors", G), ("/ok/model.safetensors", H)):
+        handler.files[name] = save_generator(gen, tmp_path / "src.safetensors").read_bytes()
+    a = resolve_checkpoint(url + "/other/model.safetensors", cache_dir=tmp_path / "cache")
+    b = resolve_checkpoint(url + "/ok/model.safetensors", cache_dir=tmp_path / "cache")
+    assert a != b and a.name == b.name == "model.safetensors"
+    assert b.read_bytes() == handler.files["/ok/model.safetensors"]
+
+
+def test_a_dripping_server_is_cut_off(server, tmp_path):
+    url, handler = server
+
+    def drip(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(PAYLOAD)))
+        h.end_headers()
+        for b in PAYLOAD[:100]:
+            h.wfile.write(bytes([b]))
+            h.wfile.flush()
+            time.sleep(0.1)
+        return True
+
+    handler.special = drip
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="too slow"):
+        download_file(url + "/model.bin", tmp_path / "m.bin", min_rate=100, rate_window=1.0, progress=False)
+    assert time.monotonic() - start < 5
+    with pytest.raises(DownloadError, match="took too long"):
+        download_file(url + "/model.bin", tmp_path / "n.bin", max_seconds=1.0, min_rate=0, progress=False)
+    assert time.monotonic() - start < 10 and not (tmp_path / "m.bin").exists()
+
+
+def test_redirects_to_another_host_only_with_a_known_checksum(server, tmp_path):
+    url, handler = server
+    port = url.rsplit(":", 1)[1]
+    other = f"http://localhost:{port}/model.bin"  # same server, another host name
+    handler.special = lambda h: h.path == "/moved.bin" and _send(h, 302, b"", {"Location": other})
+    with pytest.raises(DownloadError, match="another host"):
+        download_file(url + "/moved.bin", tmp_path / "m.bin", progress=False)
+    assert not (tmp_path / "m.bin").exists()
+    assert download_file(url + "/moved.bin", tmp_path / "m.bin", sha256=SHA, progress=False).read_bytes() == PAYLOAD
+    handler.special = lambda h: h.path == "/same.bin" and _send(h, 302, b"", {"Location": "/model.bin"})
+    assert download_file(url + "/same.bin", tmp_path / "s.bin", progress=False).read_bytes() == PAYLOAD
+
+
+def test_a_garbage_content_length_is_a_clear_error(server, tmp_path):
+    url, handler = server
+    handler.special = lambda h: _send(h, 200, PAYLOAD[:100], {"Content-Length": "abc"}, length=False)
+    with pytest.raises(DownloadError, match="Content-Length: 'abc', not a byte count"):
+        download_file(url + "/model.bin", tmp_path / "m.bin", progress=False)
+
+
+def test_registry_entries_carry_the_official_checksums():
+    for m in MODELS.values():
+        if m.shipped:
+            continue
+        assert m.sha256 is not None and len(m.sha256) == 64 and int(m.sha256, 16) >= 0, m.name
+        assert m.checksum_source, m.name
+        assert m.size is not None or "not registered" in m.checksum_source, m.name
+
+
+def test_garbage_in_the_cache_is_not_the_model(tmp_path):
+    info = MODELS["stylegan2-lions-512"]
+    (tmp_path / info.filename).write_bytes(b"\0" * 1000)
+    with pytest.raises(DownloadError, match="is 1000 bytes, expected 363965313"):
+        download_models(["stylegan2-lions-512"], cache_dir=tmp_path)
+    with pytest.raises(DownloadError, match="delete it and download again"):
+        load_generator("stylegan2-lions-512", device="cpu", cache_dir=tmp_path)
