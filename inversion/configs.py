@@ -47,7 +47,8 @@ class AppConfig:
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (None = torch's default)
     out_dir: str | None = None  # where saved sessions are written (None = the run folder)
-    max_upload_mb: float = 20.0  # larger uploads are refused with a message
+    max_upload_mb: float = 20.0  # larger photo and mask uploads are refused with a message
+    max_session_mb: float = 200.0  # largest saved session that Load accepts (Save keeps its zips within it)
     max_sessions: int = 16  # open tabs at once
     session_timeout: float = 60.0  # seconds a silent tab keeps its session
     max_fps: float = 10.0  # image updates per second while a drag runs

@@ -48,7 +48,8 @@ def build_editor(cfg, *, invert: Callable | None = None, conf_dir: str | Path | 
                  out_dir: str | Path = "outputs/app") -> Editor:
     """The editor of an `app` config (see conf/app.yaml)."""
     device = resolve_device(None if cfg.device == "auto" else cfg.device)
-    limits = EditorLimits(max_upload_bytes=int(cfg.max_upload_mb * 2**20), max_sessions=cfg.max_sessions,
+    limits = EditorLimits(max_upload_bytes=int(cfg.max_upload_mb * 2**20),
+                          max_session_bytes=int(cfg.max_session_mb * 2**20), max_sessions=cfg.max_sessions,
                           session_timeout=cfg.session_timeout, max_fps=cfg.max_fps,
                           poll_timeout=min(10.0, cfg.session_timeout / 3))
     return Editor(generator_choices(cfg, conf_dir), load=lambda source: load_generator(source, device=device),

@@ -71,7 +71,8 @@ class GeneratorChoice:
 
 @dataclass
 class EditorLimits:
-    max_upload_bytes: int = 20 << 20  # larger uploads are refused
+    max_upload_bytes: int = 20 << 20  # larger uploads (photos, masks) are refused
+    max_session_bytes: int = 200 << 20  # a saved session that Load accepts; Save never writes a larger one
     max_sessions: int = 16  # open tabs at once
     session_timeout: float = 60.0  # seconds without a request before a tab's session is freed
     max_fps: float = 10.0  # image updates per second while a drag runs
@@ -558,14 +559,31 @@ class TabSession:
             Image.fromarray(self.image).save(folder / "after.png")
             if len(self.frames) >= 2:
                 save_animation([f for _, f in self.frames], folder / "drag.gif")
+            data, left_out = self._zip(folder)
+            self._say(f"saved to {folder}" + (f" (the download leaves out {', '.join(left_out)} to stay within "
+                                              "max_session_mb)" if left_out else ""))
+            self._bump()
+            return f"draggan-session-{stamp}.zip", data
+
+    def _zip(self, folder: Path) -> tuple[bytes, list[str]]:
+        """The zip of a saved folder, no larger than Load accepts: the pictures (the GIF first) are left out of
+        it when the session would not fit otherwise. Returns (zip, names left out)."""
+        limit = self.editor.limits.max_session_bytes
+        names = [n for n in SAVED_FILES if (folder / n).is_file()]
+        optional = [n for n in ("drag.gif", "after.png", "before.png") if n in names]
+        left_out: list[str] = []
+        while True:
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name in SAVED_FILES:
-                    if (folder / name).is_file():
+                for name in names:
+                    if name not in left_out:
                         zf.write(folder / name, name)
-            self._say(f"saved to {folder}")
-            self._bump()
-            return f"draggan-session-{stamp}.zip", buf.getvalue()
+            if len(buf.getvalue()) <= limit:
+                return buf.getvalue(), left_out
+            if len(left_out) == len(optional):
+                raise EditorError(f"this session takes {megabytes(len(buf.getvalue()))}, more than Load accepts "
+                                  f"({megabytes(limit)}); it is saved in {folder} (raise max_session_mb to load it)")
+            left_out.append(optional[len(left_out)])
 
     def load(self, files: Mapping[str, bytes]) -> None:
         """Open a saved session: a zip from `save`, or `session.json` + `latent.npz` (+ `generator.safetensors`)
@@ -622,7 +640,7 @@ class TabSession:
                 self._frame()
 
     def _unzip(self, data: bytes) -> dict[str, bytes]:
-        limit = 4 * self.editor.limits.max_upload_bytes
+        limit = 4 * self.editor.limits.max_session_bytes
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 infos = [i for i in zf.infolist() if Path(i.filename).name in SAVED_FILES and not i.is_dir()]
