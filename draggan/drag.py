@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,15 +28,26 @@ import torch
 from draggan.features import motion_supervision_loss, resized_features_at, track_points
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside, rc_to_xy, xy_to_rc
+from draggan.registry import MODELS
+
+log = logging.getLogger(__name__)
 
 REFERENCE_RESOLUTION = 512  # r1 and r2 are given in pixels of an image of this height
+PAPER_FEATURE_BLOCK = 5  # the paper's "6th block": 128x128 in generators of 128 px and more
+PRESETS = ("recommended", "paper", "official")
 
 
 @dataclass
 class DragConfig:
-    """Every setting of the drag editor; the defaults are the paper's."""
+    """Every setting of the drag editor; the defaults are the paper's.
 
-    feature_block: int = 5  # synthesis block whose output x is the feature map (0 = 4x4; 5 = the paper's 6th block)
+    `DragConfig.for_generator(G)` adds the settings the registry gives a generator (toy-faces-64's
+    own block, lr and stop rule); `DragConfig.preset("official")` is the official implementation.
+    Where a setting cannot apply to a generator literally, `DragSession` adapts it by the rules of
+    `adapted_to` and says so in a warning (the paper's block 5 does not exist below 128 px).
+    """
+
+    feature_block: int = PAPER_FEATURE_BLOCK  # synthesis block whose output is the feature map (0 = 4x4)
     r1: float = 3.0  # motion supervision radius, in pixels of a 512-px image
     r2: float = 12.0  # tracking search half-width, in pixels of a 512-px image
     min_radius: float | None = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
@@ -53,14 +65,59 @@ class DragConfig:
     noise_mode: str = "const"  # noise of the synthesis
 
     @staticmethod
-    def preset(name: str) -> "DragConfig":
-        """'paper' (the defaults) or 'official' (the official implementation, exactly)."""
+    def preset(name: str, generator: "str | Generator | None" = None) -> "DragConfig":
+        """'paper' (the defaults), 'official' (the official implementation, exactly) or 'recommended'
+        (`for_generator(generator)`: the paper's with the generator's own settings)."""
         if name == "paper":
             return DragConfig()
         if name == "official":
             return DragConfig(tracking_distance="l2", lr=1e-3, min_radius=None, official_stop_rule=True,
                               official_grid=True)
-        raise ValueError(f"unknown preset {name!r} (expected 'paper' or 'official')")
+        if name == "recommended":
+            return DragConfig.for_generator(generator)
+        raise ValueError(f"unknown drag preset {name!r} (expected one of {', '.join(PRESETS)})")
+
+    @staticmethod
+    def for_generator(generator: "str | Generator | None") -> "DragConfig":
+        """The paper's settings with those that `draggan.registry` gives this generator.
+
+        `generator` is a registered name, or a Generator that `load_generator` made from one (it keeps
+        the name as `G.model_name`). Anything else (a path, a URL, an untrained network) has no
+        settings of its own and gets the paper's.
+        """
+        name = getattr(generator, "model_name", None) if isinstance(generator, torch.nn.Module) else generator
+        info = MODELS.get(str(name)) if name is not None else None
+        return DragConfig(**(info.drag if info is not None else {}))
+
+    def adapted_to(self, G: Generator) -> tuple["DragConfig", list[str]]:
+        """This config made concrete for `G`, and what was changed, in words (`DragSession` warns of each).
+
+        Two rules, for settings that cannot apply to `G` literally:
+        - The feature block: the paper's block 5 (128x128 from 128 px up) does not exist in a generator
+          below 128 px; there the block of half the image size is used (block 3, 32x32, at 64 px: the
+          block the landmark measurement chose for toy-faces-64). Any other missing block is an error.
+        - The radii: the official rounding (`min_radius=None`) scales r1 = 3 to 0 px below 86 px (r2 = 12
+          below 22 px), where the official code has no motion disk; there a radius is 1 px (`min_radius=1`),
+          which leaves every radius that rounds to 1 px or more as the official code has it.
+        """
+        cfg, notes = copy.deepcopy(self), []
+        blocks = G.synthesis.block_resolutions
+        if not 0 <= cfg.feature_block < len(blocks):
+            if cfg.feature_block != PAPER_FEATURE_BLOCK:
+                raise ValueError(f"feature_block={cfg.feature_block}, but this generator has blocks "
+                                 f"0..{len(blocks) - 1} (0 = 4x4)")
+            cfg.feature_block = max(len(blocks) - 2, 0)
+            res = blocks[cfg.feature_block]
+            notes.append(f"the paper's feature block {PAPER_FEATURE_BLOCK} does not exist in this {G.img_height}-px "
+                         f"generator (blocks 0..{len(blocks) - 1}); using block {cfg.feature_block} ({res}x{res}, "
+                         "half the image size); set feature_block to choose another")
+        if cfg.min_radius is None:
+            zero = [name for name, r in (("r1", cfg.r1), ("r2", cfg.r2)) if cfg.radius_px(r, G.img_height) <= 0]
+            if zero:
+                cfg.min_radius = 1.0
+                notes.append(f"the official rounding scales {' and '.join(zero)} to 0 px at {G.img_height} px, where "
+                             "the official code cannot drag; using 1 px (min_radius=1)")
+        return cfg, notes
 
     def radius_px(self, r: float, height: int) -> float:
         """A radius given at 512 px, scaled to an image of `height` like the official code."""
@@ -116,15 +173,14 @@ class DragSession:
         put other trackers inside the loop, as in the paper's ablation; it is not saved by `state_dict`."""
         self.G = G
         self.tracker = tracker
-        self.config = copy.deepcopy(config) if config is not None else DragConfig()
-        self.config.validate()
+        config = config if config is not None else DragConfig()
+        config.validate()
+        self.config, self.adaptations = config.adapted_to(G)  # adaptations: what changed for G, in words
+        for note in self.adaptations:
+            log.warning("drag settings: %s", note)
         cfg = self.config
         self.size = (G.img_height, G.img_width)
         self.device = next(G.parameters()).device
-        n_blocks = len(G.synthesis.block_resolutions)
-        if not 0 <= cfg.feature_block < n_blocks:
-            raise ValueError(f"feature_block={cfg.feature_block}, but this generator has blocks 0..{n_blocks - 1}; "
-                             "set drag.feature_block for it")
         ws = torch.as_tensor(ws)
         if ws.ndim != 3 or ws.shape[0] != 1 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
             raise ValueError(f"ws must have shape [1, {G.num_ws}, {G.w_dim}] (W+ of this generator), "
@@ -149,8 +205,7 @@ class DragSession:
         self.r2 = int(cfg.radius_px(cfg.r2, self.size[0]))
         self.stop_px = cfg.stop_px(len(h), self.size[0])
         if self.r1 <= 0 or self.r2 <= 0:
-            raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px (the official rounding gives 0 "
-                             "below 86 px); set drag.min_radius=1")
+            raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px; set min_radius=1 or larger radii")
         rows = cfg.optimize_ws if cfg.latent_space == "w+" else 1
         self.free = torch.nn.Parameter(self.ws0[:, :rows].clone())
         self.optimizer = torch.optim.Adam([self.free], lr=cfg.lr)

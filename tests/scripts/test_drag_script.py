@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _drag(tmp_path, run, *overrides):
-    return subprocess.run([sys.executable, str(ROOT / "scripts/drag.py"), "generator.source=random:64:1",
-                           "generator.feature_block=3", "progress=false", f"hydra.run.dir={tmp_path / run}",
+    return subprocess.run([sys.executable, str(ROOT / "scripts/drag.py"), "generator=random:64:1",
+                           "drag.feature_block=3", "progress=false", f"hydra.run.dir={tmp_path / run}",
                            *overrides], cwd=tmp_path, capture_output=True, text=True)
 
 

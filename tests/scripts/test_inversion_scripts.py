@@ -14,7 +14,7 @@ from PIL import Image
 from draggan.toyfaces.renderer import render_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = ["generator.source=random:32:0", "generator.feature_block=3", "inversion=mse", "inversion.num_steps=20",
+FAST = ["generator=random:32:0", "drag.feature_block=3", "inversion=mse", "inversion.num_steps=20",
         "inversion.w_avg_samples=200", "inversion.pti.num_steps=10", "logger=none", "progress=false"]
 
 
