@@ -63,6 +63,7 @@ class DragConfig:
     official_grid: bool = False  # reproduce the official pixel grid quirk of the motion disk
     max_steps: int = 300  # step limit of `run`
     noise_mode: str = "const"  # noise of the synthesis
+    stall_steps: int = 50  # say that the drag stalled after this many steps without progress (see `stall`; 0 = never)
 
     @staticmethod
     def preset(name: str, generator: "str | Generator | None" = None) -> "DragConfig":
@@ -136,6 +137,8 @@ class DragConfig:
             raise ValueError(f"latent_space must be 'w' or 'w+', got {self.latent_space!r}")
         if self.lr <= 0 or self.optimize_ws < 1:
             raise ValueError("lr must be positive and optimize_ws at least 1")
+        if self.stall_steps < 0:
+            raise ValueError(f"stall_steps must be 0 (never) or more, got {self.stall_steps}")
 
 
 @dataclass
@@ -159,6 +162,31 @@ class DragResult:
     handles: list[tuple[float, float]]  # final (x, y) handles
     history: list[DragState] = field(default_factory=list)  # every step of the session
     done: bool = False  # the handles reached their targets
+    stalled: str | None = None  # why the drag had stopped making progress at its end, and what to try (see `stall`)
+
+
+STALL_MIN_DECREASE = 0.01  # a loss lower by less than this fraction is no decrease (Adam's steps wobble it)
+
+
+def stall(history: Sequence[DragState], steps: int) -> str | None:
+    """Why a drag has stalled, with what to try, or None while it makes progress.
+
+    Stalled: for the last `steps` steps no handle moved and the loss never fell (by `STALL_MIN_DECREASE` of
+    it) below its value `steps` steps earlier, and the drag is not done. A pure function of the history, so the
+    command line, the editor and the evaluation read the same verdict. `steps` = 0 never reports a stall.
+    """
+    if steps <= 0 or len(history) <= steps or history[-1].done:
+        return None
+    window = history[-steps - 1:]
+    if any(s.handles != window[0].handles for s in window[1:]):
+        return None
+    start = window[0].loss
+    later = [s.loss for s in window[1:] if s.loss is not None and math.isfinite(s.loss)]
+    if start is None or not math.isfinite(start) or not later or min(later) < start * (1 - STALL_MIN_DECREASE):
+        return None
+    return (f"stalled: no handle has moved and the loss has not fallen for {steps} steps "
+            f"({max(history[-1].distances):.1f} px left); try a larger mask around the handles and targets "
+            "(or none), a larger learning rate, or nearer targets")
 
 
 class DragSession:
@@ -361,7 +389,8 @@ class DragSession:
 
     def run(self, max_steps: int | None = None, callback: Callable[[DragState, "DragSession"], None] | None = None,
             progress: bool = False) -> DragResult:
-        """Step until done or `max_steps` (default: config.max_steps) more steps; render the result."""
+        """Step until done or `max_steps` (default: config.max_steps) more steps; render the result. With
+        `progress`, a progress bar shows the loss, the largest distance left and STALLED (see `stall`)."""
         limit = self.config.max_steps if max_steps is None else max_steps
         bar = None
         if progress:
@@ -373,14 +402,19 @@ class DragSession:
                 break
             state = self.step()
             if bar is not None:
-                bar.set_postfix(loss=f"{state.loss:.4f}", max_dist=f"{max(state.distances):.2f}px")
+                stalled = stall(self.history, self.config.stall_steps)
+                bar.set_postfix(loss=f"{state.loss:.4f}", max_dist=f"{max(state.distances):.2f}px",
+                                **({"status": "STALLED"} if stalled else {}))
                 bar.update(1)
             if callback is not None:
                 callback(state, self)
         if bar is not None:
             bar.close()
+        stalled = stall(self.history, self.config.stall_steps)
+        if stalled and progress:
+            log.warning("drag %s", stalled)
         return DragResult(image=self.render(), ws=self.ws.detach().clone(), handles=self.handles,
-                          history=list(self.history), done=self.done)
+                          history=list(self.history), done=self.done, stalled=stalled)
 
     def state_dict(self) -> dict:
         """Everything needed to resume: config, points, mask, start latent, per-step snapshots."""

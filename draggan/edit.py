@@ -79,7 +79,7 @@ def drag_config_from(cfg, generator: str | None = None) -> DragConfig:
     return dataclasses.replace(config, **given_drag_settings(cfg))
 
 
-RUN_SETTINGS = ("max_steps",)  # drag settings that a resumed session takes from the command line
+RUN_SETTINGS = ("max_steps", "stall_steps")  # drag settings that a resumed session takes from the command line
 
 
 def given_drag_settings(cfg) -> dict[str, Any]:
@@ -123,6 +123,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
                 raise ValueError(f"resume continues the saved session with its own drag settings and mask, so "
                                  f"{', '.join(differ + (['mask'] if cfg.mask else []))} would have no effect; give "
                                  "new 'points=[[x,y,tx,ty]]' to start a new segment with them")
+            session.config.stall_steps = config.stall_steps
             extra = {"resumed_from": str(cfg.resume), "new_segment": False}
     else:
         handles, targets = parse_points(cfg.points)
@@ -176,7 +177,7 @@ def edit_and_save(session: DragSession, out_dir: str | os.PathLike, *, generator
     results = {"steps": len(result.history), "done": result.done, "seconds": seconds,
                "final_handles": result.handles, "targets": targets,
                "final_distances": result.history[-1].distances if result.history else [],
-               "error": errors[-1] if errors else None,
+               "error": errors[-1] if errors else None, "stalled": result.stalled,
                "adaptations": session.adaptations, **(extra_results or {}),
                "files": {k: str(out / v) for k, v in [("before", "before.png"), ("after", "after.png"),
                                                       ("animation", animation.name), ("session", "session.json"),

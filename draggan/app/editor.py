@@ -34,7 +34,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from draggan.checkpoint import load_generator_file, save_generator
-from draggan.drag import DragConfig, DragSession
+from draggan.drag import DragConfig, DragSession, stall
 from draggan.edit import initial_latent
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside
@@ -216,6 +216,7 @@ class TabSession:
                 "origins": seg.handles0_xy.tolist() if seg is not None and seg.history else [],
                 "distances": [float(np.hypot(h[0] - t[0], h[1] - t[1])) for h, t in zip(self.handles, self.targets)],
                 "running": self.running, "done": bool(seg is not None and seg.done),
+                "stalled": stall(seg.history, seg.config.stall_steps) if seg is not None else None,
                 "max_steps": self._drag_config().max_steps if self.choice else None,
                 "progress": self.progress, "has_mask": self.mask is not None, "frames": len(self.frames),
             }
@@ -427,6 +428,13 @@ class TabSession:
                 self.handles = list(s.handles)
                 limit = len(s.history) >= s.config.max_steps
                 finished = state.done or limit
+                stalled = stall(s.history, s.config.stall_steps)
+                if stalled and not finished and self.level != "warning":  # said once, while the drag goes on
+                    self._say(f"{stalled} (Pause to change them)", "warning")
+                    self._bump()
+                elif not stalled and self.level == "warning":
+                    self._say("dragging...")
+                    self._bump()
                 now = time.monotonic()
                 if finished or now - last >= interval:
                     last = now
@@ -442,8 +450,8 @@ class TabSession:
                         self._say(f"done: the handles reached their targets in {len(s.history)} steps")
                     else:
                         self.status = "idle"
-                        self._say(f"stopped at the step limit ({s.config.max_steps}); "
-                                  f"{max(state.distances):.1f} px left")
+                        self._say(f"stopped at the step limit ({s.config.max_steps}); {max(state.distances):.1f} px left"
+                                  + (f"; {stalled}" if stalled else ""), "warning" if stalled else "info")
                     self._bump()
                     return
             time.sleep(0.001)  # let requests waiting for the lock in

@@ -249,3 +249,33 @@ def test_recommended_settings_come_from_the_registry():
     with pytest.raises(ValueError, match="unknown drag preset 'offical'"):
         DragConfig.preset("offical")
 
+
+def _history(handles_per_step, losses, done_at=None):
+    from draggan.drag import DragState
+
+    return [DragState(step=i, handles=[h], loss=loss, distances=[5.0], done=i == done_at)
+            for i, (h, loss) in enumerate(zip(handles_per_step, losses))]
+
+
+def test_stall_is_no_movement_and_no_loss_decrease_for_n_steps():
+    from draggan.drag import stall
+
+    still = [(10.0, 10.0)] * 12
+    assert stall(_history(still, [0.036 + 0.001 * i for i in range(12)]), 10).startswith("stalled: no handle has moved")
+    assert "5.0 px left" in stall(_history(still, [0.04] * 12), 10) and "mask" in stall(_history(still, [0.04] * 12), 10)
+    assert stall(_history(still[:10], [0.04] * 10), 10) is None  # not yet N steps
+    assert stall(_history(still, [0.04 - 0.002 * i for i in range(12)]), 10) is None  # the loss falls: progress
+    moved = still[:6] + [(10.0, 11.0)] * 6
+    assert stall(_history(moved, [0.04] * 12), 10) is None  # a handle moved
+    assert stall(_history(still, [0.04] * 11 + [float("nan")], done_at=11), 10) is None  # done
+    assert stall(_history(still, [0.04] * 12), 0) is None  # switched off
+
+
+def test_a_drag_that_cannot_move_reports_the_stall():
+    G = tiny_generator(32)
+    ws = G.mapping(torch.randn(1, 16), None)
+    cfg = DragConfig(feature_block=2, lr=1e-9, stall_steps=5)  # the latent cannot change: nothing moves
+    result = DragSession(G, ws, [(10.0, 10.0)], [(20.0, 10.0)], config=cfg).run(max_steps=8)
+    assert not result.done and result.stalled and "for 5 steps" in result.stalled
+    ok = DragSession(G, ws, [(10.0, 10.0)], [(20.0, 10.0)], config=DragConfig(feature_block=2, lr=0.03, stall_steps=5))
+    assert ok.run(max_steps=8).stalled is None
