@@ -200,8 +200,23 @@ def _tracking(cfg, G, drag_config, out: Path) -> dict:
     return dict(rows=rows, pairs=[], table=table, examples=[], steps_mean=r.steps_mean, num_points=r.num_points)
 
 
+def unavailable_parts(results: dict) -> list[str]:
+    """What a run could not measure and why (a tracker, FID or LPIPS without its weights), one line each."""
+    notes = []
+    if not results.get("available", True):
+        notes.append(f"tracker {results['tracker']} is unavailable: {results['reason']}")
+    notes += [f"tracker {r['tracker']} is unavailable: {r['reason']}" for r in results.get("rows", [])
+              if r.get("available") is False]
+    for key, what in (("fid_note", "FID"), ("lpips_note", "LPIPS")):
+        if results.get(key):
+            notes.append(f"{what} left out: {results[key]}")
+    return notes
+
+
 def run_evaluation(cfg, out_dir, *, logger) -> dict:
-    """Run the configured benchmark; write results.json (last) and results.md into `out_dir`."""
+    """Run the configured benchmark; write results.json (last) and results.md into `out_dir`. `measured` says
+    whether anything was (False when the tracker, or every tracker of `tracking`, is unavailable) and `notes`
+    what was not, and why."""
     from eval.trackers import make_tracker
 
     out = Path(out_dir)
@@ -227,18 +242,20 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
         reason = tracker.availability()
         results["tracker"] = tracker_name
         if reason is not None:
-            print(f"evaluate: tracker {tracker_name} is UNAVAILABLE, nothing measured: {reason}")
             results.update(available=False, reason=reason, rows=[], pairs=[],
-                           table=f"tracker {tracker_name} unavailable: {reason}\n")
+                           table=f"tracker {tracker_name} unavailable: nothing measured\n")
         else:
             # DragGAN's own trackers run as the session's built-in tracking (identical, and faster).
             in_loop = None if tracker_name == f"draggan_{drag_config.tracking_distance}" else tracker
             run = _landmarks if name == "landmarks" else _paired
             results.update(available=True, **run(cfg, G, drag_config, in_loop, out, logger))
     results["wall_seconds"] = time.perf_counter() - t0
+    results["notes"] = unavailable_parts(results)
+    results["measured"] = bool(results["rows"]) and (name != "tracking" or any(r["available"] for r in results["rows"]))
     results = json_safe(results)
-    header = (f"# {name}: tracker {results['tracker']}, {cfg.generator.source}, {cfg.n_pairs} pairs, seed {cfg.seed}\n\n")
-    (out / "results.md").write_text(header + results["table"])
+    header = (f"# {name}: tracker {results['tracker']}, {cfg.generator}, {cfg.n_pairs} pairs, seed {cfg.seed}\n\n")
+    notes = "".join(f"\n- {note}" for note in results["notes"])
+    (out / "results.md").write_text(header + results["table"] + (f"\nNot measured:{notes}\n" if notes else ""))
     for row in results["rows"]:
         logger.log({f"{name}/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and v is not None},
                    row.get("num_points", 0))
