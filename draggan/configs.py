@@ -19,7 +19,6 @@ from draggan.registry import DEFAULT_MODEL
 from draggan.training.loop import TrainConfig
 
 
-
 @dataclass
 class DownloadConfig:
     models: list[str] = field(default_factory=lambda: ["all"])  # registered names, or ["all"]
@@ -41,14 +40,17 @@ def register_configs() -> None:
     register_train_configs(cs)
 
 
+# The `drag` config group: a preset (recommended, paper or official; see `DragConfig.preset`) and every
+# `DragConfig` setting, typed as there, which a user may give on top of it (`drag.lr=0.01`); one left `???`
+# is the preset's. Made from DragConfig's fields, so that the two never drift apart;
+# `draggan.edit.drag_config_from` turns it into a `DragConfig`.
 DragSettings = dataclasses.make_dataclass(
     "DragSettings",
     [("preset", str, field(default="recommended"))]
     + [(f.name, typing.get_type_hints(DragConfig)[f.name], field(default=MISSING)) for f in dataclasses.fields(DragConfig)],
 )
-DragSettings.__doc__ = f"""The `drag` config group: a preset ({', '.join(PRESETS)}; see `DragConfig.preset`) and any
-`DragConfig` setting given on top of it (`drag.lr=0.01`); a setting left `???` is the preset's.
-`draggan.edit.drag_config_from` turns it into a `DragConfig`."""
+DragSettings.__doc__ = f"The `drag` config group: a preset ({', '.join(PRESETS)}) and DragConfig settings on top."
+DragSettings.__module__ = __name__  # importable (and picklable, for the submitit launcher) as draggan.configs.DragSettings
 
 
 @dataclass
