@@ -44,13 +44,14 @@ def register_configs() -> None:
 # `DragConfig` setting, typed as there, which a user may give on top of it (`drag.lr=0.01`); one left `???`
 # is the preset's. Made from DragConfig's fields, so that the two never drift apart;
 # `draggan.edit.drag_config_from` turns it into a `DragConfig`.
+_DRAG_TYPES = typing.get_type_hints(DragConfig)
 DragSettings = dataclasses.make_dataclass(
     "DragSettings",
     [("preset", str, field(default="recommended"))]
-    + [(f.name, typing.get_type_hints(DragConfig)[f.name], field(default=MISSING)) for f in dataclasses.fields(DragConfig)],
+    + [(f.name, _DRAG_TYPES[f.name], field(default=MISSING)) for f in dataclasses.fields(DragConfig)],
 )
 DragSettings.__doc__ = f"The `drag` config group: a preset ({', '.join(PRESETS)}) and DragConfig settings on top."
-DragSettings.__module__ = __name__  # importable (and picklable, for the submitit launcher) as draggan.configs.DragSettings
+DragSettings.__module__ = __name__  # importable, and so picklable (the submitit launcher), from here
 
 
 @dataclass

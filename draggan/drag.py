@@ -233,7 +233,8 @@ class DragSession:
         self.r2 = int(cfg.radius_px(cfg.r2, self.size[0]))
         self.stop_px = cfg.stop_px(len(h), self.size[0])
         if self.r1 <= 0 or self.r2 <= 0:
-            raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px; set min_radius=1 or larger radii")
+            raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px; "
+                             "set min_radius=1 or larger radii")
         rows = cfg.optimize_ws if cfg.latent_space == "w+" else 1
         self.free = torch.nn.Parameter(self.ws0[:, :rows].clone())
         self.optimizer = torch.optim.Adam([self.free], lr=cfg.lr)

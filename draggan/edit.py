@@ -86,7 +86,8 @@ def given_drag_settings(cfg) -> dict[str, Any]:
     """The `drag.<setting>`s a composed config sets (not left to its preset)."""
     from omegaconf import OmegaConf
 
-    return {f.name: cfg.drag[f.name] for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(cfg.drag, f.name)}
+    drag = cfg.drag
+    return {f.name: drag[f.name] for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(drag, f.name)}
 
 
 def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:

@@ -51,7 +51,7 @@ FAST_INVERSION = ["inversion=mse", "inversion.num_steps=20", "inversion.w_avg_sa
 FAST_EVAL = ["threads=1", "progress=false", "logger=none", "examples=0", "benchmark.fid=false",
              "'benchmark.num_points=[1]'"]
 PLAN = [
-    ("make demo", "elsewhere: tests/scripts/test_drag_script.py::test_demo_edit_on_the_embedded_model runs its command", {}, []),
+    ("make demo", "elsewhere: tests/scripts/test_drag_script.py::test_demo_edit_on_the_embedded_model", {}, []),
     ("make test", "elsewhere: this suite", {}, []),
     ("ssh -L", "elsewhere: the user's SSH, not a command of this project", {}, []),
     ("python scripts/app.py generator=", "slow", {"stylegan2-ffhq-512": "toy-faces-64"}, ["threads=1"]),

@@ -450,7 +450,8 @@ class TabSession:
                         self._say(f"done: the handles reached their targets in {len(s.history)} steps")
                     else:
                         self.status = "idle"
-                        self._say(f"stopped at the step limit ({s.config.max_steps}); {max(state.distances):.1f} px left"
+                        left = f"{max(state.distances):.1f} px left"
+                        self._say(f"stopped at the step limit ({s.config.max_steps}); {left}"
                                   + (f"; {stalled}" if stalled else ""), "warning" if stalled else "info")
                     self._bump()
                     return

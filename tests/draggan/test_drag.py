@@ -262,7 +262,8 @@ def test_stall_is_no_movement_and_no_loss_decrease_for_n_steps():
 
     still = [(10.0, 10.0)] * 12
     assert stall(_history(still, [0.036 + 0.001 * i for i in range(12)]), 10).startswith("stalled: no handle has moved")
-    assert "5.0 px left" in stall(_history(still, [0.04] * 12), 10) and "mask" in stall(_history(still, [0.04] * 12), 10)
+    said = stall(_history(still, [0.04] * 12), 10)
+    assert "5.0 px left" in said and "mask" in said and "learning rate" in said
     assert stall(_history(still[:10], [0.04] * 10), 10) is None  # not yet N steps
     assert stall(_history(still, [0.04 - 0.002 * i for i in range(12)]), 10) is None  # the loss falls: progress
     moved = still[:6] + [(10.0, 11.0)] * 6

@@ -115,7 +115,8 @@ def test_generator_as_a_path_or_url_and_a_stalled_drag_says_so(tmp_path):
     env = dict(os.environ, DRAGGAN_CACHE=str(tmp_path / "cache"))
     try:
         r = subprocess.run([sys.executable, str(ROOT / "scripts/drag.py"), f"generator={url}", "points=[[10,12,20,12]]",
-                            "drag.lr=1e-9", "drag.stall_steps=4", "drag.max_steps=6", f"hydra.run.dir={tmp_path / 'u'}"],
+                            "drag.lr=1e-9", "drag.stall_steps=4", "drag.max_steps=6",
+                            f"hydra.run.dir={tmp_path / 'u'}"],
                            cwd=tmp_path, capture_output=True, text=True, env=env)
     finally:
         httpd.shutdown()
@@ -127,7 +128,8 @@ def test_generator_as_a_path_or_url_and_a_stalled_drag_says_so(tmp_path):
     r = _drag(tmp_path, "p", f"generator={tmp_path / 'www' / 'net.safetensors'}", "points=[[10,12,14,12]]",
               "drag.max_steps=2", "drag.feature_block=2")
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "p" / "session.json").read_text())["generator"] == str(tmp_path / "www" / "net.safetensors")
+    session = json.loads((tmp_path / "p" / "session.json").read_text())
+    assert session["generator"] == str(tmp_path / "www" / "net.safetensors")
 
 
 def test_the_official_preset_on_the_default_model(tmp_path):
