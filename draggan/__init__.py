@@ -2,12 +2,23 @@
 
 Pan et al., "Drag Your GAN: Interactive Point-based Manipulation on the Generative Image
 Manifold", SIGGRAPH 2023. This package holds the StyleGAN2 generator, safe checkpoint loading,
-the model registry and the drag editor.
+the model registry and the drag editor:
+
+    G = load_generator("toy-faces-64")                 # registered name, path or URL
+    ws = initial_latent(G, seed=0, truncation_psi=0.7)  # W+ latent [1, num_ws, w_dim]
+    session = DragSession(G, ws, [(32, 40)], [(32, 44)], config=DragConfig.for_generator(G))
+    result = session.run()                              # DragResult: image, ws, handles, history, done
 """
 
 from draggan.checkpoint import CheckpointError, save_generator
 from draggan.download import DownloadError
+from draggan.drag import DragConfig, DragResult, DragSession, DragState, stall
+from draggan.edit import initial_latent
 from draggan.loading import load_generator, resolve_device
 from draggan.networks import Generator
+from draggan.registry import MODELS
+from draggan.session_io import load_session, save_session
 
-__all__ = ["CheckpointError", "DownloadError", "Generator", "load_generator", "resolve_device", "save_generator"]
+__all__ = ["MODELS", "CheckpointError", "DownloadError", "DragConfig", "DragResult", "DragSession", "DragState",
+           "Generator", "initial_latent", "load_generator", "load_session", "resolve_device", "save_generator",
+           "save_session", "stall"]

@@ -1,8 +1,11 @@
-"""What the command-line scripts do, as plain functions (the scripts only parse their config)."""
+"""What the command-line scripts do, as plain functions (the scripts only parse their config), and how
+they fail: `one_line_errors` turns an exception into one line on stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
 
 from draggan.checkpoint import load_generator_file, save_generator
@@ -45,3 +48,39 @@ def export_command(cfg) -> Path:
     out = export_checkpoint(resolve_checkpoint(cfg.source), cfg.output)
     print(f"wrote {out}")
     return out
+
+
+def error_line(e: BaseException) -> str:
+    """An exception's message on one line (a KeyError without its quotes; OmegaConf's without its context lines;
+    the type's name where the message alone would not say what went wrong)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if isinstance(e, OmegaConfBaseException):
+        lines = lines[:1]
+    text = " ".join(lines)
+    if not text or not isinstance(e, (ValueError, LookupError, OSError, RuntimeError, OmegaConfBaseException)):
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text
+
+
+def one_line_errors(task):
+    """Wrap a `@hydra.main` task: an exception ends the command with `<script>: error: <message>` on one line of
+    stderr and exit code 1, not a traceback. HYDRA_FULL_ERROR=1 keeps the traceback (for developers), and so
+    does a multirun, where Hydra reports each failed job."""
+
+    @functools.wraps(task)
+    def wrapper(cfg):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
+            return task(cfg)
+        try:
+            return task(cfg)
+        except Exception as e:  # noqa: BLE001 - every failure becomes its one line
+            print(f"{Path(sys.argv[0]).name}: error: {error_line(e)}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    return wrapper

@@ -6,12 +6,16 @@ config is composed instead of being ignored.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
-from draggan.drag import DragConfig
+from draggan.drag import PRESETS, DragConfig
+from draggan.registry import DEFAULT_MODEL
 from draggan.training.loop import TrainConfig
 
 
@@ -36,33 +40,40 @@ def register_configs() -> None:
     register_train_configs(cs)
 
 
-@dataclass
-class GeneratorConfig:
-    source: str = "???"  # registered name, path, URL, or random:RES[:SEED] (an untrained network)
-    feature_block: int | None = None  # overrides drag.feature_block for this generator (None = keep)
-    drag_overrides: dict[str, Any] = field(default_factory=dict)  # other drag settings that suit this generator
+# The `drag` config group: a preset (recommended, paper or official; see `DragConfig.preset`) and every
+# `DragConfig` setting, typed as there, which a user may give on top of it (`drag.lr=0.01`); one left `???`
+# is the preset's. Made from DragConfig's fields, so that the two never drift apart;
+# `draggan.edit.drag_config_from` turns it into a `DragConfig`.
+_DRAG_TYPES = typing.get_type_hints(DragConfig)
+DragSettings = dataclasses.make_dataclass(
+    "DragSettings",
+    [("preset", str, field(default="recommended"))]
+    + [(f.name, _DRAG_TYPES[f.name], field(default=MISSING)) for f in dataclasses.fields(DragConfig)],
+)
+DragSettings.__doc__ = f"The `drag` config group: a preset ({', '.join(PRESETS)}) and DragConfig settings on top."
+DragSettings.__module__ = __name__  # importable, and so picklable (the submitit launcher), from here
 
 
 @dataclass
 class EditConfig:
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    drag: DragConfig = field(default_factory=DragConfig)
+    generator: str | None = None  # registered name, path or URL of a checkpoint, or random:RES[:SEED] (untrained);
+    # None = toy-faces-64, or with resume the saved session's generator
+    drag: DragSettings = field(default_factory=DragSettings)
     seed: int = 0  # z of the image to edit
     truncation_psi: float = 0.7
-    points: Any = "???"  # [[x, y, tx, ty], ...] or the path of a JSON file holding that list
+    points: Any = None  # [[x, y, tx, ty], ...] or the path of a JSON file holding that list; with resume, new points
     mask: str | None = None  # PNG of the region allowed to move (white = may move)
     device: str = "auto"  # auto, cpu, cuda, mps
     frame_every: int = 2  # render a frame of the animation every N steps
     video: str = "gif"  # gif or mp4
-    resume: str | None = None  # folder of a saved session to continue
+    resume: str | None = None  # folder of a saved session to continue (with new points: a new segment from its end)
     rollback_to: int | None = None  # with resume: first return to the state after this step
     progress: bool = True
 
 
 def register_edit_configs(cs: ConfigStore) -> None:
     cs.store(name="edit_schema", node=EditConfig)
-    cs.store(group="generator", name="generator_schema", node=GeneratorConfig)
-    cs.store(group="drag", name="drag_schema", node=DragConfig)
+    cs.store(group="drag", name="drag_schema", node=DragSettings)
 
 
 @dataclass
@@ -110,8 +121,8 @@ class MakeToyFacesConfig:
 
 @dataclass
 class GatesConfig:
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    drag: DragConfig = field(default_factory=DragConfig)
+    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
+    drag: DragSettings = field(default_factory=DragSettings)
     detector: str | None = None  # detector weights, None = the shipped ones
     num_samples: int = 256  # generated faces for the detection rate
     num_pairs: int = 30  # pairs of the landmark manipulation

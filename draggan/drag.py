@@ -28,17 +28,26 @@ import torch
 from draggan.features import motion_supervision_loss, pixel_grid, resized_features_at, track_points
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside, rc_to_xy, xy_to_rc
+from draggan.registry import MODELS
 
 log = logging.getLogger(__name__)
 
 REFERENCE_RESOLUTION = 512  # r1 and r2 are given in pixels of an image of this height
+PAPER_FEATURE_BLOCK = 5  # the paper's "6th block": 128x128 in generators of 128 px and more
+PRESETS = ("recommended", "paper", "official")
 
 
 @dataclass
 class DragConfig:
-    """Every setting of the drag editor; the defaults are the paper's."""
+    """Every setting of the drag editor; the defaults are the paper's.
 
-    feature_block: int = 5  # synthesis block whose output x is the feature map (0 = 4x4; 5 = the paper's 6th block)
+    `DragConfig.for_generator(G)` adds the settings the registry gives a generator (toy-faces-64's
+    own block, lr and stop rule); `DragConfig.preset("official")` is the official implementation.
+    Where a setting cannot apply to a generator literally, `DragSession` adapts it by the rules of
+    `adapted_to` and says so in a warning (the paper's block 5 does not exist below 128 px).
+    """
+
+    feature_block: int = PAPER_FEATURE_BLOCK  # synthesis block whose output is the feature map (0 = 4x4)
     r1: float = 3.0  # motion supervision radius, in pixels of a 512-px image
     r2: float = 12.0  # tracking search half-width, in pixels of a 512-px image
     min_radius: float | None = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
@@ -57,16 +66,62 @@ class DragConfig:
     force_fp32: bool = False  # compute every synthesis block in float32, ignoring the generator's num_fp16_res (CUDA)
     divergence_ratio: float = 10.0  # stop (keeping the last good state) when the features' RMS grows this much
     cuda_graph: bool = True  # CUDA: replay each step as one captured graph (the same kernels, launched at once)
+    stall_steps: int = 50  # say that the drag stalled after this many steps without progress (see `stall`; 0 = never)
 
     @staticmethod
-    def preset(name: str) -> "DragConfig":
-        """'paper' (the defaults) or 'official' (the official implementation, exactly)."""
+    def preset(name: str, generator: "str | Generator | None" = None) -> "DragConfig":
+        """'paper' (the defaults), 'official' (the official implementation, exactly) or 'recommended'
+        (`for_generator(generator)`: the paper's with the generator's own settings)."""
         if name == "paper":
             return DragConfig()
         if name == "official":
             return DragConfig(tracking_distance="l2", lr=1e-3, min_radius=None, official_stop_rule=True,
                               official_grid=True)
-        raise ValueError(f"unknown preset {name!r} (expected 'paper' or 'official')")
+        if name == "recommended":
+            return DragConfig.for_generator(generator)
+        raise ValueError(f"unknown drag preset {name!r} (expected one of {', '.join(PRESETS)})")
+
+    @staticmethod
+    def for_generator(generator: "str | Generator | None") -> "DragConfig":
+        """The paper's settings with those that `draggan.registry` gives this generator.
+
+        `generator` is a registered name, or a Generator that `load_generator` made from one (it keeps
+        the name as `G.model_name`). Anything else (a path, a URL, an untrained network) has no
+        settings of its own and gets the paper's.
+        """
+        name = getattr(generator, "model_name", None) if isinstance(generator, torch.nn.Module) else generator
+        info = MODELS.get(str(name)) if name is not None else None
+        return DragConfig(**(info.drag if info is not None else {}))
+
+    def adapted_to(self, G: Generator) -> tuple["DragConfig", list[str]]:
+        """This config made concrete for `G`, and what was changed, in words (`DragSession` warns of each).
+
+        Two rules, for settings that cannot apply to `G` literally:
+        - The feature block: the paper's block 5 (128x128 from 128 px up) does not exist in a generator
+          below 128 px; there the block of half the image size is used (block 3, 32x32, at 64 px: the
+          block the landmark measurement chose for toy-faces-64). Any other missing block is an error.
+        - The radii: the official rounding (`min_radius=None`) scales r1 = 3 to 0 px below 86 px (r2 = 12
+          below 22 px), where the official code has no motion disk; there a radius is 1 px (`min_radius=1`),
+          which leaves every radius that rounds to 1 px or more as the official code has it.
+        """
+        cfg, notes = copy.deepcopy(self), []
+        blocks = G.synthesis.block_resolutions
+        if not 0 <= cfg.feature_block < len(blocks):
+            if cfg.feature_block != PAPER_FEATURE_BLOCK:
+                raise ValueError(f"feature_block={cfg.feature_block}, but this generator has blocks "
+                                 f"0..{len(blocks) - 1} (0 = 4x4)")
+            cfg.feature_block = max(len(blocks) - 2, 0)
+            res = blocks[cfg.feature_block]
+            notes.append(f"the paper's feature block {PAPER_FEATURE_BLOCK} does not exist in this {G.img_height}-px "
+                         f"generator (blocks 0..{len(blocks) - 1}); using block {cfg.feature_block} ({res}x{res}, "
+                         "half the image size); set feature_block to choose another")
+        if cfg.min_radius is None:
+            zero = [name for name, r in (("r1", cfg.r1), ("r2", cfg.r2)) if cfg.radius_px(r, G.img_height) <= 0]
+            if zero:
+                cfg.min_radius = 1.0
+                notes.append(f"the official rounding scales {' and '.join(zero)} to 0 px at {G.img_height} px, where "
+                             "the official code cannot drag; using 1 px (min_radius=1)")
+        return cfg, notes
 
     def radius_px(self, r: float, height: int) -> float:
         """A radius given at 512 px, scaled to an image of `height` like the official code."""
@@ -107,6 +162,7 @@ class DragConfig:
         number("many_handles", 0, 1 << 16, whole=True)
         number("max_steps", 0, MAX_DRAG_STEPS, whole=True)
         number("divergence_ratio", 1, low_open=True)
+        number("stall_steps", 0, MAX_DRAG_STEPS, whole=True)
         for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
@@ -137,6 +193,31 @@ class DragResult:
     handles: list[tuple[float, float]]  # final (x, y) handles
     history: list[DragState] = field(default_factory=list)  # every step of the session
     done: bool = False  # the handles reached their targets
+    stalled: str | None = None  # why the drag had stopped making progress at its end, and what to try (see `stall`)
+
+
+STALL_MIN_DECREASE = 0.01  # a loss lower by less than this fraction is no decrease (Adam's steps wobble it)
+
+
+def stall(history: Sequence[DragState], steps: int) -> str | None:
+    """Why a drag has stalled, with what to try, or None while it makes progress.
+
+    Stalled: for the last `steps` steps no handle moved and the loss never fell (by `STALL_MIN_DECREASE` of
+    it) below its value `steps` steps earlier, and the drag is not done. A pure function of the history, so the
+    command line, the editor and the evaluation read the same verdict. `steps` = 0 never reports a stall.
+    """
+    if steps <= 0 or len(history) <= steps or history[-1].done:
+        return None
+    window = history[-steps - 1:]
+    if any(s.handles != window[0].handles for s in window[1:]):
+        return None
+    start = window[0].loss
+    later = [s.loss for s in window[1:] if s.loss is not None and math.isfinite(s.loss)]
+    if start is None or not math.isfinite(start) or not later or min(later) < start * (1 - STALL_MIN_DECREASE):
+        return None
+    return (f"stalled: no handle has moved and the loss has not fallen for {steps} steps "
+            f"({max(history[-1].distances):.1f} px left); try a larger mask around the handles and targets "
+            "(or none), a larger learning rate, or nearer targets")
 
 
 class DragSession:
@@ -151,15 +232,14 @@ class DragSession:
         put other trackers inside the loop, as in the paper's ablation; it is not saved by `state_dict`."""
         self.G = G
         self.tracker = tracker
-        self.config = copy.deepcopy(config) if config is not None else DragConfig()
-        self.config.validate()
+        config = config if config is not None else DragConfig()
+        config.validate()
+        self.config, self.adaptations = config.adapted_to(G)  # adaptations: what changed for G, in words
+        for note in self.adaptations:
+            log.warning("drag settings: %s", note)
         cfg = self.config
         self.size = (G.img_height, G.img_width)
         self.device = next(G.parameters()).device
-        n_blocks = len(G.synthesis.block_resolutions)
-        if not 0 <= cfg.feature_block < n_blocks:
-            raise ValueError(f"feature_block={cfg.feature_block}, but this generator has blocks 0..{n_blocks - 1}; "
-                             "set drag.feature_block for it")
         ws = torch.as_tensor(ws)
         if ws.ndim != 3 or ws.shape[0] != 1 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
             raise ValueError(f"ws must have shape [1, {G.num_ws}, {G.w_dim}] (W+ of this generator), "
@@ -185,8 +265,8 @@ class DragSession:
         self.r2 = int(cfg.radius_px(cfg.r2, self.size[0]))
         self.stop_px = cfg.stop_px(len(h), self.size[0])
         if self.r1 <= 0 or self.r2 <= 0:
-            raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px (the official rounding gives 0 "
-                             "below 86 px); set drag.min_radius=1")
+            raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px; "
+                             "set min_radius=1 or larger radii")
         self.pixel_grid = pixel_grid(self.size, self.device, cfg.official_grid)
         rows = cfg.optimize_ws if cfg.latent_space == "w+" else 1
         self.free = torch.nn.Parameter(self.ws0[:, :rows].clone())
@@ -429,7 +509,8 @@ class DragSession:
 
     def run(self, max_steps: int | None = None, callback: Callable[[DragState, "DragSession"], None] | None = None,
             progress: bool = False) -> DragResult:
-        """Step until done or `max_steps` (default: config.max_steps) more steps; render the result."""
+        """Step until done or `max_steps` (default: config.max_steps) more steps; render the result. With
+        `progress`, a progress bar shows the loss, the largest distance left and STALLED (see `stall`)."""
         limit = self.config.max_steps if max_steps is None else max_steps
         bar = None
         if progress:
@@ -441,14 +522,19 @@ class DragSession:
                 break
             state = self.step()
             if bar is not None:
-                bar.set_postfix(loss=f"{state.loss:.4f}", max_dist=f"{max(state.distances):.2f}px")
+                stalled = stall(self.history, self.config.stall_steps)
+                bar.set_postfix(loss=f"{state.loss:.4f}", max_dist=f"{max(state.distances):.2f}px",
+                                **({"status": "STALLED"} if stalled else {}))
                 bar.update(1)
             if callback is not None:
                 callback(state, self)
         if bar is not None:
             bar.close()
+        stalled = stall(self.history, self.config.stall_steps)
+        if stalled and progress:
+            log.warning("drag %s", stalled)
         return DragResult(image=self.render(), ws=self.ws.detach().clone(), handles=self.handles,
-                          history=list(self.history), done=self.done)
+                          history=list(self.history), done=self.done, stalled=stalled)
 
     def state_dict(self) -> dict:
         """Everything needed to resume: config, points, mask, start latent, per-step snapshots."""

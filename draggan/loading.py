@@ -85,6 +85,9 @@ def load_generator(source: str | os.PathLike | Generator, device: str | torch.de
         device: 'cpu', 'cuda', 'mps', a torch.device, or None for the best available.
         cache_dir: where downloads go (default `$DRAGGAN_CACHE` or ~/.cache/draggan).
         download: allow downloading a missing checkpoint.
+
+    A generator loaded by its registered name keeps the name as `G.model_name`, so that
+    `DragConfig.for_generator(G)` finds its recommended drag settings.
     """
     device = resolve_device(device)
     if isinstance(source, Generator):
@@ -93,6 +96,8 @@ def load_generator(source: str | os.PathLike | Generator, device: str | torch.de
         G = random_generator(str(source))
     else:
         G = load_generator_file(resolve_checkpoint(source, cache_dir=cache_dir, download=download))
+        if str(source) in MODELS:
+            G.model_name = str(source)  # for DragConfig.for_generator(G): the registry's drag settings
     return G.eval().requires_grad_(False).to(device)
 
 

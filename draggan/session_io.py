@@ -10,8 +10,10 @@ read (`draggan.files.read_npz`); a truncated or malformed file is a SessionFileE
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +29,18 @@ LATENT_FILE = "latent.npz"
 
 class SessionFileError(FileFormatError):
     """A saved session whose files are missing, truncated or malformed; the message names the file."""
+
+
+def json_safe(x: Any) -> Any:
+    """`x` with every non-finite float replaced by None: JSON has no NaN or Infinity, and other tools
+    (`JSON.parse`, `jq`) reject files that hold them."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
 
 
 def save_session(session: DragSession, folder: str | os.PathLike, *, generator: str | None = None) -> Path:
@@ -51,12 +65,19 @@ def save_session(session: DragSession, folder: str | os.PathLike, *, generator: 
             np.savez_compressed(f, **arrays)
 
     atomic_write(folder / LATENT_FILE, write_npz)
-    atomic_write(folder / SESSION_FILE, lambda p: p.write_text(json.dumps(meta, indent=1, allow_nan=True)))
+    text = json.dumps(json_safe(meta), indent=1, allow_nan=False)  # a step's loss is null where it was NaN
+    atomic_write(folder / SESSION_FILE, lambda p: p.write_text(text))
     return folder
 
 
 def read_session_meta(path: str | os.PathLike) -> dict:
-    """`session.json`, checked for the structure `load_session` needs."""
+    """`session.json` (or the session folder holding it), checked for the structure `load_session` needs."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (SESSION_FILE, LATENT_FILE):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path / name} is missing: not a saved drag session")
+        path = path / SESSION_FILE
     try:
         meta = read_json(path)
     except FileFormatError as e:
@@ -83,10 +104,7 @@ def read_session_meta(path: str | os.PathLike) -> dict:
 def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
     """Rebuild a saved session at its last step; `rollback(k)` then returns to any earlier step."""
     folder = Path(folder)
-    for name in (SESSION_FILE, LATENT_FILE):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing: not a saved drag session")
-    meta = read_session_meta(folder / SESSION_FILE)
+    meta = read_session_meta(folder)
     latent = G.num_ws * G.w_dim
 
     def max_elements(name: str) -> int:  # the largest array of each kind a session of G holds
@@ -108,10 +126,11 @@ def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
                 for key in ("step", "exp_avg", "exp_avg_sq") if f"step{i}_adam_{key}" in arrays}
         snapshots.append({"free": torch.from_numpy(arrays[f"step{i}_free"]),
                           "handles_rc": torch.from_numpy(arrays[f"step{i}_handles_rc"]), "adam": adam})
+    history = [{**h, "loss": math.nan if h.get("loss") is None else h["loss"]} for h in meta["history"]]
     state = {"config": meta["config"], "handles": meta["handles"], "targets": meta["targets"],
              "ws0": torch.from_numpy(arrays["ws0"]),
              "mask": torch.from_numpy(arrays["mask"]) if "mask" in arrays else None,
-             "history": meta["history"], "snapshots": snapshots}
+             "history": history, "snapshots": snapshots}
     try:
         return DragSession.from_state_dict(G, state)
     except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:

@@ -69,12 +69,12 @@ def run_gates(cfg, out_dir) -> dict:
     """The gates of a composed `gates` config; writes `gates.json` and `samples.png` into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    G = load_generator(cfg.generator.source, device="cpu")
+    G = load_generator(cfg.generator, device="cpu")
     gates = measure_gates(G, load_detector(cfg.detector), drag_config_from(cfg), num_samples=cfg.num_samples,
                           num_pairs=cfg.num_pairs, num_renders=cfg.num_renders, truncation_psi=cfg.truncation_psi,
                           seed=cfg.seed, progress=cfg.progress)
     z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(64)])).float()
     grid = save_sample_grid(G, z, out / "samples.png", grid=8, truncation_psi=cfg.truncation_psi)
-    gates.update(generator=cfg.generator.source, sample_grid=str(grid))
+    gates.update(generator=cfg.generator, sample_grid=str(grid))
     (out / "gates.json").write_text(json.dumps(gates, indent=2))
     return gates

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Any
 
 import torch
 
-from draggan.configs import GeneratorConfig
-from draggan.drag import DragConfig
+from draggan.configs import DragSettings
 from draggan.edit import drag_config_from
 from draggan.loading import load_generator
+from draggan.registry import DEFAULT_MODEL
+from draggan.session_io import json_safe
 from eval.weights import WeightsUnavailable
 
 BENCHMARKS = ("landmarks", "paired", "tracking")
@@ -53,8 +53,8 @@ class BenchmarkConfig:
 
 @dataclass
 class EvaluateConfig:
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    drag: DragConfig = field(default_factory=DragConfig)
+    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
+    drag: DragSettings = field(default_factory=DragSettings)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     logger: Any = None  # eval.logging.LoggerConfig (the logger group)
@@ -67,17 +67,6 @@ class EvaluateConfig:
     examples: int = 2  # pairs whose drags are saved (PNG + GIF) and logged
     out_dir: str | None = None  # None = Hydra's run folder
     progress: bool = True
-
-
-def _finite(x: Any) -> Any:
-    """JSON has no NaN: None instead."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -216,8 +205,23 @@ def _tracking(cfg, G, drag_config, out: Path) -> dict:
     return dict(rows=rows, pairs=[], table=table, examples=[], steps_mean=r.steps_mean, num_points=r.num_points)
 
 
+def unavailable_parts(results: dict) -> list[str]:
+    """What a run could not measure and why (a tracker, FID or LPIPS without its weights), one line each."""
+    notes = []
+    if not results.get("available", True):
+        notes.append(f"tracker {results['tracker']} is unavailable: {results['reason']}")
+    notes += [f"tracker {r['tracker']} is unavailable: {r['reason']}" for r in results.get("rows", [])
+              if r.get("available") is False]
+    for key, what in (("fid_note", "FID"), ("lpips_note", "LPIPS")):
+        if results.get(key):
+            notes.append(f"{what} left out: {results[key]}")
+    return notes
+
+
 def run_evaluation(cfg, out_dir, *, logger) -> dict:
-    """Run the configured benchmark; write results.json (last) and results.md into `out_dir`."""
+    """Run the configured benchmark; write results.json (last) and results.md into `out_dir`. `measured` says
+    whether anything was (False when the tracker, or every tracker of `tracking`, is unavailable) and `notes`
+    what was not, and why."""
     from eval.trackers import make_tracker
 
     out = Path(out_dir)
@@ -230,9 +234,9 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
-    G = load_generator(cfg.generator.source, device=cfg.device)
+    G = load_generator(cfg.generator, device=cfg.device)
     drag_config = drag_config_from(cfg)
-    results: dict[str, Any] = dict(benchmark=name, generator=cfg.generator.source, n_pairs=cfg.n_pairs, seed=cfg.seed,
+    results: dict[str, Any] = dict(benchmark=name, generator=cfg.generator, n_pairs=cfg.n_pairs, seed=cfg.seed,
                                    drag_config=dataclasses.asdict(drag_config))
     if name == "tracking":
         results.update(tracker="all", available=True, **_tracking(cfg, G, drag_config, out))
@@ -243,18 +247,20 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
         reason = tracker.availability()
         results["tracker"] = tracker_name
         if reason is not None:
-            print(f"evaluate: tracker {tracker_name} is UNAVAILABLE, nothing measured: {reason}")
             results.update(available=False, reason=reason, rows=[], pairs=[],
-                           table=f"tracker {tracker_name} unavailable: {reason}\n")
+                           table=f"tracker {tracker_name} unavailable: nothing measured\n")
         else:
             # DragGAN's own trackers run as the session's built-in tracking (identical, and faster).
             in_loop = None if tracker_name == f"draggan_{drag_config.tracking_distance}" else tracker
             run = _landmarks if name == "landmarks" else _paired
             results.update(available=True, **run(cfg, G, drag_config, in_loop, out, logger))
     results["wall_seconds"] = time.perf_counter() - t0
-    results = _finite(results)
-    header = (f"# {name}: tracker {results['tracker']}, {cfg.generator.source}, {cfg.n_pairs} pairs, seed {cfg.seed}\n\n")
-    (out / "results.md").write_text(header + results["table"])
+    results["notes"] = unavailable_parts(results)
+    results["measured"] = bool(results["rows"]) and (name != "tracking" or any(r["available"] for r in results["rows"]))
+    results = json_safe(results)
+    header = (f"# {name}: tracker {results['tracker']}, {cfg.generator}, {cfg.n_pairs} pairs, seed {cfg.seed}\n\n")
+    notes = "".join(f"\n- {note}" for note in results["notes"])
+    (out / "results.md").write_text(header + results["table"] + (f"\nNot measured:{notes}\n" if notes else ""))
     for row in results["rows"]:
         logger.log({f"{name}/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and v is not None},
                    row.get("num_points", 0))

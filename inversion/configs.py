@@ -7,15 +7,15 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from draggan.configs import GeneratorConfig
-from draggan.drag import DragConfig
+from draggan.configs import DragSettings
+from draggan.registry import DEFAULT_MODEL
 from inversion.run import InversionSettings
 
 
 @dataclass
 class InvertConfig:
     image: str = "???"  # the photo: any file PIL opens
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
     inversion: InversionSettings = field(default_factory=InversionSettings)
     logger: Any = None  # eval.logging.LoggerConfig (the logger group)
     device: str = "auto"
@@ -24,7 +24,7 @@ class InvertConfig:
 
 @dataclass
 class EditRealConfig(InvertConfig):
-    drag: DragConfig = field(default_factory=DragConfig)
+    drag: DragSettings = field(default_factory=DragSettings)
     points: Any = "???"  # [[x, y, tx, ty], ...] or the path of a JSON file holding that list
     inversion_dir: str | None = None  # reuse a finished scripts/invert.py folder instead of inverting again
     image: str | None = None  # not needed with inversion_dir
@@ -37,17 +37,18 @@ class EditRealConfig(InvertConfig):
 class AppConfig:
     """`scripts/app.py`: the web editor (the inversion settings are those of uploaded photos)."""
 
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # the page's default generator
-    drag: DragConfig = field(default_factory=DragConfig)
+    generator: str = DEFAULT_MODEL  # the page's default generator: registered name, path or URL
+    drag: DragSettings = field(default_factory=DragSettings)  # for every generator the page offers
     inversion: InversionSettings = field(default_factory=InversionSettings)
-    generators: list[str] | None = None  # others the page offers (conf/generator names); None = all of them
+    generators: list[str] | None = None  # others the page offers (names, paths); None = every registered model
     host: str = "127.0.0.1"  # 0.0.0.0 exposes the editor to the network: prefer SSH port forwarding
     port: int = 7860  # 0 = any free port (printed)
     truncation_psi: float = 0.7  # the page's starting truncation
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (None = torch's default)
     out_dir: str | None = None  # where saved sessions are written (None = the run folder)
-    max_upload_mb: float = 20.0  # larger uploads are refused with a message
+    max_upload_mb: float = 20.0  # larger photo and mask uploads are refused with a message
+    max_session_mb: float = 200.0  # largest saved session that Load accepts (Save keeps its zips within it)
     max_sessions: int = 16  # open tabs at once
     session_timeout: float = 60.0  # seconds a silent tab keeps its session
     max_fps: float = 10.0  # image updates per second while a drag runs

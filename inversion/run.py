@@ -168,7 +168,7 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = _Outputs(out)
     try:
-        G = load_generator(cfg.generator.source, device=None if cfg.device == "auto" else cfg.device)
+        G = load_generator(cfg.generator, device=None if cfg.device == "auto" else cfg.device)
         s = settings_from(cfg.inversion)
         target = load_target(cfg.image, G, s)
         save_png(to_uint8(target), files.path("target.png"))
@@ -177,10 +177,10 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
         save_png(to_uint8(inv["reconstruction"]), files.path("reconstruction.png"))
         np.savez(files.path(INVERSION_FILE), ws=inv["ws"].cpu().numpy())
         save_generator(inv["G"], files.path(GENERATOR_FILE),
-                       extra_metadata={"inverted_from": str(cfg.image), "base_generator": str(cfg.generator.source)})
+                       extra_metadata={"inverted_from": str(cfg.image), "base_generator": str(cfg.generator)})
         lp = _lpips_or_none("alex", s.pti.lpips_weights, target.device)
         results = dict(
-            image=str(cfg.image), generator=str(cfg.generator.source),
+            image=str(cfg.image), generator=str(cfg.generator),
             projection=reconstruction_metrics(inv["projection"], target, lp),
             reconstruction=reconstruction_metrics(inv["reconstruction"], target, lp),
             lpips_note=None if lp is not None else "LPIPS not measured: AlexNet weights not available",

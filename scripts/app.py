@@ -7,16 +7,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from draggan.app import serve
+from draggan.commands import one_line_errors
 from eval.configs import register_configs
 from inversion.run import invert_photo, settings_from
 
 register_configs()
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="app")
+@one_line_errors
 def main(cfg) -> None:
-    serve(cfg, invert=partial(invert_photo, s=settings_from(cfg.inversion)), conf_dir=CONF,
+    serve(cfg, invert=partial(invert_photo, s=settings_from(cfg.inversion)),
           out_dir=Path(HydraConfig.get().runtime.output_dir) / "sessions")
 
 

@@ -8,12 +8,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from draggan.benchmark import bench_drag
+from draggan.commands import one_line_errors
 from eval.configs import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="bench_drag")
+@one_line_errors
 def main(cfg) -> None:
     rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, handles=list(cfg.handles),
                       official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16)

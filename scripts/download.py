@@ -2,13 +2,14 @@
 
 import hydra
 
-from draggan.commands import download_command
+from draggan.commands import download_command, one_line_errors
 from eval.configs import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="download")
+@one_line_errors
 def main(cfg) -> None:
     download_command(cfg)
 

@@ -5,6 +5,7 @@ import json
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from draggan.commands import one_line_errors
 from eval.configs import register_configs
 from eval.logging import run_logged
 from inversion.run import run_edit_real
@@ -13,6 +14,7 @@ register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="edit_real")
+@one_line_errors
 def main(cfg) -> None:
     print(json.dumps(run_logged(cfg, HydraConfig.get().runtime.output_dir, run_edit_real)))
 

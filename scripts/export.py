@@ -2,13 +2,14 @@
 
 import hydra
 
-from draggan.commands import export_command
+from draggan.commands import export_command, one_line_errors
 from eval.configs import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="export")
+@one_line_errors
 def main(cfg) -> None:
     export_command(cfg)
 

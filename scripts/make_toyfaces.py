@@ -2,13 +2,15 @@
 
 import hydra
 
-from eval.configs import register_configs
+from draggan.commands import one_line_errors
 from draggan.toyfaces.dataset import write_dataset
+from eval.configs import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="make_toyfaces")
+@one_line_errors
 def main(cfg) -> None:
     ds = write_dataset(cfg.out, cfg.num_images, resolution=cfg.resolution, seed=cfg.seed)
     print(f"wrote {len(ds.images)} images and their annotations to {ds.root}")

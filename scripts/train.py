@@ -7,14 +7,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from eval.configs import register_configs
+from draggan.commands import one_line_errors
 from draggan.training.loop import TrainConfig, train
+from eval.configs import register_configs
 from eval.logging import make_logger
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train")
+@one_line_errors
 def main(cfg) -> None:
     out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))

@@ -2,13 +2,15 @@
 
 import hydra
 
-from eval.configs import register_configs
+from draggan.commands import one_line_errors
 from draggan.toyfaces.detector import train_detector
+from eval.configs import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train_detector")
+@one_line_errors
 def main(cfg) -> None:
     if cfg.threads:
         import torch

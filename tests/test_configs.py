@@ -12,7 +12,7 @@ from eval.configs import register_configs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TOP = sorted(p.stem for p in CONF.glob("*.yaml"))
-REQUIRED = {"download": [], "export": ["source=a.pkl", "output=b.safetensors"], "edit": ["points=[[1,2,3,4]]"],
+REQUIRED = {"download": [], "export": ["source=a.pkl", "output=b.safetensors"],
             "make_toyfaces": ["out=x"], "invert": ["image=x.png"], "edit_real": ["points=[[1,2,3,4]]"]}
 
 
@@ -31,8 +31,7 @@ def test_top_level_configs_compose(name):
         compose(config_name=name, overrides=REQUIRED.get(name, []) + ["no_such_key=1"])
 
 
-@pytest.mark.parametrize("group,config", [("generator", "edit"), ("drag", "edit"), ("logger", "train"),
-                                          ("inversion", "invert")])
+@pytest.mark.parametrize("group,config", [("drag", "edit"), ("logger", "train"), ("inversion", "invert")])
 def test_every_group_option_composes(group, config):
     for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
         cfg = compose(config_name=config, overrides=REQUIRED.get(config, []) + [f"{group}={option}"])
@@ -40,25 +39,35 @@ def test_every_group_option_composes(group, config):
 
 
 def test_default_generator_is_the_embedded_model():
-    for name in ("edit", "gates", "invert", "edit_real"):
-        assert compose(config_name=name, overrides=REQUIRED.get(name, [])).generator.source == "toy-faces-64"
+    for name in ("gates", "invert", "edit_real", "evaluate", "app"):
+        assert compose(config_name=name, overrides=REQUIRED.get(name, [])).generator == "toy-faces-64"
+    # the drag command's default is resolved by run_drag: toy-faces-64, or with resume= the session's generator
+    assert compose(config_name="edit").generator is None
 
 
-def test_generator_drag_overrides_are_checked():
+@pytest.mark.parametrize("source", ["/path/to/net.pkl", "https://example.org/models/net.pkl", "stylegan2-ffhq-512",
+                                    "random:64:1", "nets/my model.safetensors"])
+def test_generator_is_whatever_the_user_types(source):
+    """A registered name, a path or a URL, written as `generator=...` (it was a config group: paths failed)."""
+    for name in ("edit", "invert", "evaluate", "app", "gates"):
+        assert compose(config_name=name, overrides=REQUIRED.get(name, []) + [f"generator={source}"]).generator == source
+
+
+def test_drag_presets_and_settings_on_top():
+    """`drag=` names a preset that the generator's own settings never override; drag.<setting> goes on top."""
+    from draggan.drag import DragConfig
     from draggan.edit import drag_config_from
 
-    cfg = compose(config_name="edit", overrides=["points=[[1,2,3,4]]", "+generator.drag_overrides.lrr=1"])
-    with pytest.raises(ValueError, match="lrr"):
-        drag_config_from(cfg)
+    def drag(*overrides):
+        return drag_config_from(compose(config_name="edit", overrides=list(overrides)), "toy-faces-64")
 
-
-def test_a_drag_setting_replaced_by_the_generator_config_is_said(caplog):
-    from draggan.edit import drag_config_from
-
-    cfg = compose(config_name="edit", overrides=["points=[[1,2,3,4]]", "drag.lr=0.01"])
-    with caplog.at_level("WARNING"):
-        drag = drag_config_from(cfg)
-    assert drag.lr == 0.005  # toy-faces-64's own setting wins...
-    assert "generator.drag_overrides.lr" in caplog.text  # ...and the user is told how to change it
-    cfg = compose(config_name="edit", overrides=["points=[[1,2,3,4]]", "generator.drag_overrides.lr=0.01"])
-    assert drag_config_from(cfg).lr == 0.01
+    assert drag() == DragConfig.for_generator("toy-faces-64")  # the default: recommended
+    assert drag("drag=official") == DragConfig.preset("official")  # lr 1e-3, not toy-faces-64's 5e-3
+    assert drag("drag=paper") == DragConfig()
+    assert drag("drag.lr=0.01") == DragConfig(feature_block=3, lr=0.01, stop_distance=0.5)
+    assert drag("drag=official", "drag.min_radius=1", "drag.r1=2").min_radius == 1.0
+    assert drag("drag=official", "drag.min_radius=1", "drag.r1=2").lr == 1e-3
+    with pytest.raises(ConfigCompositionException):
+        drag("drag.lrr=0.01")  # a misspelt setting fails when composed
+    with pytest.raises(ConfigCompositionException):
+        drag("drag.lr=fast")

@@ -44,7 +44,7 @@ from PIL import Image
 
 from draggan import limits as input_limits
 from draggan.checkpoint import CheckpointError, load_generator_file, save_generator
-from draggan.drag import DragConfig, DragSession
+from draggan.drag import DragConfig, DragSession, stall
 from draggan.edit import initial_latent
 from draggan.files import FileFormatError, read_zip
 from draggan.image_io import ImageError, open_image, read_mask
@@ -83,7 +83,8 @@ class GeneratorChoice:
 
 @dataclass
 class EditorLimits:
-    max_upload_bytes: int = input_limits.MAX_UPLOAD_BYTES  # larger uploads are refused
+    max_upload_bytes: int = input_limits.MAX_UPLOAD_BYTES  # larger uploads (photos, masks) are refused
+    max_session_bytes: int = 200 << 20  # a saved session that Load accepts; Save never writes a larger one
     max_sessions: int = 16  # open tabs at once
     session_timeout: float = 60.0  # seconds without a request before a tab's session is freed
     max_fps: float = 10.0  # image updates per second while a drag runs
@@ -247,6 +248,7 @@ class TabSession:
                 "origins": seg.handles0_xy.tolist() if seg is not None and seg.history else [],
                 "distances": [float(np.hypot(h[0] - t[0], h[1] - t[1])) for h, t in zip(self.handles, self.targets)],
                 "running": self.running, "done": bool(seg is not None and seg.done),
+                "stalled": stall(seg.history, seg.config.stall_steps) if seg is not None else None,
                 "max_steps": self._drag_config().max_steps if self.choice else None,
                 "progress": self.progress, "has_mask": self.mask is not None, "frames": len(self.frames),
             }
@@ -476,6 +478,13 @@ class TabSession:
                         self.worker_active = False
                         return
                     self.handles = list(s.handles)
+                    stalled = stall(s.history, s.config.stall_steps)
+                    if stalled and not finished and self.level != "warning":  # said once, while the drag goes on
+                        self._say(f"{stalled} (Pause to change them)", "warning")
+                        self._bump()
+                    elif not stalled and self.level == "warning":
+                        self._say("dragging...")
+                        self._bump()
                     if image is not None:
                         last = now
                         self._publish(image)
@@ -490,8 +499,9 @@ class TabSession:
                             self._say(f"done: the handles reached their targets in {len(s.history)} steps")
                         else:
                             self.status = "idle"
-                            self._say(f"stopped at the step limit ({s.config.max_steps}); "
-                                      f"{max(state.distances):.1f} px left")
+                            left = f"{max(state.distances):.1f} px left"
+                            self._say(f"stopped at the step limit ({s.config.max_steps}); {left}"
+                                      + (f"; {stalled}" if stalled else ""), "warning" if stalled else "info")
                         self._bump()
                         return
             time.sleep(0.001)  # let requests waiting for `compute` in
@@ -615,15 +625,32 @@ class TabSession:
             Image.fromarray(image).save(folder / "after.png")
             if len(frames) >= 2:
                 save_animation(frames, folder / "drag.gif")
+            data, left_out = self._zip(folder)
+            with self.lock:
+                self._say(f"saved to {folder}" + (f" (the download leaves out {', '.join(left_out)} to stay within "
+                                                  "max_session_mb)" if left_out else ""))
+                self._bump()
+            return f"draggan-session-{stamp}.zip", data
+
+    def _zip(self, folder: Path) -> tuple[bytes, list[str]]:
+        """The zip of a saved folder, no larger than Load accepts: the pictures (the GIF first) are left out of
+        it when the session would not fit otherwise. Returns (zip, names left out)."""
+        limit = self.editor.limits.max_session_bytes
+        names = [n for n in SAVED_FILES if (folder / n).is_file()]
+        optional = [n for n in ("drag.gif", "after.png", "before.png") if n in names]
+        left_out: list[str] = []
+        while True:
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name in SAVED_FILES:
-                    if (folder / name).is_file():
+                for name in names:
+                    if name not in left_out:
                         zf.write(folder / name, name)
-            with self.lock:
-                self._say(f"saved to {folder}")
-                self._bump()
-            return f"draggan-session-{stamp}.zip", buf.getvalue()
+            if len(buf.getvalue()) <= limit:
+                return buf.getvalue(), left_out
+            if len(left_out) == len(optional):
+                raise EditorError(f"this session takes {megabytes(len(buf.getvalue()))}, more than Load accepts "
+                                  f"({megabytes(limit)}); it is saved in {folder} (raise max_session_mb to load it)")
+            left_out.append(optional[len(left_out)])
 
     def load(self, files: Mapping[str, bytes]) -> None:
         """Open a saved session: a zip from `save`, or `session.json` + `latent.npz` (+ `generator.safetensors`)
@@ -682,8 +709,8 @@ class TabSession:
                 self._frame()
 
     def _unzip(self, data: bytes) -> dict[str, bytes]:
-        try:
-            return read_zip(data, names=SAVED_FILES, max_bytes=4 * self.editor.limits.max_upload_bytes,
+        try:  # the members hold compressed data already (npz, PNG, GIF, weights): twice the zip is ample
+            return read_zip(data, names=SAVED_FILES, max_bytes=2 * self.editor.limits.max_session_bytes,
                             source="the uploaded zip")
         except (FileFormatError, input_limits.LimitError) as e:
             raise EditorError(str(e)) from None

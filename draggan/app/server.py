@@ -32,6 +32,8 @@ The page talks to these routes (`<sid>` is the tab's session, created by `POST /
     GET  /api/s/<sid>/result.png, /api/s/<sid>/drag.gif
     POST /api/s/<sid>/save           a zip of the saved session (also written to the output folder)
     POST /api/s/<sid>/load           multipart form of a saved zip, or of session.json + latent.npz
+                                     (up to `max_session_bytes`, larger than photo uploads: a session holds
+                                     the latents of every step, its GIF and, for a photo, the tuned generator)
 
 Errors come back as {"error": message} with a 4xx status; the page shows the message.
 """
@@ -154,9 +156,9 @@ class Handler(BaseHTTPRequestHandler):
             raise HTTPError(HTTPStatus.BAD_REQUEST, "the request must be a JSON object")
         return obj
 
-    def _multipart(self) -> dict[str, bytes]:
+    def _multipart(self, limit: int) -> dict[str, bytes]:
         ctype = self.headers.get("Content-Type", "")
-        body = self._body(self.editor.limits.max_upload_bytes)
+        body = self._body(limit)
         if not ctype.startswith("multipart/form-data"):
             return {self.headers.get("X-Filename", "upload.zip"): body}
         msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -232,6 +234,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"generators": list(ed.choices), "default_generator": ed.default,
                                "truncation_psi": ed.truncation_psi, "can_invert": ed.invert is not None,
                                "max_upload_bytes": ed.limits.max_upload_bytes, "max_points": MAX_POINTS,
+                               "max_session_bytes": ed.limits.max_session_bytes,
                                "poll_timeout": ed.limits.poll_timeout})
         if method == "GET" and api == ["health"]:
             ed.reap()
@@ -289,7 +292,7 @@ class Handler(BaseHTTPRequestHandler):
                 name, data = tab.save()
                 return self._file(data, "application/zip", name)
             elif action == "load":
-                tab.load(self._multipart())
+                tab.load(self._multipart(ed.limits.max_session_bytes))
             else:
                 raise HTTPError(HTTPStatus.NOT_FOUND, f"no action {action!r}")
             return self._json(tab.snapshot())

@@ -285,3 +285,14 @@ def test_long_poll_returns_on_a_change(toy, tmp_path):
     t0 = time.time()
     st = tab.snapshot(v, timeout=5)
     assert st["version"] > v and time.time() - t0 < 2
+
+
+def test_a_stalled_drag_says_so_in_the_status(toy, tmp_path):
+    """A drag that cannot move (lr 1e-9) is told as stalled, with what to try, while it runs and when it stops."""
+    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=1e-9, stall_steps=4, max_steps=7))
+    tab = ed.open()
+    tab.generate("toy", 0)
+    st = drag(tab, [32, 40], [32, 46])
+    assert st["step"] == 7 and st["status"] == "idle" and st["level"] == "warning"
+    assert "step limit" in st["message"] and "stalled: no handle has moved" in st["message"]
+    assert "larger learning rate" in st["message"] and st["stalled"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from draggan.app.editor import Editor, EditorLimits, GeneratorChoice
+from draggan.app.editor import Editor, EditorError, EditorLimits, GeneratorChoice
 from draggan.app.server import EditorServer
 from draggan.drag import DragConfig
 from tests.conftest import tiny_generator
@@ -144,3 +145,70 @@ def test_a_busy_port_is_an_os_error_not_a_crash(server):
     with pytest.raises(OSError):
         EditorServer(server.editor, "127.0.0.1", server.server_address[1])
     assert call(server, "/api/health")[1]["sessions"] == 1 and call(server, f"/api/s/{sid}/state")[0] == 200
+
+
+def _multipart(data: bytes, filename: str = "s.zip") -> tuple[bytes, dict]:
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/zip\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_a_saved_session_loads_even_when_larger_than_the_photo_limit(tmp_path):
+    """Load takes sessions up to max_session_bytes, not the (smaller) limit of photo uploads: whatever Save wrote
+    (its size grows with the steps and the GIF's frames), the same editor loads it."""
+    G = tiny_generator(32)
+    editor = Editor([GeneratorChoice("tiny", "tiny", DragConfig(feature_block=2, max_steps=6))], load=lambda s: G,
+                    out_dir=tmp_path / "saved", limits=EditorLimits(max_upload_bytes=2_000, max_session_bytes=10 << 20))
+    srv = EditorServer(editor, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        sid = new_tab(srv)
+        call(srv, f"/api/s/{sid}/generate", {"seed": 1})
+        call(srv, f"/api/s/{sid}/points", {"handles": [[10, 10]], "targets": [[16, 12]]})
+        call(srv, f"/api/s/{sid}/start", b"")
+        for _ in range(100):
+            st = call(srv, f"/api/s/{sid}/state?since=-1")[1]
+            if not st["running"] and st["step"] > 0:
+                break
+            time.sleep(0.05)
+        status, data, _ = call(srv, f"/api/s/{sid}/save", b"")
+        assert status == 200 and len(data) > 2_000  # larger than a photo may be
+        body, headers = _multipart(data)
+        status, st, _ = call(srv, f"/api/s/{new_tab(srv)}/load", body, headers=headers)
+        assert status == 200 and st["step"] == 6, st
+        assert call(srv, "/api/config")[1]["max_session_bytes"] == 10 << 20
+        status, err, _ = call(srv, f"/api/s/{sid}/upload", b"\0" * 3_000)  # photos keep their own limit
+        assert status == 413
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        editor.shutdown()
+
+
+def test_save_keeps_its_zip_within_what_load_accepts(tmp_path):
+    G = tiny_generator(32)
+    limits = EditorLimits(max_session_bytes=1 << 20)
+    editor = Editor([GeneratorChoice("tiny", "tiny", DragConfig(feature_block=2, max_steps=4))], load=lambda s: G,
+                    out_dir=tmp_path / "saved", limits=limits)
+    tab = editor.open()
+    tab.generate("tiny", 0)
+    tab.set_points([[10, 10]], [[14, 10]])
+    tab.start()
+    for _ in range(200):
+        if not tab.running:
+            break
+        time.sleep(0.02)
+    full = len(tab.save()[1])
+    names = set(zipfile.ZipFile(io.BytesIO(tab.save()[1])).namelist())
+    assert "drag.gif" in names
+    gif = (next((tmp_path / "saved").iterdir()) / "drag.gif").stat().st_size
+    limits.max_session_bytes = full - gif // 2  # the GIF no longer fits: it is left out, and the page is told
+    _, data = tab.save()
+    names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert len(data) <= limits.max_session_bytes and "drag.gif" not in names and "latent.npz" in names
+    assert "leaves out drag.gif" in tab.snapshot()["message"]
+    limits.max_session_bytes = 100  # not even the latents fit: refused, with where the folder is
+    with pytest.raises(EditorError, match="max_session_mb"):
+        tab.save()
+    editor.shutdown()

@@ -209,3 +209,74 @@ def test_stop_distance_below_one_pixel_keeps_optimising():
     session = DragSession(G, ws, [(10.0, 10.0)], [(10.8, 10.0)], config=cfg)
     result = session.run()
     assert len(result.history) >= 1 and all(s.error is None for s in result.history)
+
+
+def test_the_paper_block_missing_below_128_px_is_chosen_by_the_stated_rule(caplog):
+    """DragConfig() works on any generator: a 64-px one has no block 5, so the half-size block 3 is used, with a
+    warning; a block the user chose that does not exist stays an error."""
+    G = tiny_generator(64)
+    ws = G.mapping(torch.randn(1, 16), None)
+    with caplog.at_level("WARNING"):
+        s = DragSession(G, ws, [(20.0, 20.0)], [(24.0, 20.0)], config=DragConfig())
+    assert s.config.feature_block == 3 and s.adaptations and "block 3 (32x32" in caplog.text
+    assert s.step().loss > 0
+    with pytest.raises(ValueError, match="feature_block=6, but this generator has blocks 0..4"):
+        DragSession(G, ws, [(20.0, 20.0)], [(24.0, 20.0)], config=DragConfig(feature_block=6))
+    assert DragConfig().adapted_to(tiny_generator(128)) == (DragConfig(), [])  # where block 5 exists: nothing changes
+
+
+def test_the_official_preset_runs_on_a_small_generator_with_its_stated_adaptation():
+    """The official rounding gives r1 = 0 px at 64 px (no motion disk): the radius becomes 1 px, the rest stays
+    official (lr 1e-3, L2 tracking, r2 = 2 px as rounded), and the change is said."""
+    G = tiny_generator(64)
+    ws = G.mapping(torch.randn(1, 16), None)
+    s = DragSession(G, ws, [(20.0, 20.0)], [(24.0, 20.0)], config=DragConfig.preset("official"))
+    assert (s.r1, s.r2) == (1.0, 2) and s.config.lr == 1e-3 and s.config.tracking_distance == "l2"
+    assert any("r1 to 0 px at 64 px" in note and "min_radius=1" in note for note in s.adaptations)
+    assert s.step().loss > 0
+
+
+def test_recommended_settings_come_from_the_registry():
+    from draggan.loading import load_generator
+    from draggan.registry import MODELS
+
+    toy = DragConfig.for_generator("toy-faces-64")
+    assert toy == DragConfig(**MODELS["toy-faces-64"].drag) and toy.feature_block == 3 and toy.lr == 5e-3
+    assert DragConfig.for_generator(load_generator("toy-faces-64", device="cpu")) == toy  # G keeps its name
+    assert DragConfig.preset("recommended", "toy-faces-64") == toy
+    assert DragConfig.for_generator("stylegan2-ffhq-512") == DragConfig()  # no settings of its own: the paper's
+    assert DragConfig.for_generator("/some/net.pkl") == DragConfig.for_generator(tiny_generator(32)) == DragConfig()
+    with pytest.raises(ValueError, match="unknown drag preset 'offical'"):
+        DragConfig.preset("offical")
+
+
+def _history(handles_per_step, losses, done_at=None):
+    from draggan.drag import DragState
+
+    return [DragState(step=i, handles=[h], loss=loss, distances=[5.0], done=i == done_at)
+            for i, (h, loss) in enumerate(zip(handles_per_step, losses))]
+
+
+def test_stall_is_no_movement_and_no_loss_decrease_for_n_steps():
+    from draggan.drag import stall
+
+    still = [(10.0, 10.0)] * 12
+    assert stall(_history(still, [0.036 + 0.001 * i for i in range(12)]), 10).startswith("stalled: no handle has moved")
+    said = stall(_history(still, [0.04] * 12), 10)
+    assert "5.0 px left" in said and "mask" in said and "learning rate" in said
+    assert stall(_history(still[:10], [0.04] * 10), 10) is None  # not yet N steps
+    assert stall(_history(still, [0.04 - 0.002 * i for i in range(12)]), 10) is None  # the loss falls: progress
+    moved = still[:6] + [(10.0, 11.0)] * 6
+    assert stall(_history(moved, [0.04] * 12), 10) is None  # a handle moved
+    assert stall(_history(still, [0.04] * 11 + [float("nan")], done_at=11), 10) is None  # done
+    assert stall(_history(still, [0.04] * 12), 0) is None  # switched off
+
+
+def test_a_drag_that_cannot_move_reports_the_stall():
+    G = tiny_generator(32)
+    ws = G.mapping(torch.randn(1, 16), None)
+    cfg = DragConfig(feature_block=2, lr=1e-9, stall_steps=5)  # the latent cannot change: nothing moves
+    result = DragSession(G, ws, [(10.0, 10.0)], [(20.0, 10.0)], config=cfg).run(max_steps=8)
+    assert not result.done and result.stalled and "for 5 steps" in result.stalled
+    ok = DragSession(G, ws, [(10.0, 10.0)], [(20.0, 10.0)], config=DragConfig(feature_block=2, lr=0.03, stall_steps=5))
+    assert ok.run(max_steps=8).stalled is None

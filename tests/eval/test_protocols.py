@@ -18,7 +18,7 @@ from eval.trackers import FeatureTracker, make_tracker
 from eval.tracking import record_drag, tracking_accuracy
 from eval.weights import WeightsUnavailable
 
-TOY_DRAG = DragConfig(feature_block=3, lr=0.005)  # conf/generator/toy-faces-64.yaml
+TOY_DRAG = DragConfig(feature_block=3, lr=0.005)  # toy-faces-64's block and lr (draggan/registry.py)
 
 
 @pytest.fixture(scope="module")

@@ -228,6 +228,11 @@ def test_save_and_load_session(server, driver, downloads):
     names = set(zipfile.ZipFile(zpath).namelist())
     assert {"session.json", "latent.npz", "before.png", "after.png"} <= names
     assert json.loads(zipfile.ZipFile(zpath).read("session.json"))["steps"] == saved["step"]
+    # the zip's size depends on how many frames the GIF got (the page renders at most max_fps a second), and
+    # may exceed the 1 MB of photo uploads here: Load has its own limit, which Save never exceeds
+    with urllib.request.urlopen(url + "api/config", timeout=10) as r:
+        limits = json.loads(r.read())
+    assert limits["max_upload_bytes"] == 2**20 and zpath.stat().st_size <= limits["max_session_bytes"]
 
     open_page(d, url)  # a fresh session of this tab (the old one is freed by the page's unload)
     assert state(d)["step"] == 0

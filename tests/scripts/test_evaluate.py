@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,19 @@ def test_submitit_sweep_then_report(tmp_path):
         assert f"| {name} |" in report
     assert "| raft_small | unavailable |" in report
     assert (sweep / "report_paired.png").stat().st_size > 1000
+
+
+def test_an_unavailable_tracker_says_why_and_a_run_that_measured_nothing_fails(tmp_path):
+    """raft_small without its weights: the reason on screen and in results.md, and exit code 1 (a sweep goes on,
+    see test_submitit_sweep_then_report)."""
+    out = tmp_path / "raft"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), *FAST, "tracker=raft_small",
+                           "logger=none", f"hydra.run.dir={out}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, TORCH_HOME=str(tmp_path / "torch")))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "raft_small_C_T_V2" in proc.stdout and "evaluate.py: error: nothing was measured" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    md = (out / "results.md").read_text()
+    assert "Not measured:" in md and "tracker raft_small is unavailable" in md and "raft_small_C_T_V2" in md
+    results = json.loads((out / "results.json").read_text())
+    assert not results["measured"] and results["notes"]

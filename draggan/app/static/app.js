@@ -23,7 +23,7 @@ let scale = 1, painting = false, maskDirty = false;
 function say(text, level = "info") {
   const m = $("message");
   m.textContent = text;
-  m.className = level === "error" ? "error" : "";
+  m.className = level === "error" || level === "warning" ? level : "";
 }
 
 async function api(action, { body = null, json = null, headers = {}, method = "POST", raw = false } = {}) {
