@@ -27,7 +27,7 @@ from draggan.loading import load_generator, resolve_device
 from draggan.precision import repeatable
 
 TOY = "toy-faces-64"
-TOY_DRAG = DragConfig(feature_block=3, lr=0.005, stop_distance=0.5)  # conf/generator/toy-faces-64.yaml
+TOY_DRAG = DragConfig.for_generator(TOY)  # its recommended settings, from draggan.registry
 
 
 @dataclass
@@ -293,9 +293,8 @@ def check_evaluation(ctx: Context):
     rows = []
     for name, extra in (("landmarks", dict(num_points=[1], fid=False)), ("paired", dict(paired_points=8)),
                         ("tracking", dict(num_points=[1]))):
-        cfg = OmegaConf.structured(EvaluateConfig(device=str(ctx.device), n_pairs=1, examples=0, progress=False))
-        cfg.generator.source, cfg.generator.feature_block = TOY, TOY_DRAG.feature_block
-        cfg.generator.drag_overrides = {"lr": TOY_DRAG.lr, "stop_distance": TOY_DRAG.stop_distance}
+        cfg = OmegaConf.structured(EvaluateConfig(generator=TOY, device=str(ctx.device), n_pairs=1, examples=0,
+                                                  progress=False))
         cfg.benchmark.name = name
         for k, v in extra.items():
             cfg.benchmark[k] = v
