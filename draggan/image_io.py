@@ -61,7 +61,7 @@ def open_image(source: bytes | str | os.PathLike, *, what: str | None = None,
     img.info["header_size"] = (w, h)
     if size is not None and (w, h) != tuple(size):
         img.close()
-        raise ImageError(f"{what} is {w}x{h}, the image {size[0]}x{size[1]}")
+        raise ImageError(f"{what} is {w}x{h}, the image is {size[0]}x{size[1]}")
     if reduce_to is not None and w * h > reduce_to and img.format == "JPEG":
         factor = int(np.ceil(np.sqrt(w * h / reduce_to)))
         img.draft("RGB", (w // factor, h // factor))  # the decoder scales down by 2, 4 or 8 while it reads

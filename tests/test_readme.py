@@ -53,6 +53,7 @@ FAST_EVAL = ["threads=1", "progress=false", "logger=none", "examples=0", "benchm
 PLAN = [
     ("make demo", "elsewhere: tests/scripts/test_drag_script.py::test_demo_edit_on_the_embedded_model", {}, []),
     ("make test", "elsewhere: this suite", {}, []),
+    ("make gpu-check", "elsewhere: needs a GPU; tests/eval/test_gpu_check.py runs its checks on the CPU", {}, []),
     ("ssh -L", "elsewhere: the user's SSH, not a command of this project", {}, []),
     ("python scripts/app.py generator=", "slow", {"stylegan2-ffhq-512": "toy-faces-64"}, ["threads=1"]),
     ("python scripts/app.py", "slow", {}, ["threads=1", "port=0"]),

@@ -139,7 +139,7 @@ def test_bad_points_mask_and_seed_are_refused_with_a_message(toy, tmp_path):
         tab.generate("nope", 0)
     with pytest.raises(EditorError, match="not an image"):
         tab.set_mask(b"hello")
-    with pytest.raises(EditorError, match="the mask is 8x8, the image 64x64"):
+    with pytest.raises(EditorError, match="the mask is 8x8, the image is 64x64"):
         tab.set_mask(png(np.zeros((8, 8, 4), np.uint8)))
     assert tab.snapshot()["handles"] == [] and tab.status == "idle"  # nothing changed
     tab.set_points([[1, 1]], [[2, 2]])

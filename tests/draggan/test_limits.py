@@ -59,7 +59,7 @@ def test_points_of_the_command_line_are_capped(tmp_path):
 
 def test_a_mask_of_the_wrong_size_is_refused_from_its_header(tmp_path):
     (tmp_path / "huge.png").write_bytes(huge_png(10_000, 10_000))
-    with pytest.raises(ValueError, match="is 10000x10000, the image 64x64"):
+    with pytest.raises(ValueError, match="is 10000x10000, the image is 64x64"):
         load_mask(tmp_path / "huge.png", (64, 64))
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[:32] = (255, 196, 0, 255)  # painted, as the editor sends it

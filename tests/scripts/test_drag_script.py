@@ -105,6 +105,7 @@ def test_generator_as_a_path_or_url_and_a_stalled_drag_says_so(tmp_path):
     import threading
 
     from draggan import save_generator
+    from draggan.download import url_cache_path
     from tests.conftest import tiny_generator
 
     save_generator(tiny_generator(32), tmp_path / "www" / "net.safetensors")
@@ -121,7 +122,7 @@ def test_generator_as_a_path_or_url_and_a_stalled_drag_says_so(tmp_path):
     finally:
         httpd.shutdown()
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "cache" / "net.safetensors").is_file()
+    assert (url_cache_path(url, tmp_path / "cache")).is_file()  # downloaded once, cached under the URL's hash
     res = json.loads((tmp_path / "u" / "results.json").read_text())
     assert res["steps"] == 6 and not res["done"] and "stalled: no handle has moved" in res["stalled"]
     assert "STALLED" in r.stderr and "the drag stalled" in r.stdout  # the progress bar and the last line
