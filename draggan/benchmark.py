@@ -17,6 +17,7 @@ process on one machine, which is what survives a noisy machine.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -68,6 +69,20 @@ def seconds_per_call(fn: Callable[[], object], steps: int, warmup: int, device: 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - start) / steps
+
+
+def _interleaved(steps_of: dict[str, Callable[[], object]], *, steps: int, warmup: int, rounds: int,
+                 device: torch.device) -> dict[str, float]:
+    """Seconds per call of each: `rounds` rounds in which each runs `steps` calls in turn; the median
+    round of each (so that a machine busy for a while slows all of them, not one)."""
+    for fn in steps_of.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in steps_of}
+    for _ in range(rounds):
+        for name, fn in steps_of.items():
+            samples[name].append(seconds_per_call(fn, steps, 0, device))
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def floor_step(G: Generator, ws: torch.Tensor, config: DragConfig, *, graph: bool = False) -> Callable[[], None]:
@@ -144,7 +159,7 @@ class OfficialDragStep:
         return bool(res.stop)
 
 
-def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, warmup: int = 1,
+def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, warmup: int = 1, rounds: int = 1,
                      handles: int = 2, config: DragConfig | None = None, official_repo: str | None = None,
                      full_res: bool = True, make_generator: Callable[[int], Generator] = official_sized_generator
                      ) -> dict:
@@ -156,25 +171,27 @@ def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, w
                        truncation_psi=0.7)
     h, t = drag_points(resolution, handles)
     fast = DragSession(G, ws, h, t, config=cfg)
-    row = {"resolution": resolution, "device": str(device), "handles": handles,
-           "precision": "fp32" if cfg.force_fp32 or device.type != "cuda" else "official fp16 policy",
-           "editor_s": seconds_per_call(fast.step, steps, warmup, device),
-           "floor_s": seconds_per_call(floor_step(G, ws, cfg), steps, warmup, device)}
-    row["editor_over_floor"] = row["editor_s"] / row["floor_s"]
+    steps_of = {"editor": fast.step, "floor": floor_step(G, ws, cfg)}
     if device.type == "cuda":  # the step launched kernel by kernel, and the floor as one graph
         eager = DragSession(G, ws, h, t, config=dataclasses.replace(cfg, cuda_graph=False))
-        row["editor_eager_s"] = seconds_per_call(eager.step, steps, warmup, device)
-        row["floor_graph_s"] = seconds_per_call(floor_step(G, ws, cfg, graph=True), steps, warmup, device)
-        row["editor_over_floor_graph"] = row["editor_s"] / row["floor_graph_s"]
+        steps_of.update(editor_eager=eager.step, floor_graph=floor_step(G, ws, cfg, graph=True))
     if full_res:
         full = FullResolutionDrag(G, ws, h, t, cfg)
-        row["full_res_s"] = seconds_per_call(full.step, steps, warmup, device)
+        steps_of["full_res"] = full.step
+    if official_repo:
+        steps_of["official"] = OfficialDragStep(official_repo, G, ws, h, t, lr=cfg.lr).step
+    seconds = _interleaved(steps_of, steps=steps, warmup=warmup, rounds=rounds, device=device)
+    row = {"resolution": resolution, "device": str(device), "handles": handles,
+           "precision": "fp32" if cfg.force_fp32 or device.type != "cuda" else "official fp16 policy",
+           **{f"{name}_s": s for name, s in seconds.items()}}
+    row["editor_over_floor"] = row["editor_s"] / row["floor_s"]
+    if "floor_graph_s" in row:
+        row["editor_over_floor_graph"] = row["editor_s"] / row["floor_graph_s"]
+    if full_res:
         row["full_res_over_editor"] = row["full_res_s"] / row["editor_s"]
         row["same_tracked_points"] = fast.handles == [tuple(p) for p in full.handles.flip(-1).tolist()]
         row["max_ws_difference"] = float((fast.ws - full.ws).detach().abs().max())
     if official_repo:
-        official = OfficialDragStep(official_repo, G, ws, h, t, lr=cfg.lr)
-        row["official_s"] = seconds_per_call(official.step, steps, warmup, device)
         row["official_over_editor"] = row["official_s"] / row["editor_s"]
     return row
 
@@ -189,8 +206,8 @@ def format_row(row: dict) -> str:
             f"official/editor {ratio('official_over_editor')}  same points: {row.get('same_tracked_points', '-')}")
 
 
-def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, handles=(2,), official_repo: str | None = None,
-               fp32: bool = True, fp16: bool = True,
+def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, rounds: int = 1, handles=(2,),
+               official_repo: str | None = None, fp32: bool = True, fp16: bool = True,
                make_generator: Callable[[int], Generator] = official_sized_generator) -> list[dict]:
     """Every resolution, handle count and precision on every device present; prints a line per row."""
     rows = []
@@ -204,7 +221,8 @@ def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, handles
             for res in resolutions:
                 for n in handles:
                     cfg = DragConfig(force_fp32=force_fp32)
-                    row = bench_resolution(int(res), device, steps=steps, warmup=warmup, handles=int(n), config=cfg,
+                    row = bench_resolution(int(res), device, steps=steps, warmup=warmup, rounds=rounds, handles=int(n),
+                                           config=cfg,
                                            official_repo=official_repo if n == handles[0] else None,
                                            full_res=n == handles[0], make_generator=make_generator)
                     rows.append(row)

@@ -82,6 +82,7 @@ class BenchDragConfig:
     devices: list[str] = field(default_factory=lambda: ["cpu", "cuda"])  # cuda is skipped when absent
     steps: int = 3  # timed steps per implementation
     warmup: int = 1  # untimed steps first
+    rounds: int = 1  # rounds in which each implementation runs `steps` steps in turn (the median round counts)
     handles: list[int] = field(default_factory=lambda: [2])  # handle counts (the references run for the first)
     official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: also time the official step
     fp32: bool = True  # CUDA: time float32 synthesis (force_fp32)

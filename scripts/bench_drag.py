@@ -17,7 +17,8 @@ register_configs()
 @hydra.main(version_base=None, config_path="../conf", config_name="bench_drag")
 @one_line_errors
 def main(cfg) -> None:
-    rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, handles=list(cfg.handles),
+    rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, rounds=cfg.rounds,
+                      handles=list(cfg.handles),
                       official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16)
     (Path(HydraConfig.get().runtime.output_dir) / "results.json").write_text(json.dumps(rows, indent=1))
 
