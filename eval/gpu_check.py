@@ -30,18 +30,6 @@ TOY = "toy-faces-64"
 TOY_DRAG = DragConfig.for_generator(TOY)  # its recommended settings, from draggan.registry
 
 
-@dataclass
-class GpuCheckConfig:
-    """`scripts/gpu_check.py` (conf/gpu_check.yaml)."""
-
-    device: str = "cuda"  # the device every check runs on (cuda, cuda:N, mps; cpu for a dry run)
-    quick: bool = False  # small sizes (the test suite's dry run on the CPU)
-    resolutions: list[int] = field(default_factory=lambda: [256, 512, 1024])  # of the drag benchmark
-    official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: time its step too
-    only: list[str] | None = None  # run only these checks (see CHECKS)
-    out_dir: str | None = None  # None = Hydra's run folder
-
-
 class Skip(Exception):
     """A check that cannot run here (a missing optional package), with the reason."""
 
@@ -70,7 +58,7 @@ def _toy(device) -> torch.nn.Module:
 
 
 def _toy_ws(G, seed: int = 0) -> torch.Tensor:
-    from draggan.edit import initial_latent
+    from draggan.latents import initial_latent
 
     return initial_latent(G, seed, 0.7)
 
@@ -287,7 +275,7 @@ def check_detector(ctx: Context):
 def check_evaluation(ctx: Context):
     from omegaconf import OmegaConf
 
-    from eval.logging import NullLogger
+    from draggan.loggers import NullLogger
     from eval.run import EvaluateConfig, run_evaluation
 
     rows = []

@@ -12,75 +12,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from draggan.configs import DragSettings
-from draggan.edit import drag_config_from
+from draggan.configs import drag_config_from
+from draggan.files import atomic_write
 from draggan.loading import load_generator
-from draggan.registry import DEFAULT_MODEL
 from draggan.session_io import json_safe
-from eval.weights import WeightsUnavailable
+from eval.tables import markdown_table
+from draggan.weights import WeightsUnavailable
 
 BENCHMARKS = ("landmarks", "paired", "tracking")
-
-
-@dataclass
-class TrackerConfig:
-    name: str = "draggan_l1"  # see eval.trackers.TRACKERS
-    weights: str | None = None  # RAFT: path of torchvision's weights file (default: torch hub's cache)
-
-
-@dataclass
-class BenchmarkConfig:
-    name: str = "landmarks"  # landmarks, paired or tracking
-    truncation_psi: float = 0.7
-    num_points: list[int] = field(default_factory=lambda: [1, 5, 17])  # landmarks: point sets; tracking: the first
-    fid: bool = True  # landmarks: FID of edits against the initial images (needs the FID Inception weights)
-    flow: str = "dis"  # paired: dis, farneback, raft_small, raft_large
-    flow_weights: str | None = None  # paired with RAFT: path of its weights
-    paired_points: int = 32  # paired: flow vectors per pair
-    perturb_rows: int = 6  # paired: W+ rows of w1 perturbed to make w2
-    perturb_strength: float = 0.7  # paired: how far towards another latent
-    min_flow: float = 2.0  # paired: smallest flow sampled, pixels
-    lpips_net: str = "alex"  # paired: LPIPS backbone (needs torchvision's ImageNet weights)
-    trackers: list[str] = field(default_factory=lambda: ["draggan_l1", "draggan_l2", "lucas_kanade", "dis",
-                                                         "farneback", "raft_small", "raft_large", "cotracker", "none"])
-
-
-@dataclass
-class EvaluateConfig:
-    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
-    drag: DragSettings = field(default_factory=DragSettings)
-    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    logger: Any = None  # eval.logging.LoggerConfig (the logger group)
-    n_pairs: int = 10  # pairs of images per point set
-    seed: int = 0  # the same seed gives the same table
-    detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
-    device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps: everything runs there
-    threads: int | None = None  # torch CPU threads (None = torch's default)
-    download_weights: bool = False  # allow downloading RAFT / Inception / LPIPS weights
-    examples: int = 2  # pairs whose drags are saved (PNG + GIF) and logged
-    out_dir: str | None = None  # None = Hydra's run folder
-    progress: bool = True
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _save_examples(examples: list[dict], out: Path, logger, tag: str) -> list[str]:
@@ -186,11 +130,11 @@ def _paired(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
 
 def _tracking(cfg, G, drag_config, out: Path) -> dict:
     from eval.detectors import load_landmark_detector
-    from eval.trackers import make_tracker
+    from eval.trackers import TRACKERS, make_tracker
     from eval.tracking import THRESHOLDS_PX, tracking_accuracy
 
     trackers = [make_tracker(n, drag_config=drag_config, download=cfg.download_weights, device=_device_of(G))
-                for n in cfg.benchmark.trackers]
+                for n in (TRACKERS if cfg.benchmark.trackers is None else cfg.benchmark.trackers)]
     r = tracking_accuracy(G, load_landmark_detector(cfg.detector, _device_of(G)), drag_config, trackers,
                           num_points=cfg.benchmark.num_points[0], num_pairs=cfg.n_pairs, seed=cfg.seed,
                           truncation_psi=cfg.benchmark.truncation_psi, progress=cfg.progress)
@@ -267,7 +211,6 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     if results["pairs"]:
         columns = sorted({k for p in results["pairs"] for k in p})
         logger.log_table(f"{name}/pairs", columns, [[p.get(c) for c in columns] for p in results["pairs"]])
-    tmp = out / "results.json.part"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out / "results.json")
+    text = json.dumps(results, indent=2)
+    atomic_write(out / "results.json", lambda tmp: tmp.write_text(text))
     return results

@@ -6,11 +6,12 @@
     inv["G"], inv["ws"]                                            # the tuned generator and the pivot latent
 """
 
+from inversion.configs import InversionSettings, PTISettings
 from inversion.images import ImageLoadError, load_image
 from inversion.lpips_loss import LPIPSWeightsError, load_lpips
 from inversion.projector import ProjectionResult, apply_noise, project
 from inversion.pti import TuningResult, pivotal_tune
-from inversion.run import InversionSettings, PTISettings, invert_image, load_inversion
+from inversion.run import invert_image, load_inversion
 
 __all__ = ["ImageLoadError", "InversionSettings", "LPIPSWeightsError", "PTISettings", "ProjectionResult",
            "TuningResult", "apply_noise", "invert_image", "load_image", "load_inversion", "load_lpips", "pivotal_tune",

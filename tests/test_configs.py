@@ -56,7 +56,7 @@ def test_generator_is_whatever_the_user_types(source):
 def test_drag_presets_and_settings_on_top():
     """`drag=` names a preset that the generator's own settings never override; drag.<setting> goes on top."""
     from draggan.drag import DragConfig
-    from draggan.edit import drag_config_from
+    from draggan.configs import drag_config_from
 
     def drag(*overrides):
         return drag_config_from(compose(config_name="edit", overrides=list(overrides)), "toy-faces-64")

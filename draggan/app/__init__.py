@@ -14,7 +14,7 @@ import torch
 
 from draggan.app.editor import Editor, EditorError, EditorLimits, GeneratorChoice, TabSession
 from draggan.app.server import EditorServer
-from draggan.edit import drag_config_from
+from draggan.configs import drag_config_from
 from draggan.loading import load_generator, resolve_device
 from draggan.registry import MODELS
 
@@ -24,7 +24,7 @@ __all__ = ["Editor", "EditorError", "EditorLimits", "EditorServer", "GeneratorCh
 
 def generator_choices(cfg) -> list[GeneratorChoice]:
     """The configured generator first, then those named in `cfg.generators` (None = every registered model),
-    each with the drag settings that the `drag` group gives it (see `draggan.edit.drag_config_from`)."""
+    each with the drag settings that the `drag` group gives it (see `draggan.configs.drag_config_from`)."""
     names = [str(cfg.generator)] + [str(n) for n in (MODELS if cfg.get("generators") is None else cfg.generators)]
     unique = list(dict.fromkeys(names))
     return [GeneratorChoice(name, name, drag_config_from(cfg, name)) for name in unique]
