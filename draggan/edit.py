@@ -18,7 +18,7 @@ import torch
 
 from draggan.configs import drag_config_from, given_drag_settings
 from draggan.drag import DragConfig, DragSession
-from draggan.image_io import read_mask
+from draggan.image_io import load_mask
 from draggan.latents import initial_latent
 from draggan.loading import load_generator
 from draggan.points import parse_points
@@ -50,7 +50,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
             session.rollback(int(cfg.rollback_to))
         if cfg.points:  # a new segment from the saved session's current state
             handles, targets = parse_points(cfg.points)
-            mask = (read_mask(cfg.mask, (G.img_width, G.img_height)) if cfg.mask else
+            mask = (load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else
                     None if session.mask is None else session.mask.cpu().numpy())
             session = DragSession(G, session.ws.detach(), handles, targets, mask=mask, config=config)
             extra = {"resumed_from": str(cfg.resume), "new_segment": True}
@@ -68,7 +68,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
     else:
         handles, targets = parse_points(cfg.points)
         ws = initial_latent(G, cfg.seed, cfg.truncation_psi)
-        mask = read_mask(cfg.mask, (G.img_width, G.img_height)) if cfg.mask else None
+        mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
         session = DragSession(G, ws, handles, targets, mask=mask, config=config)
     return edit_and_save(session, out, generator_name=str(generator), max_steps=config.max_steps,
                          frame_every=cfg.frame_every, video=cfg.video, progress=cfg.progress, extra_results=extra)

@@ -218,7 +218,8 @@ def check_full_resolution_reference(ctx: Context):
 
 def _inversion(ctx: Context, loss: str, lpips_weights: str | None):
     from draggan.toyfaces.renderer import render_seeds
-    from inversion.run import InversionSettings, PTISettings, invert_image
+    from inversion.configs import InversionSettings, PTISettings
+    from inversion.run import invert_image
 
     steps = 5 if ctx.quick else 30
     s = InversionSettings(loss=loss, num_steps=steps, w_avg_samples=200, lpips_net="vgg", lpips_weights=lpips_weights,
@@ -276,7 +277,8 @@ def check_evaluation(ctx: Context):
     from omegaconf import OmegaConf
 
     from draggan.loggers import NullLogger
-    from eval.run import EvaluateConfig, run_evaluation
+    from eval.configs import EvaluateConfig
+    from eval.run import run_evaluation
 
     rows = []
     for name, extra in (("landmarks", dict(num_points=[1], fid=False)), ("paired", dict(paired_points=8)),

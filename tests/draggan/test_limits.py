@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from draggan.drag import DragConfig, DragSession
-from draggan.image_io import read_mask
+from draggan.image_io import load_mask
 from draggan.points import parse_points
 from draggan.limits import MAX_POINTS
 from draggan.session_io import load_session, save_session
@@ -61,13 +61,13 @@ def test_points_of_the_command_line_are_capped(tmp_path):
 def test_a_mask_of_the_wrong_size_is_refused_from_its_header(tmp_path):
     (tmp_path / "huge.png").write_bytes(huge_png(10_000, 10_000))
     with pytest.raises(ValueError, match="is 10000x10000, the image is 64x64"):
-        read_mask(tmp_path / "huge.png", (64, 64))
+        load_mask(tmp_path / "huge.png", (64, 64))
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[:32] = (255, 196, 0, 255)  # painted, as the editor sends it
     Image.fromarray(rgba).save(tmp_path / "painted.png")
     Image.fromarray(np.where(np.arange(64)[:, None] < 32, 255, 0).astype(np.uint8).repeat(64, 1)).save(tmp_path / "w.png")
     for name in ("painted.png", "w.png"):  # one mask encoding: painted or white = may move
-        mask = read_mask(tmp_path / name, (64, 64))
+        mask = load_mask(tmp_path / name, (64, 64))
         assert mask[:32].all() and not mask[32:].any(), name
 
 
