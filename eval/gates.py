@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from draggan.drag import DragConfig
 from draggan.configs import drag_config_from
+from draggan.drag import DragConfig
 from draggan.latents import z_from_seeds
 from draggan.loading import load_generator
 from draggan.networks import Generator
@@ -73,7 +73,8 @@ def run_gates(cfg, out_dir) -> dict:
     gates = measure_gates(G, load_detector(cfg.detector), drag_config_from(cfg), num_samples=cfg.num_samples,
                           num_pairs=cfg.num_pairs, num_renders=cfg.num_renders, truncation_psi=cfg.truncation_psi,
                           seed=cfg.seed, progress=cfg.progress)
-    grid = save_sample_grid(G, z_from_seeds(G, range(64)), out / "samples.png", grid=8, truncation_psi=cfg.truncation_psi)
+    grid = save_sample_grid(G, z_from_seeds(G, range(64)), out / "samples.png", grid=8,
+                            truncation_psi=cfg.truncation_psi)
     gates.update(generator=cfg.generator, sample_grid=str(grid))
     (out / "gates.json").write_text(json.dumps(gates, indent=2))
     return gates

@@ -8,8 +8,8 @@ from hydra.core.hydra_config import HydraConfig
 
 from draggan.app import serve
 from draggan.commands import one_line_errors
-from eval.configs import register_configs
 from draggan.configs import from_config
+from eval.configs import register_configs
 from inversion.configs import InversionSettings
 from inversion.run import invert_photo
 
