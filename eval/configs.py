@@ -14,8 +14,13 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from draggan.configs import DragSettings
+from draggan.app.configs import AppConfig
+from draggan.configs import BenchDragConfig, DownloadConfig, DragSettings, EditConfig, ExportConfig
 from draggan.registry import DEFAULT_MODEL
+from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
+from draggan.training.configs import TrainScriptConfig
+from eval.logging import LoggerConfig
+from inversion.configs import EditRealConfig, InversionSettings, InvertConfig
 
 
 @dataclass
@@ -87,13 +92,6 @@ class GpuCheckConfig:
 
 def schemas() -> list[tuple[str | None, str, type]]:
     """(group, name, schema) of every config the scripts compose; conf/*.yaml and conf/<group>/*.yaml extend them."""
-    from draggan.app.configs import AppConfig
-    from draggan.configs import BenchDragConfig, DownloadConfig, EditConfig, ExportConfig
-    from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
-    from draggan.training.configs import TrainScriptConfig
-    from eval.logging import LoggerConfig
-    from inversion.configs import EditRealConfig, InversionSettings, InvertConfig
-
     return [
         (None, "download_schema", DownloadConfig), (None, "export_schema", ExportConfig),
         (None, "edit_schema", EditConfig), (None, "bench_drag_schema", BenchDragConfig),
