@@ -65,10 +65,10 @@ def assert_holds(actual: dict, expected: dict, where: str = "") -> None:
 def build(name: str, cfg) -> dict[str, object]:
     """The library objects that the script of config `name` makes of it, by the project's one conversion."""
     built: dict[str, object] = {}
-    if "drag" not in cfg:  # (a drag group keeps the preset's settings `???` until drag_config_from resolves them)
-        built["schema"] = from_config(SCHEMA_OF[name], cfg)
-    if "drag" in cfg:
+    if "drag" in cfg:  # (the drag group leaves the preset's settings `???` until drag_config_from resolves them)
         built["drag"] = drag_config_from(cfg, cfg.generator or DEFAULT_MODEL)
+    else:
+        built["schema"] = from_config(SCHEMA_OF[name], cfg)
     if "inversion" in cfg:
         built["inversion"] = from_config(InversionSettings, cfg.inversion)
     if "logger" in cfg:
