@@ -13,7 +13,7 @@ the model registry and the drag editor:
 from draggan.checkpoint import CheckpointError, save_generator
 from draggan.download import DownloadError
 from draggan.drag import DragConfig, DragResult, DragSession, DragState, stall
-from draggan.edit import initial_latent
+from draggan.latents import initial_latent
 from draggan.loading import load_generator, resolve_device
 from draggan.networks import Generator
 from draggan.registry import MODELS

@@ -1,7 +1,13 @@
-"""Structured configs of the command-line scripts, registered in Hydra's ConfigStore.
+"""Schemas of the library's commands (drag, download, export, bench_drag) and of the `drag` config group, and
+the one conversion from a composed config to library objects.
 
-Each YAML file in conf/ extends the schema registered here, so a misspelt key fails when the
-config is composed instead of being ignored.
+Each YAML file in conf/ extends a schema, so a misspelt key fails when the config is composed instead of being
+ignored; `eval.configs.register_configs` registers every schema of the project in Hydra's ConfigStore. This
+module stays light (no training loop, no inversion, no evaluation): `scripts/download.py` imports it.
+
+A composed config becomes a library object in one way: `from_config(cls, node)` for a plain schema
+(`TrainConfig`, `InversionSettings`, `BenchmarkConfig`, ...), and `drag_config_from(cfg)` for the `drag` group,
+whose preset is resolved for the generator before the settings given on top apply.
 """
 
 from __future__ import annotations
@@ -9,41 +15,41 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from draggan.drag import PRESETS, DragConfig
-from draggan.registry import DEFAULT_MODEL
-from draggan.training.loop import TrainConfig
+
+T = TypeVar("T")
+
+
+def from_config(cls: type[T], node: Any) -> T:
+    """The dataclass `cls` (nested dataclasses included) from a composed config node or a plain mapping, checked
+    against `cls` as Hydra checks it (an unknown key or a wrongly typed value is an error)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
 
 
 @dataclass
 class DownloadConfig:
+    """`scripts/download.py` (`draggan.commands.download_command`)."""
+
     models: list[str] = field(default_factory=lambda: ["all"])  # registered names, or ["all"]
     cache_dir: str | None = None  # default: $DRAGGAN_CACHE or ~/.cache/draggan
 
 
 @dataclass
 class ExportConfig:
+    """`scripts/export.py` (`draggan.commands.export_command`)."""
+
     source: str = "???"  # official network pickle (PyTorch or TensorFlow), path or registered name
     output: str = "???"  # where to write the safetensors file
 
 
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="download_schema", node=DownloadConfig)
-    cs.store(name="export_schema", node=ExportConfig)
-    register_edit_configs(cs)
-    register_bench_configs(cs)
-    register_train_configs(cs)
-
-
 # The `drag` config group: a preset (recommended, paper or official; see `DragConfig.preset`) and every
 # `DragConfig` setting, typed as there, which a user may give on top of it (`drag.lr=0.01`); one left `???`
-# is the preset's. Made from DragConfig's fields, so that the two never drift apart;
-# `draggan.edit.drag_config_from` turns it into a `DragConfig`.
+# is the preset's. Made from DragConfig's fields, so that the two never drift apart; `drag_config_from`
+# turns it into a `DragConfig`.
 _DRAG_TYPES = typing.get_type_hints(DragConfig)
 DragSettings = dataclasses.make_dataclass(
     "DragSettings",
@@ -54,8 +60,24 @@ DragSettings.__doc__ = f"The `drag` config group: a preset ({', '.join(PRESETS)}
 DragSettings.__module__ = __name__  # importable, and so picklable (the submitit launcher), from here
 
 
+def drag_config_from(cfg, generator: str | None = None) -> DragConfig:
+    """The drag settings of a composed config: the preset that `drag=` names (`recommended`, the default: the
+    paper's with `generator`'s own, see `DragConfig.for_generator`; `paper`; `official`), then every
+    `drag.<setting>` the config gives. `generator` defaults to `cfg.generator`."""
+    config = DragConfig.preset(cfg.drag.preset, generator=cfg.generator if generator is None else generator)
+    return dataclasses.replace(config, **given_drag_settings(cfg))
+
+
+def given_drag_settings(cfg) -> dict[str, Any]:
+    """The `drag.<setting>`s a composed config sets (not left to its preset)."""
+    drag = cfg.drag
+    return {f.name: drag[f.name] for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(drag, f.name)}
+
+
 @dataclass
 class EditConfig:
+    """`scripts/drag.py` (conf/edit.yaml; `draggan.edit.run_drag`)."""
+
     generator: str | None = None  # registered name, path or URL of a checkpoint, or random:RES[:SEED] (untrained);
     # None = toy-faces-64, or with resume the saved session's generator
     drag: DragSettings = field(default_factory=DragSettings)
@@ -71,13 +93,10 @@ class EditConfig:
     progress: bool = True
 
 
-def register_edit_configs(cs: ConfigStore) -> None:
-    cs.store(name="edit_schema", node=EditConfig)
-    cs.store(group="drag", name="drag_schema", node=DragSettings)
-
-
 @dataclass
 class BenchDragConfig:
+    """`scripts/bench_drag.py` (`draggan.benchmark.bench_drag`)."""
+
     resolutions: list[int] = field(default_factory=lambda: [256, 512, 1024])
     devices: list[str] = field(default_factory=lambda: ["cpu", "cuda"])  # cuda is skipped when absent
     steps: int = 3  # timed steps per implementation
@@ -87,54 +106,3 @@ class BenchDragConfig:
     official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: also time the official step
     fp32: bool = True  # CUDA: time float32 synthesis (force_fp32)
     fp16: bool = True  # CUDA: time the official precision policy (float16 on the top 4 resolutions)
-
-
-def register_bench_configs(cs: ConfigStore) -> None:
-    cs.store(name="bench_drag_schema", node=BenchDragConfig)
-
-
-@dataclass
-class TrainScriptConfig:
-    train: TrainConfig = field(default_factory=TrainConfig)
-    logger: Any = None  # eval.logging.LoggerConfig, chosen in the logger group (registered by eval.configs)
-    out_dir: str | None = None  # None = Hydra's run folder; an existing folder with a state resumes there
-    resume: bool = True  # continue from out_dir/training-state.pt when it exists
-
-
-@dataclass
-class TrainDetectorConfig:
-    out: str = "draggan/models/toyfaces-detector-64.safetensors"  # where to write the weights
-    resolution: int = 64
-    iterations: int = 1000  # batches of fresh renders
-    batch: int = 64
-    lr: float = 2e-3  # Adam, cosine decay to zero
-    seed: int = 0
-    threads: int | None = None  # torch CPU threads, None = torch's default
-
-
-@dataclass
-class MakeToyFacesConfig:
-    out: str = "???"  # folder to write
-    num_images: int = 10000
-    resolution: int = 64
-    seed: int = 0
-
-
-@dataclass
-class GatesConfig:
-    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
-    drag: DragSettings = field(default_factory=DragSettings)
-    detector: str | None = None  # detector weights, None = the shipped ones
-    num_samples: int = 256  # generated faces for the detection rate
-    num_pairs: int = 30  # pairs of the landmark manipulation
-    num_renders: int = 256  # held-out renders for the detector's error
-    truncation_psi: float = 0.7
-    seed: int = 0
-    progress: bool = True
-
-
-def register_train_configs(cs: ConfigStore) -> None:
-    cs.store(name="train_schema", node=TrainScriptConfig)
-    cs.store(name="train_detector_schema", node=TrainDetectorConfig)
-    cs.store(name="make_toyfaces_schema", node=MakeToyFacesConfig)
-    cs.store(name="gates_schema", node=GatesConfig)

@@ -11,84 +11,22 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from draggan.configs import drag_config_from, given_drag_settings
 from draggan.drag import DragConfig, DragSession
-from draggan.files import read_json
-from draggan.image_io import read_mask
-from draggan.limits import check_points
+from draggan.image_io import load_mask
+from draggan.latents import initial_latent
 from draggan.loading import load_generator
+from draggan.points import parse_points
 from draggan.registry import DEFAULT_MODEL
 from draggan.render import draw_points, points_scale, save_animation, save_png, to_uint8
 from draggan.session_io import json_safe, load_session, read_session_meta, save_session
 
-
-def parse_points(points: Any) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """`[[x, y, tx, ty], ...]` (or a JSON file of it) -> (handles, targets); at most MAX_POINTS pairs."""
-    if points is None:
-        raise ValueError("points are needed: 'points=[[x,y,tx,ty],...]' (a handle at x,y dragged to tx,ty), "
-                         "or the path of a JSON file of that list")
-    if isinstance(points, (str, os.PathLike)):
-        path = Path(points)
-        if not path.is_file():
-            raise ValueError(f"points: {points!r} is neither a list [[x, y, tx, ty], ...] nor an existing JSON file")
-        points = read_json(path)
-    try:
-        rows = [list(map(float, p)) for p in points]
-    except (TypeError, ValueError):
-        rows = None
-    if not rows or any(len(r) != 4 for r in rows):
-        flat = _plain(points) if rows is None and isinstance(points, Sequence) else None
-        hint = f"; for one pair write 'points=[[{','.join(map(str, flat))}]]'" if flat and len(flat) == 4 else ""
-        raise ValueError(f"points must be a non-empty list of [x, y, tx, ty], got {_plain(points)!r}{hint}")
-    check_points(len(rows))
-    return [(r[0], r[1]) for r in rows], [(r[2], r[3]) for r in rows]
-
-
-def _plain(value: Any) -> Any:
-    """A composed config's list as a plain list (for messages)."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-
-
-def load_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
-    """A mask image (white = allowed to move) of the image's size (H, W) as a boolean [H, W] array; its size
-    is read from the header before it is decoded (`draggan.image_io.read_mask`)."""
-    return read_mask(path, (size[1], size[0]))
-
-
-def initial_latent(G, seed: int, truncation_psi: float) -> torch.Tensor:
-    """W+ latent of `seed` (z from numpy's RandomState, as the official tools draw it)."""
-    device = next(G.parameters()).device
-    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
-    c = torch.zeros([1, G.c_dim], device=device) if G.c_dim else None
-    with torch.no_grad():
-        return G.mapping(z, c, truncation_psi=truncation_psi)
-
-
-def drag_config_from(cfg, generator: str | None = None) -> DragConfig:
-    """The drag settings of a composed config: the preset that `drag=` names (`recommended`, the default: the
-    paper's with `generator`'s own, see `DragConfig.for_generator`; `paper`; `official`), then every
-    `drag.<setting>` the config gives. `generator` defaults to `cfg.generator`."""
-    config = DragConfig.preset(cfg.drag.preset, generator=cfg.generator if generator is None else generator)
-    return dataclasses.replace(config, **given_drag_settings(cfg))
-
-
 RUN_SETTINGS = ("max_steps", "stall_steps")  # drag settings that a resumed session takes from the command line
-
-
-def given_drag_settings(cfg) -> dict[str, Any]:
-    """The `drag.<setting>`s a composed config sets (not left to its preset)."""
-    from omegaconf import OmegaConf
-
-    drag = cfg.drag
-    return {f.name: drag[f.name] for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(drag, f.name)}
 
 
 def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:

@@ -89,3 +89,8 @@ def read_mask(source: bytes | str | os.PathLike, size: tuple[int, int], *, what:
     with decode_image(source, what=what, size=size) as img:
         rgba = np.asarray(img.convert("RGBA"))
     return (rgba[..., 3] >= 128) & (rgba[..., :3].max(axis=2) >= 128)
+
+
+def load_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+    """`read_mask` of a mask file for an image of `size` = (height, width), the order of the array it returns."""
+    return read_mask(path, (size[1], size[0]))

@@ -21,6 +21,7 @@ class LimitError(ValueError):
 
 # Images: photos to invert, the editor's uploads and masks, masks of the command line.
 MAX_IMAGE_PIXELS = 64_000_000  # width x height decoded from any image (JPEGs after a reduced-scale decode)
+PHOTO_PIXELS = 50_000_000  # a photo to invert above this is reduced while read (inversion.images.load_image)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")  # decoders that may read an untrusted file
 
 # Points of one edit (command line, editor, saved sessions).

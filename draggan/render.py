@@ -63,3 +63,16 @@ def save_animation(frames: Sequence[Image.Image], path: str | os.PathLike, fps: 
     else:
         imageio.mimsave(path, arrays, duration=1000 / fps, loop=0)
     return path
+
+
+def save_sample_grid(G, z: torch.Tensor, path: Path, *, grid: int, truncation_psi: float = 1.0) -> Path:
+    """A grid x grid PNG of G's images for the latents `z` (noise 'const')."""
+    from draggan.latents import synthesize, ws_from_z
+
+    imgs = synthesize(G, ws_from_z(G, z, truncation_psi), batch=16)
+    imgs = (imgs * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
+    n, c, h, w = imgs.shape
+    tiles = imgs[: grid * grid].reshape(grid, grid, c, h, w).permute(0, 3, 1, 4, 2).reshape(grid * h, grid * w, c)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(tiles.numpy()).save(path)
+    return path

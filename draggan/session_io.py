@@ -25,6 +25,7 @@ from draggan.networks import Generator
 
 SESSION_FILE = "session.json"
 LATENT_FILE = "latent.npz"
+TUNED_GENERATOR_FILE = "generator.safetensors"  # the generator tuned on an inverted photo (inversion, the editor)
 
 
 class SessionFileError(FileFormatError):

@@ -21,7 +21,7 @@ _EXPORTS = {
     "make_flow": "eval.flow",
     "fid": "eval.fid", "load_fid_inception": "eval.fid",
     "run_evaluation": "eval.run",
-    "WeightsUnavailable": "eval.weights",
+    "WeightsUnavailable": "draggan.weights",
 }
 
 __all__ = sorted(_EXPORTS)

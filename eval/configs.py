@@ -1,25 +1,113 @@
-"""Configs of eval/ (and the scripts that log), registered in Hydra's ConfigStore."""
+"""Schemas of eval/ (`scripts/evaluate.py`, `scripts/model_gates.py`, `scripts/gpu_check.py`, the `benchmark` and
+`tracker` groups), and `register_configs`: the one place where every schema of the project is registered in
+Hydra's ConfigStore.
+
+Each schema lives beside what it configures (in the `configs` module of its package) and holds dataclasses only,
+so that registering them all imports no machinery: `scripts/download.py` pulls in neither `inversion.run` nor
+`eval.run` nor the training loop.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from hydra.core.config_store import ConfigStore
 
-from draggan.configs import register_configs as register_draggan_configs
+from draggan.app.configs import AppConfig
+from draggan.configs import BenchDragConfig, DownloadConfig, DragSettings, EditConfig, ExportConfig
+from draggan.registry import DEFAULT_MODEL
+from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
+from draggan.training.configs import TrainScriptConfig
 from eval.logging import LoggerConfig
+from inversion.configs import EditRealConfig, InversionSettings, InvertConfig
+
+
+@dataclass
+class TrackerConfig:
+    name: str = "draggan_l1"  # see eval.trackers.TRACKERS
+    weights: str | None = None  # RAFT: path of torchvision's weights file (default: torch hub's cache)
+
+
+@dataclass
+class BenchmarkConfig:
+    name: str = "landmarks"  # landmarks, paired or tracking
+    truncation_psi: float = 0.7
+    num_points: list[int] = field(default_factory=lambda: [1, 5, 17])  # landmarks: point sets; tracking: the first
+    fid: bool = True  # landmarks: FID of edits against the initial images (needs the FID Inception weights)
+    flow: str = "dis"  # paired: dis, farneback, raft_small, raft_large
+    flow_weights: str | None = None  # paired with RAFT: path of its weights
+    paired_points: int = 32  # paired: flow vectors per pair
+    perturb_rows: int = 6  # paired: W+ rows of w1 perturbed to make w2
+    perturb_strength: float = 0.7  # paired: how far towards another latent
+    min_flow: float = 2.0  # paired: smallest flow sampled, pixels
+    lpips_net: str = "alex"  # paired: LPIPS backbone (needs torchvision's ImageNet weights)
+    trackers: list[str] | None = None  # tracking: the trackers compared; None = every one of eval.trackers.TRACKERS
+
+
+@dataclass
+class EvaluateConfig:
+    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
+    drag: DragSettings = field(default_factory=DragSettings)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    logger: Any = None  # eval.logging.LoggerConfig (the logger group)
+    n_pairs: int = 10  # pairs of images per point set
+    seed: int = 0  # the same seed gives the same table
+    detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
+    device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps: everything runs there
+    threads: int | None = None  # torch CPU threads (None = torch's default)
+    download_weights: bool = False  # allow downloading RAFT / Inception / LPIPS weights
+    examples: int = 2  # pairs whose drags are saved (PNG + GIF) and logged
+    out_dir: str | None = None  # None = Hydra's run folder
+    progress: bool = True
+
+
+@dataclass
+class GatesConfig:
+    """`scripts/model_gates.py` (`eval.gates.run_gates`)."""
+
+    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
+    drag: DragSettings = field(default_factory=DragSettings)
+    detector: str | None = None  # detector weights, None = the shipped ones
+    num_samples: int = 256  # generated faces for the detection rate
+    num_pairs: int = 30  # pairs of the landmark manipulation
+    num_renders: int = 256  # held-out renders for the detector's error
+    truncation_psi: float = 0.7
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class GpuCheckConfig:
+    """`scripts/gpu_check.py` (conf/gpu_check.yaml)."""
+
+    device: str = "cuda"  # the device every check runs on (cuda, cuda:N, mps; cpu for a dry run)
+    quick: bool = False  # small sizes (the test suite's dry run on the CPU)
+    resolutions: list[int] = field(default_factory=lambda: [256, 512, 1024])  # of the drag benchmark
+    official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: time its step too
+    only: list[str] | None = None  # run only these checks (see CHECKS)
+    out_dir: str | None = None  # None = Hydra's run folder
+
+
+def schemas() -> list[tuple[str | None, str, type]]:
+    """(group, name, schema) of every config the scripts compose; conf/*.yaml and conf/<group>/*.yaml extend them."""
+    return [
+        (None, "download_schema", DownloadConfig), (None, "export_schema", ExportConfig),
+        (None, "edit_schema", EditConfig), (None, "bench_drag_schema", BenchDragConfig),
+        (None, "train_schema", TrainScriptConfig), (None, "train_detector_schema", TrainDetectorConfig),
+        (None, "make_toyfaces_schema", MakeToyFacesConfig), (None, "invert_schema", InvertConfig),
+        (None, "edit_real_schema", EditRealConfig), (None, "app_schema", AppConfig),
+        (None, "evaluate_schema", EvaluateConfig), (None, "gates_schema", GatesConfig),
+        (None, "gpu_check_schema", GpuCheckConfig),
+        ("drag", "drag_schema", DragSettings), ("inversion", "inversion_schema", InversionSettings),
+        ("logger", "logger_schema", LoggerConfig), ("benchmark", "benchmark_schema", BenchmarkConfig),
+        ("tracker", "tracker_schema", TrackerConfig),
+    ]
 
 
 def register_configs() -> None:
-    """Everything the scripts compose: the library's schemas, the inversion's, and the logger group."""
-    from inversion.configs import register_configs as register_inversion_configs
-
-    register_draggan_configs()
-    register_inversion_configs()
-    from eval.gpu_check import GpuCheckConfig
-    from eval.run import BenchmarkConfig, EvaluateConfig, TrackerConfig
-
+    """Register every schema of `schemas()` in Hydra's ConfigStore (what each script does before composing)."""
     cs = ConfigStore.instance()
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
-    cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(name="gpu_check_schema", node=GpuCheckConfig)
-    cs.store(group="benchmark", name="benchmark_schema", node=BenchmarkConfig)
-    cs.store(group="tracker", name="tracker_schema", node=TrackerConfig)
+    for group, name, node in schemas():
+        cs.store(group=group, name=name, node=node)

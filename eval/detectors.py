@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.weights import WeightsUnavailable, hub_checkpoint_path
+from draggan.weights import WeightsUnavailable, hub_checkpoint_path
 
 IBUG_NAMES = tuple(f"ibug_{i}" for i in range(68))
 IBUG_POINT_SETS = {1: ("ibug_30",), 5: ("ibug_36", "ibug_45", "ibug_30", "ibug_48", "ibug_54"), 68: IBUG_NAMES}

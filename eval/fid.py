@@ -2,7 +2,7 @@
 
 The network and the Frechet distance are those of the `pytorch-fid` package (the port of the
 TensorFlow FID Inception, pool3 features, 2048-d); its weights file
-`pt_inception-2015-12-05-6726825d.pth` is found through `eval.weights` (torch hub's cache, or a
+`pt_inception-2015-12-05-6726825d.pth` is found through `draggan.weights` (torch hub's cache, or a
 download when allowed). Without it, `WeightsUnavailable` says where to put it; no random network.
 On a few hundred images FID is biased upwards: compare values measured on the same number of images.
 """
@@ -15,7 +15,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from eval.weights import find_weights
+from draggan.weights import find_weights
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 

@@ -7,7 +7,7 @@ generator makes them) returns the flow from the first to the second as a float32
 - `dis`: OpenCV's dense inverse search (Kroeger et al. 2016), offline, no weights.
 - `farneback`: OpenCV's polynomial-expansion flow (Farneback 2003), offline, no weights.
 - `raft_small`, `raft_large`: torchvision's RAFT (Teed and Deng 2020) with its released weights
-  (C_T_V2 and C_T_SKHT_V2), found through `eval.weights`; unavailable (never random) without them.
+  (C_T_V2 and C_T_SKHT_V2), found through `draggan.weights`; unavailable (never random) without them.
   Small images are upsampled so that RAFT's 1/8 feature grid is at least 32 cells wide.
 """
 
@@ -18,7 +18,7 @@ import os
 import numpy as np
 import torch
 
-from eval.weights import WeightsUnavailable, find_weights
+from draggan.weights import WeightsUnavailable, find_weights
 
 FLOW_ESTIMATORS = ("dis", "farneback", "raft_small", "raft_large")
 

@@ -13,16 +13,16 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from draggan.configs import drag_config_from
 from draggan.drag import DragConfig
-from draggan.edit import drag_config_from
+from draggan.latents import z_from_seeds
 from draggan.loading import load_generator
 from draggan.networks import Generator
+from draggan.render import save_sample_grid
 from draggan.toyfaces.detector import LandmarkDetector, load_detector
 from draggan.toyfaces.renderer import images_per_second, render_seeds
-from draggan.training.loop import save_sample_grid
 from eval.landmarks import detection_rate, landmark_manipulation
 
 HELD_OUT_SEED = 10 ** 6  # renders for the detector's error use seeds from here (training uses seed streams [seed, i])
@@ -73,8 +73,8 @@ def run_gates(cfg, out_dir) -> dict:
     gates = measure_gates(G, load_detector(cfg.detector), drag_config_from(cfg), num_samples=cfg.num_samples,
                           num_pairs=cfg.num_pairs, num_renders=cfg.num_renders, truncation_psi=cfg.truncation_psi,
                           seed=cfg.seed, progress=cfg.progress)
-    z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(64)])).float()
-    grid = save_sample_grid(G, z, out / "samples.png", grid=8, truncation_psi=cfg.truncation_psi)
+    grid = save_sample_grid(G, z_from_seeds(G, range(64)), out / "samples.png", grid=8,
+                            truncation_psi=cfg.truncation_psi)
     gates.update(generator=cfg.generator, sample_grid=str(grid))
     (out / "gates.json").write_text(json.dumps(gates, indent=2))
     return gates

@@ -30,18 +30,6 @@ TOY = "toy-faces-64"
 TOY_DRAG = DragConfig.for_generator(TOY)  # its recommended settings, from draggan.registry
 
 
-@dataclass
-class GpuCheckConfig:
-    """`scripts/gpu_check.py` (conf/gpu_check.yaml)."""
-
-    device: str = "cuda"  # the device every check runs on (cuda, cuda:N, mps; cpu for a dry run)
-    quick: bool = False  # small sizes (the test suite's dry run on the CPU)
-    resolutions: list[int] = field(default_factory=lambda: [256, 512, 1024])  # of the drag benchmark
-    official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: time its step too
-    only: list[str] | None = None  # run only these checks (see CHECKS)
-    out_dir: str | None = None  # None = Hydra's run folder
-
-
 class Skip(Exception):
     """A check that cannot run here (a missing optional package), with the reason."""
 
@@ -70,7 +58,7 @@ def _toy(device) -> torch.nn.Module:
 
 
 def _toy_ws(G, seed: int = 0) -> torch.Tensor:
-    from draggan.edit import initial_latent
+    from draggan.latents import initial_latent
 
     return initial_latent(G, seed, 0.7)
 
@@ -230,7 +218,8 @@ def check_full_resolution_reference(ctx: Context):
 
 def _inversion(ctx: Context, loss: str, lpips_weights: str | None):
     from draggan.toyfaces.renderer import render_seeds
-    from inversion.run import InversionSettings, PTISettings, invert_image
+    from inversion.configs import InversionSettings, PTISettings
+    from inversion.run import invert_image
 
     steps = 5 if ctx.quick else 30
     s = InversionSettings(loss=loss, num_steps=steps, w_avg_samples=200, lpips_net="vgg", lpips_weights=lpips_weights,
@@ -287,8 +276,9 @@ def check_detector(ctx: Context):
 def check_evaluation(ctx: Context):
     from omegaconf import OmegaConf
 
-    from eval.logging import NullLogger
-    from eval.run import EvaluateConfig, run_evaluation
+    from draggan.loggers import NullLogger
+    from eval.configs import EvaluateConfig
+    from eval.run import run_evaluation
 
     rows = []
     for name, extra in (("landmarks", dict(num_points=[1], fid=False)), ("paired", dict(paired_points=8)),

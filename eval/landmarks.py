@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from draggan.drag import DragConfig, DragSession
+from draggan.latents import latents_from_seeds, synthesize
 from draggan.networks import Generator
 from draggan.toyfaces.detector import LandmarkDetector
 from draggan.toyfaces.renderer import LANDMARKS
@@ -42,19 +43,6 @@ def point_indices(detector, num_points: int) -> tuple[tuple[str, ...], torch.Ten
     return names, torch.tensor([all_names.index(n) for n in names])
 
 
-def sample_latents(G: Generator, seeds: Sequence[int], truncation_psi: float) -> torch.Tensor:
-    """W+ latents [N, num_ws, w_dim] of `seeds` (z from numpy's RandomState, like the edit command)."""
-    device = next(G.parameters()).device
-    z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).to(device, torch.float32)
-    with torch.no_grad():
-        return G.mapping(z, None, truncation_psi=truncation_psi)
-
-
-def synthesize(G: Generator, ws: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([G.synthesis(ws[i:i + batch]) for i in range(0, len(ws), batch)])
-
-
 @dataclass
 class DetectionRateResult:
     rate: float  # share of samples with every landmark detected
@@ -66,7 +54,7 @@ class DetectionRateResult:
 def detection_rate(G: Generator, detector: LandmarkDetector, *, num_samples: int = 256, seed: int = 0,
                    truncation_psi: float = 0.7) -> DetectionRateResult:
     """Detect the landmarks of `num_samples` generated faces (seeds seed, seed+1, ...)."""
-    imgs = synthesize(G, sample_latents(G, range(seed, seed + num_samples), truncation_psi))
+    imgs = synthesize(G, latents_from_seeds(G, range(seed, seed + num_samples), truncation_psi))
     det = detector(imgs)
     return DetectionRateResult(rate=float(det.detected.all(dim=1).float().mean()),
                                per_landmark={n: float(det.detected[:, i].float().mean()) for i, n in enumerate(LANDMARKS)},
@@ -127,7 +115,7 @@ def face_pairs(G: Generator, detector: LandmarkDetector, names: Sequence[str], *
     limit = 20 * num_pairs  # candidate faces at most
     while len(valid) < 2 * num_pairs and len(seeds) < limit:
         chunk = list(range(seed + len(seeds), seed + len(seeds) + 2 * num_pairs))
-        ws = sample_latents(G, chunk, truncation_psi)
+        ws = latents_from_seeds(G, chunk, truncation_psi)
         det = detector(synthesize(G, ws))
         ok = det.detected[:, idx].all(dim=1)
         valid += [len(seeds) + i for i in range(len(chunk)) if ok[i]]

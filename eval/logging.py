@@ -1,7 +1,7 @@
 """Experiment logging: W&B (offline by default: no account needed, `wandb sync` later) or nothing.
 
-Only `eval/` and `scripts/` import W&B; the library takes any object with `log(metrics, step)` and
-`log_image(name, path, step)`.
+Only `eval/` and `scripts/` import W&B; the library takes any `draggan.loggers.Logger` (the contract: every
+method below), and `draggan.loggers.NullLogger` logs nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from draggan.loggers import NullLogger
 
 
 @dataclass
@@ -21,27 +23,8 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
 
 
-class NullLogger:
-    """Logs nothing (logger=none)."""
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        pass
-
-    def log_image(self, name: str, path: Path, step: int) -> None:
-        pass
-
-    def log_video(self, name: str, path: Path, step: int) -> None:
-        pass
-
-    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
 class WandbLogger:
-    """Metrics and images to a W&B run whose files live in `run_dir/wandb`."""
+    """A `draggan.loggers.Logger` on a W&B run whose files live in `run_dir/wandb`."""
 
     def __init__(self, cfg: LoggerConfig, run_dir: str | Path, config: dict[str, Any] | None = None):
         import wandb

@@ -22,8 +22,10 @@ from tqdm import tqdm
 from draggan.drag import DragConfig, DragSession
 from draggan.networks import Generator
 from eval.flow import FlowEstimator
-from eval.landmarks import frame_recorder, sample_latents, synthesize
+from draggan.latents import latents_from_seeds, synthesize
+from eval.landmarks import frame_recorder
 from eval.trackers import in_loop
+from inversion.metrics import psnr_from_mse
 
 
 @dataclass
@@ -49,7 +51,7 @@ class PairedResult:
 def perturbed_pair(G: Generator, seed: int, *, truncation_psi: float, perturb_rows: int, perturb_strength: float
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(w1, w2), each [1, num_ws, w_dim]: w2 moves w1's first rows towards the latent of seed + 10**6."""
-    w1, other = sample_latents(G, [seed, seed + 10 ** 6], truncation_psi).split(1)
+    w1, other = latents_from_seeds(G, [seed, seed + 10 ** 6], truncation_psi).split(1)
     w2 = w1.clone()
     w2[:, :perturb_rows] = torch.lerp(w1[:, :perturb_rows], other[:, :perturb_rows], perturb_strength)
     return w1, w2
@@ -74,10 +76,6 @@ def sample_flow_points(flow: np.ndarray, num_points: int, rng: np.random.Generat
 
 def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((((a + 1) / 2 - (b + 1) / 2) ** 2).mean())
-
-
-def _psnr(mse: float) -> float:
-    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
 
 
 def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstimator, *, tracker=None,
@@ -121,7 +119,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         row = dict(seed=seed + k, points=len(handles), flow_mean_px=float(np.hypot(*(targets - handles).T).mean()),
                    mse=_mse(edited, img2), mse_no_edit=_mse(img1, img2), steps=len(result.history),
                    seconds=times[-1])
-        row["psnr"], row["psnr_no_edit"] = _psnr(row["mse"]), _psnr(row["mse_no_edit"])
+        row["psnr"], row["psnr_no_edit"] = (psnr_from_mse(max(row[k], 1e-12)) for k in ("mse", "mse_no_edit"))
         if lpips is not None:
             with torch.no_grad():
                 row["lpips"] = float(lpips(edited, img2).mean())

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval.run import markdown_table
+from eval.tables import markdown_table
 
 IGNORED_OVERRIDES = ("tracker", "logger", "progress", "threads", "out_dir", "examples", "hydra")
 

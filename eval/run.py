@@ -12,75 +12,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from draggan.configs import DragSettings
-from draggan.edit import drag_config_from
+from draggan.configs import drag_config_from, from_config
+from draggan.files import atomic_write
 from draggan.loading import load_generator
-from draggan.registry import DEFAULT_MODEL
 from draggan.session_io import json_safe
-from eval.weights import WeightsUnavailable
+from eval.configs import BenchmarkConfig, TrackerConfig
+from eval.tables import markdown_table
+from draggan.weights import WeightsUnavailable
 
 BENCHMARKS = ("landmarks", "paired", "tracking")
-
-
-@dataclass
-class TrackerConfig:
-    name: str = "draggan_l1"  # see eval.trackers.TRACKERS
-    weights: str | None = None  # RAFT: path of torchvision's weights file (default: torch hub's cache)
-
-
-@dataclass
-class BenchmarkConfig:
-    name: str = "landmarks"  # landmarks, paired or tracking
-    truncation_psi: float = 0.7
-    num_points: list[int] = field(default_factory=lambda: [1, 5, 17])  # landmarks: point sets; tracking: the first
-    fid: bool = True  # landmarks: FID of edits against the initial images (needs the FID Inception weights)
-    flow: str = "dis"  # paired: dis, farneback, raft_small, raft_large
-    flow_weights: str | None = None  # paired with RAFT: path of its weights
-    paired_points: int = 32  # paired: flow vectors per pair
-    perturb_rows: int = 6  # paired: W+ rows of w1 perturbed to make w2
-    perturb_strength: float = 0.7  # paired: how far towards another latent
-    min_flow: float = 2.0  # paired: smallest flow sampled, pixels
-    lpips_net: str = "alex"  # paired: LPIPS backbone (needs torchvision's ImageNet weights)
-    trackers: list[str] = field(default_factory=lambda: ["draggan_l1", "draggan_l2", "lucas_kanade", "dis",
-                                                         "farneback", "raft_small", "raft_large", "cotracker", "none"])
-
-
-@dataclass
-class EvaluateConfig:
-    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
-    drag: DragSettings = field(default_factory=DragSettings)
-    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    logger: Any = None  # eval.logging.LoggerConfig (the logger group)
-    n_pairs: int = 10  # pairs of images per point set
-    seed: int = 0  # the same seed gives the same table
-    detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
-    device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps: everything runs there
-    threads: int | None = None  # torch CPU threads (None = torch's default)
-    download_weights: bool = False  # allow downloading RAFT / Inception / LPIPS weights
-    examples: int = 2  # pairs whose drags are saved (PNG + GIF) and logged
-    out_dir: str | None = None  # None = Hydra's run folder
-    progress: bool = True
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _save_examples(examples: list[dict], out: Path, logger, tag: str) -> list[str]:
@@ -115,13 +60,13 @@ def _device_of(G) -> torch.device:
     return next(G.parameters()).device
 
 
-def _landmarks(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
+def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger) -> dict:
     from eval.detectors import load_landmark_detector
     from eval.landmarks import landmark_manipulation, point_indices
 
     detector = load_landmark_detector(cfg.detector, _device_of(G))
     fid_net, fid_note = None, None
-    if cfg.benchmark.fid:
+    if b.fid:
         from eval.fid import load_fid_inception
 
         try:
@@ -130,10 +75,10 @@ def _landmarks(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
             fid_note = str(e)
             print(f"evaluate: FID left out: {e}")
     rows, pairs, examples = [], [], []
-    for n in cfg.benchmark.num_points:
+    for n in b.num_points:
         point_indices(detector, n)  # a clear error for a set the detector lacks
         r = landmark_manipulation(G, detector, drag_config, num_points=n, num_pairs=cfg.n_pairs, seed=cfg.seed,
-                                  truncation_psi=cfg.benchmark.truncation_psi, tracker=tracker,
+                                  truncation_psi=b.truncation_psi, tracker=tracker,
                                   keep_images=fid_net is not None, examples=cfg.examples, progress=cfg.progress)
         fid_value = None
         if fid_net is not None:
@@ -152,11 +97,10 @@ def _landmarks(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
     return dict(rows=rows, pairs=pairs, table=table, examples=examples, fid_note=fid_note)
 
 
-def _paired(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
+def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger) -> dict:
     from eval.flow import make_flow
     from eval.paired import paired_reconstruction
 
-    b = cfg.benchmark
     flow = make_flow(b.flow, weights=b.flow_weights, download=cfg.download_weights, device=_device_of(G))
     reason = flow.availability()
     if reason is not None:
@@ -184,16 +128,16 @@ def _paired(cfg, G, drag_config, tracker, out: Path, logger) -> dict:
                 lpips_note=note)
 
 
-def _tracking(cfg, G, drag_config, out: Path) -> dict:
+def _tracking(cfg, b: BenchmarkConfig, G, drag_config, out: Path) -> dict:
     from eval.detectors import load_landmark_detector
-    from eval.trackers import make_tracker
+    from eval.trackers import TRACKERS, make_tracker
     from eval.tracking import THRESHOLDS_PX, tracking_accuracy
 
     trackers = [make_tracker(n, drag_config=drag_config, download=cfg.download_weights, device=_device_of(G))
-                for n in cfg.benchmark.trackers]
+                for n in (TRACKERS if b.trackers is None else b.trackers)]
     r = tracking_accuracy(G, load_landmark_detector(cfg.detector, _device_of(G)), drag_config, trackers,
-                          num_points=cfg.benchmark.num_points[0], num_pairs=cfg.n_pairs, seed=cfg.seed,
-                          truncation_psi=cfg.benchmark.truncation_psi, progress=cfg.progress)
+                          num_points=b.num_points[0], num_pairs=cfg.n_pairs, seed=cfg.seed,
+                          truncation_psi=b.truncation_psi, progress=cfg.progress)
     rows = [dict(tracker=t.tracker, available=t.available, reason=t.reason, mean_error=t.mean_error,
                  **{f"within_{k}": v for k, v in t.within.items()}, estimates=t.num_estimates, seconds=t.seconds)
             for t in r.trackers]
@@ -226,7 +170,8 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    name = cfg.benchmark.name
+    b, tracker_cfg = from_config(BenchmarkConfig, cfg.benchmark), from_config(TrackerConfig, cfg.tracker)
+    name = b.name
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark.name must be one of {', '.join(BENCHMARKS)}, got {name!r}")
     if cfg.n_pairs < 1:
@@ -239,10 +184,10 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     results: dict[str, Any] = dict(benchmark=name, generator=cfg.generator, n_pairs=cfg.n_pairs, seed=cfg.seed,
                                    drag_config=dataclasses.asdict(drag_config))
     if name == "tracking":
-        results.update(tracker="all", available=True, **_tracking(cfg, G, drag_config, out))
+        results.update(tracker="all", available=True, **_tracking(cfg, b, G, drag_config, out))
     else:
-        tracker_name = cfg.tracker.name
-        tracker = make_tracker(tracker_name, drag_config=drag_config, weights=cfg.tracker.weights,
+        tracker_name = tracker_cfg.name
+        tracker = make_tracker(tracker_name, drag_config=drag_config, weights=tracker_cfg.weights,
                                download=cfg.download_weights, device=_device_of(G))
         reason = tracker.availability()
         results["tracker"] = tracker_name
@@ -253,7 +198,7 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
             # DragGAN's own trackers run as the session's built-in tracking (identical, and faster).
             in_loop = None if tracker_name == f"draggan_{drag_config.tracking_distance}" else tracker
             run = _landmarks if name == "landmarks" else _paired
-            results.update(available=True, **run(cfg, G, drag_config, in_loop, out, logger))
+            results.update(available=True, **run(cfg, b, G, drag_config, in_loop, out, logger))
     results["wall_seconds"] = time.perf_counter() - t0
     results["notes"] = unavailable_parts(results)
     results["measured"] = bool(results["rows"]) and (name != "tracking" or any(r["available"] for r in results["rows"]))
@@ -267,7 +212,6 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     if results["pairs"]:
         columns = sorted({k for p in results["pairs"] for k in p})
         logger.log_table(f"{name}/pairs", columns, [[p.get(c) for c in columns] for p in results["pairs"]])
-    tmp = out / "results.json.part"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out / "results.json")
+    text = json.dumps(results, indent=2)
+    atomic_write(out / "results.json", lambda tmp: tmp.write_text(text))
     return results

@@ -32,7 +32,7 @@ from draggan.drag import DragConfig
 from draggan.features import resized_features_at, track_points
 from draggan.points import rc_to_xy, xy_to_rc
 from eval.flow import DISFlow, FarnebackFlow, FlowEstimator, RAFTFlow, sample_flow, to_uint8_gray
-from eval.weights import WeightsUnavailable, hub_checkpoint_path
+from draggan.weights import WeightsUnavailable, hub_checkpoint_path
 
 TRACKERS = ("draggan_l1", "draggan_l2", "lucas_kanade", "dis", "farneback", "raft_small", "raft_large", "cotracker",
             "none")

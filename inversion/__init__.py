@@ -6,12 +6,25 @@
     inv["G"], inv["ws"]                                            # the tuned generator and the pivot latent
 """
 
-from inversion.images import ImageLoadError, load_image
-from inversion.lpips_loss import LPIPSWeightsError, load_lpips
-from inversion.projector import ProjectionResult, apply_noise, project
-from inversion.pti import TuningResult, pivotal_tune
-from inversion.run import InversionSettings, PTISettings, invert_image, load_inversion
+from __future__ import annotations
 
-__all__ = ["ImageLoadError", "InversionSettings", "LPIPSWeightsError", "PTISettings", "ProjectionResult",
-           "TuningResult", "apply_noise", "invert_image", "load_image", "load_inversion", "load_lpips", "pivotal_tune",
-           "project"]
+import importlib
+
+# Imported on first use, so that `inversion.configs` (which every script's schema registration imports) loads
+# no inversion machinery.
+_EXPORTS = {
+    "InversionSettings": "inversion.configs", "PTISettings": "inversion.configs",
+    "ImageLoadError": "inversion.images", "load_image": "inversion.images",
+    "LPIPSWeightsError": "inversion.lpips_loss", "load_lpips": "inversion.lpips_loss",
+    "ProjectionResult": "inversion.projector", "apply_noise": "inversion.projector", "project": "inversion.projector",
+    "TuningResult": "inversion.pti", "pivotal_tune": "inversion.pti",
+    "invert_image": "inversion.run", "load_inversion": "inversion.run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'inversion' has no attribute {name!r}")

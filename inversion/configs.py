@@ -1,15 +1,47 @@
-"""Configs of the inversion commands, registered in Hydra's ConfigStore."""
+"""Schemas of the inversion: `InversionSettings` (with `PTISettings`, the settings of `inversion.run.invert_image`)
+and the commands `scripts/invert.py` and `scripts/edit_real.py` (`inversion.run.run_invert`, `run_edit_real`).
+
+Dataclasses only, so that `eval.configs.register_configs` (every script) imports no inversion machinery.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-
 from draggan.configs import DragSettings
+from draggan.limits import PHOTO_PIXELS
 from draggan.registry import DEFAULT_MODEL
-from inversion.run import InversionSettings
+
+
+@dataclass
+class PTISettings:
+    enabled: bool = True  # pivotal tuning after the projection
+    num_steps: int = 350
+    lr: float = 3e-4
+    lpips_weight: float = 1.0  # 0 = L2 only (no LPIPS weights needed)
+    l2_weight: float = 1.0
+    locality_regularization: bool = False
+    lpips_net: str = "alex"  # the PTI paper's choice
+    lpips_weights: str | None = None  # torchvision's backbone file; None = torch hub's cache or a download
+
+
+@dataclass
+class InversionSettings:
+    space: str = "w+"  # 'w' or 'w+'
+    num_steps: int = 1000
+    lr: float = 0.1
+    loss: str = "lpips"  # 'lpips', 'mse' or 'lpips+mse'
+    noise_regularize: float = 1e5
+    initial_noise_factor: float = 0.05
+    optimize_noise: bool = True
+    w_avg_samples: int = 10000
+    lpips_net: str = "vgg"  # the StyleGAN2 projector's choice
+    lpips_weights: str | None = None  # torchvision's backbone file; None = torch hub's cache or a download
+    fit: str = "crop"  # 'crop' or 'pad' the photo to the generator's aspect
+    max_pixels: int = PHOTO_PIXELS  # larger photos are reduced while read (with a warning)
+    align_landmarks: Any = None  # [[x, y] x 4]: eyes and mouth corners in the photo -> FFHQ-style alignment
+    pti: PTISettings = field(default_factory=PTISettings)
 
 
 @dataclass
@@ -31,32 +63,3 @@ class EditRealConfig(InvertConfig):
     mask: str | None = None  # PNG of the region allowed to move (white = may move)
     frame_every: int = 2
     video: str = "gif"
-
-
-@dataclass
-class AppConfig:
-    """`scripts/app.py`: the web editor (the inversion settings are those of uploaded photos)."""
-
-    generator: str = DEFAULT_MODEL  # the page's default generator: registered name, path or URL
-    drag: DragSettings = field(default_factory=DragSettings)  # for every generator the page offers
-    inversion: InversionSettings = field(default_factory=InversionSettings)
-    generators: list[str] | None = None  # others the page offers (names, paths); None = every registered model
-    host: str = "127.0.0.1"  # 0.0.0.0 exposes the editor to the network: prefer SSH port forwarding
-    port: int = 7860  # 0 = any free port (printed)
-    truncation_psi: float = 0.7  # the page's starting truncation
-    device: str = "auto"
-    threads: int | None = None  # torch CPU threads (None = torch's default)
-    out_dir: str | None = None  # where saved sessions are written (None = the run folder)
-    max_upload_mb: float = 20.0  # larger photo and mask uploads are refused with a message
-    max_session_mb: float = 200.0  # largest saved session that Load accepts (Save keeps its zips within it)
-    max_sessions: int = 16  # open tabs at once
-    session_timeout: float = 60.0  # seconds a silent tab keeps its session
-    max_fps: float = 10.0  # image updates per second while a drag runs
-
-
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="invert_schema", node=InvertConfig)
-    cs.store(name="edit_real_schema", node=EditRealConfig)
-    cs.store(name="app_schema", node=AppConfig)
-    cs.store(group="inversion", name="inversion_schema", node=InversionSettings)

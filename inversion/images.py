@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageOps
 
 from draggan.image_io import ImageError, decode_image, open_image
+from draggan.limits import PHOTO_PIXELS
 
 MIN_SIDE = 8  # smaller images carry too little to invert
 ImageLoadError = ImageError  # the file is missing, unreadable, not an image, too large, or unusable
@@ -40,7 +41,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_image(path: str | os.PathLike, height: int, width: int | None = None, *, fit: str = "crop",
-               max_pixels: int = 50_000_000, as_pil: bool = False):
+               max_pixels: int = PHOTO_PIXELS, as_pil: bool = False):
     """The image at `path` as [1, 3, height, width] in [-1, 1] (width defaults to height).
 
     `fit='none'` with `as_pil=True` returns the oriented RGB image itself (any size).
@@ -77,7 +78,7 @@ def load_image(path: str | os.PathLike, height: int, width: int | None = None, *
     return arr / 127.5 - 1
 
 
-def align_face(path: str | os.PathLike, landmarks, size: int, *, max_pixels: int = 50_000_000) -> torch.Tensor:
+def align_face(path: str | os.PathLike, landmarks, size: int, *, max_pixels: int = PHOTO_PIXELS) -> torch.Tensor:
     """FFHQ-style alignment (Karras et al. 2019, the FFHQ dataset's recipe): [1, 3, size, size] in [-1, 1].
 
     `landmarks` are four (x, y) points in the photo's pixels: left eye centre, right eye centre, left

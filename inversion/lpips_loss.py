@@ -3,9 +3,10 @@
 
 The `lpips` package ships its linear calibration layers; the backbone (VGG16 or AlexNet) comes from
 torchvision's weights file. `load_lpips` looks for that file, in order: the path given, torch hub's
-cache (`torch.hub.get_dir()/checkpoints`, where torchvision keeps it), a download through
-torchvision. When none works it raises `LPIPSWeightsError` naming the file and where to put it:
-an LPIPS with a random backbone is never returned.
+cache (`torch.hub.get_dir()/checkpoints`, where torchvision keeps it), a download (`draggan.weights`,
+the lookup of every auxiliary network). When none works it raises `LPIPSWeightsError` (the
+`WeightsUnavailable` of that lookup) naming the file and where to put it: an LPIPS with a random
+backbone is never returned.
 """
 
 from __future__ import annotations
@@ -16,40 +17,23 @@ from pathlib import Path
 
 import torch
 
+from draggan.weights import WeightsUnavailable, find_weights
+
 BACKBONE_FILES = {  # torchvision's file of each backbone and where torchvision downloads it from
     "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
     "alex": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
 }
 
 
-class LPIPSWeightsError(FileNotFoundError):
-    """The backbone weights of LPIPS could not be found or downloaded."""
-
-
-def backbone_cache_path(net: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[net][0]
+LPIPSWeightsError = WeightsUnavailable  # the backbone weights could not be found or downloaded (or do not fit)
 
 
 def _backbone_state(net: str, weights: str | os.PathLike | None, download: bool) -> dict[str, torch.Tensor]:
     filename, url = BACKBONE_FILES[net]
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise LPIPSWeightsError(f"LPIPS backbone weights not found at {path} (expected torchvision's {filename})")
-        return torch.load(path, map_location="cpu", weights_only=True)
-    cached = backbone_cache_path(net)
-    if cached.is_file():
-        return torch.load(cached, map_location="cpu", weights_only=True)
-    if download:
-        try:
-            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True)
-        except Exception as e:  # no network, a proxy, a truncated file...
-            reason = f"{type(e).__name__}: {e}"
-    else:
-        reason = "downloads are off"
-    raise LPIPSWeightsError(
-        f"LPIPS needs the {net} backbone weights {filename} ({reason}). Download {url} on a machine with "
-        f"internet and put it at {cached}, or pass its path as the `lpips_weights` setting.")
+    path = find_weights(filename, url, path=weights, download=download, what=f"LPIPS {net} backbone",
+                        hash_prefix=filename.rsplit("-", 1)[1].split(".")[0],  # torchvision names its files so
+                        setting="lpips_weights")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_lpips(net: str = "vgg", *, weights: str | os.PathLike | None = None, download: bool = True,

@@ -14,7 +14,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     Args: a, b: images of the same shape in [-1, 1].
     Returns: PSNR in dB (inf for identical images).
     """
-    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).double().square().mean().item()
+    return psnr_from_mse(((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).double().square().mean().item())
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error measured on images in [0, 1] (peak 1); inf for 0."""
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 

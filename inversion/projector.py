@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from draggan.latents import ws_from_z
 from draggan.networks import Generator
 
 LOSSES = ("lpips", "mse")
@@ -88,9 +89,7 @@ def w_statistics(G: Generator, num_samples: int = 10_000, seed: int = 123) -> tu
     """Mean w [1, 1, w_dim] and the root mean squared distance to it, from `num_samples` mapped z."""
     device = next(G.parameters()).device
     z = torch.from_numpy(np.random.RandomState(seed).randn(num_samples, G.z_dim)).to(device, torch.float32)
-    c = torch.zeros([num_samples, G.c_dim], device=device) if G.c_dim else None
-    with torch.no_grad():
-        w = G.mapping(z, c)[:, :1, :]
+    w = ws_from_z(G, z)[:, :1, :]
     w_avg = w.mean(dim=0, keepdim=True)
     return w_avg, float(((w - w_avg).square().sum() / num_samples).sqrt())
 

@@ -14,7 +14,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,16 @@ import numpy as np
 import torch
 
 from draggan.checkpoint import load_generator_file, save_generator
+from draggan.configs import drag_config_from, from_config
 from draggan.drag import DragSession
-from draggan.edit import drag_config_from, edit_and_save, load_mask, parse_points
+from draggan.edit import edit_and_save
+from draggan.image_io import load_mask
 from draggan.loading import load_generator
 from draggan.networks import Generator
+from draggan.points import parse_points
 from draggan.render import save_png, to_uint8
+from draggan.session_io import TUNED_GENERATOR_FILE
+from inversion.configs import InversionSettings
 from inversion.images import align_face, load_image
 from inversion.lpips_loss import LPIPSWeightsError, load_lpips
 from inversion.metrics import psnr, ssim
@@ -35,37 +39,7 @@ from inversion.projector import apply_noise, project
 from inversion.pti import pivotal_tune
 
 INVERSION_FILE = "inversion.npz"
-GENERATOR_FILE = "generator.safetensors"
-
-
-@dataclass
-class PTISettings:
-    enabled: bool = True  # pivotal tuning after the projection
-    num_steps: int = 350
-    lr: float = 3e-4
-    lpips_weight: float = 1.0  # 0 = L2 only (no LPIPS weights needed)
-    l2_weight: float = 1.0
-    locality_regularization: bool = False
-    lpips_net: str = "alex"  # the PTI paper's choice
-    lpips_weights: str | None = None  # torchvision's backbone file; None = torch hub's cache or a download
-
-
-@dataclass
-class InversionSettings:
-    space: str = "w+"  # 'w' or 'w+'
-    num_steps: int = 1000
-    lr: float = 0.1
-    loss: str = "lpips"  # 'lpips', 'mse' or 'lpips+mse'
-    noise_regularize: float = 1e5
-    initial_noise_factor: float = 0.05
-    optimize_noise: bool = True
-    w_avg_samples: int = 10000
-    lpips_net: str = "vgg"  # the StyleGAN2 projector's choice
-    lpips_weights: str | None = None  # torchvision's backbone file; None = torch hub's cache or a download
-    fit: str = "crop"  # 'crop' or 'pad' the photo to the generator's aspect
-    max_pixels: int = 50_000_000  # larger photos are reduced while read (with a warning)
-    align_landmarks: Any = None  # [[x, y] x 4]: eyes and mouth corners in the photo -> FFHQ-style alignment
-    pti: PTISettings = field(default_factory=PTISettings)
+GENERATOR_FILE = TUNED_GENERATOR_FILE  # the tuned generator, under the name that saved sessions use
 
 
 class _Outputs:
@@ -129,12 +103,6 @@ def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, pr
                 seconds_projection=t_proj, seconds_pti=t_pti)
 
 
-def settings_from(cfg_inversion) -> InversionSettings:
-    """The inversion group of a composed config as `InversionSettings`."""
-    return InversionSettings(**{k: cfg_inversion[k] for k in InversionSettings.__dataclass_fields__ if k != "pti"},
-                             pti=PTISettings(**cfg_inversion.pti))
-
-
 def invert_photo(G: Generator, path: str | os.PathLike, s: InversionSettings, *,
                  callback: Callable[[str, int, int], None] | None = None) -> tuple[Generator, torch.Tensor]:
     """Read a photo as `G` sees it (`load_target`) and invert it: (tuned G, pivot ws).
@@ -169,7 +137,7 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     files = _Outputs(out)
     try:
         G = load_generator(cfg.generator, device=None if cfg.device == "auto" else cfg.device)
-        s = settings_from(cfg.inversion)
+        s = from_config(InversionSettings, cfg.inversion)
         target = load_target(cfg.image, G, s)
         save_png(to_uint8(target), files.path("target.png"))
         inv = invert_image(G, target, s, progress=cfg.progress, logger=logger)

@@ -8,8 +8,10 @@ from hydra.core.hydra_config import HydraConfig
 
 from draggan.app import serve
 from draggan.commands import one_line_errors
+from draggan.configs import from_config
 from eval.configs import register_configs
-from inversion.run import invert_photo, settings_from
+from inversion.configs import InversionSettings
+from inversion.run import invert_photo
 
 register_configs()
 
@@ -17,7 +19,7 @@ register_configs()
 @hydra.main(version_base=None, config_path="../conf", config_name="app")
 @one_line_errors
 def main(cfg) -> None:
-    serve(cfg, invert=partial(invert_photo, s=settings_from(cfg.inversion)),
+    serve(cfg, invert=partial(invert_photo, s=from_config(InversionSettings, cfg.inversion)),
           out_dir=Path(HydraConfig.get().runtime.output_dir) / "sessions")
 
 

@@ -8,7 +8,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from draggan.commands import one_line_errors
-from draggan.training.loop import TrainConfig, train
+from draggan.configs import from_config
+from draggan.training.configs import TrainConfig
+from draggan.training.loop import train
 from eval.configs import register_configs
 from eval.logging import make_logger
 
@@ -19,7 +21,7 @@ register_configs()
 @one_line_errors
 def main(cfg) -> None:
     out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir
-    train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    train_cfg = from_config(TrainConfig, cfg.train)
     logger = make_logger(cfg.logger, out_dir, OmegaConf.to_container(cfg, resolve=True))
     try:
         result = train(train_cfg, out_dir, resume=cfg.resume, logger=logger)

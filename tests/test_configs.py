@@ -1,41 +1,184 @@
-"""Every Hydra config composes against its schema, every group option too, and typos fail."""
+"""Every Hydra config composes against its schema with every option of each of its groups, and becomes the library
+objects it configures (`draggan.configs.from_config`, `drag_config_from`); typos fail; the run folder is defined once."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
-from eval.configs import register_configs
+from draggan.app.configs import AppConfig
+from draggan.configs import (BenchDragConfig, DownloadConfig, DragSettings, EditConfig, ExportConfig,
+                             drag_config_from, from_config)
+from draggan.drag import DragConfig
+from draggan.registry import DEFAULT_MODEL, MODELS
+from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
+from draggan.training.configs import TrainConfig, TrainScriptConfig
+from eval.configs import (BenchmarkConfig, EvaluateConfig, GatesConfig, GpuCheckConfig, TrackerConfig,
+                          register_configs, schemas)
+from eval.logging import LoggerConfig
+from inversion.configs import EditRealConfig, InversionSettings, InvertConfig, PTISettings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TOP = sorted(p.stem for p in CONF.glob("*.yaml"))
 REQUIRED = {"download": [], "export": ["source=a.pkl", "output=b.safetensors"],
             "make_toyfaces": ["out=x"], "invert": ["image=x.png"], "edit_real": ["points=[[1,2,3,4]]"]}
+SCHEMA_OF = {"app": AppConfig, "bench_drag": BenchDragConfig, "download": DownloadConfig, "edit": EditConfig,
+             "edit_real": EditRealConfig, "evaluate": EvaluateConfig, "export": ExportConfig, "gates": GatesConfig,
+             "gpu_check": GpuCheckConfig, "invert": InvertConfig, "make_toyfaces": MakeToyFacesConfig,
+             "train": TrainScriptConfig, "train_detector": TrainDetectorConfig}
+GROUP_SCHEMA = {"drag": DragSettings, "inversion": InversionSettings, "logger": LoggerConfig,
+                "benchmark": BenchmarkConfig, "tracker": TrackerConfig}
 
 
 @pytest.fixture(autouse=True, scope="module")
 def hydra_dir():
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None, job_name="drag"):
         yield
 
 
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def option_values(group: str, option: str) -> dict:
+    """What the YAML file of a group option sets (its own keys, not its schema's defaults)."""
+    data = yaml.safe_load((CONF / group / f"{option}.yaml").read_text()) or {}
+    return {k: v for k, v in data.items() if k != "defaults"}
+
+
+def assert_holds(actual: dict, expected: dict, where: str = "") -> None:
+    """Every key of `expected` (nested) has its value in `actual`."""
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert_holds(actual[key], value, f"{where}{key}.")
+        else:
+            assert actual[key] == value, f"{where}{key}: {actual[key]!r} != {value!r}"
+
+
+def build(name: str, cfg) -> dict[str, object]:
+    """The library objects that the script of config `name` makes of it, by the project's one conversion."""
+    built: dict[str, object] = {}
+    if "drag" in cfg:  # (the drag group leaves the preset's settings `???` until drag_config_from resolves them)
+        built["drag"] = drag_config_from(cfg, cfg.generator or DEFAULT_MODEL)
+    else:
+        built["schema"] = from_config(SCHEMA_OF[name], cfg)
+    if "inversion" in cfg:
+        built["inversion"] = from_config(InversionSettings, cfg.inversion)
+    if "logger" in cfg:
+        built["logger"] = from_config(LoggerConfig, cfg.logger)
+    if "benchmark" in cfg:
+        built["benchmark"] = from_config(BenchmarkConfig, cfg.benchmark)
+    if "tracker" in cfg:
+        from eval.trackers import Tracker, make_tracker
+
+        built["tracker"] = make_tracker(cfg.tracker.name, drag_config=built["drag"])
+        assert isinstance(built["tracker"], Tracker)
+    if name == "train":
+        built["train"] = from_config(TrainConfig, cfg.train)
+    return built
+
+
+def overrides_of(name: str) -> dict[str, object]:
+    return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in REQUIRED.get(name, []))}
+
+
 @pytest.mark.parametrize("name", TOP)
-def test_top_level_configs_compose(name):
+def test_every_top_level_config_composes_and_builds(name):
+    assert set(SCHEMA_OF) == set(TOP), "a top-level config without its schema in this test"
     cfg = compose(config_name=name, overrides=REQUIRED.get(name, []))
-    assert cfg is not None
+    assert OmegaConf.get_type(cfg) is SCHEMA_OF[name]
+    built = build(name, cfg)
+    if "schema" in built:  # the schema's defaults with what the command line gave and what the groups built
+        groups = {k: built[k] for k in ("inversion", "logger", "benchmark", "train") if k in built}
+        if "tracker" in cfg:
+            groups["tracker"] = from_config(TrackerConfig, cfg.tracker)
+        assert built["schema"] == SCHEMA_OF[name](**overrides_of(name), **groups)
+    else:
+        assert isinstance(built["drag"], DragConfig)
+        for key, value in overrides_of(name).items():
+            assert OmegaConf.to_container(cfg)[key] == value
+    if name == "train":
+        assert built["train"] == TrainConfig(betas=[0.0, 0.99])  # conf/train.yaml keeps the trainer's defaults
     with pytest.raises(ConfigCompositionException):
         compose(config_name=name, overrides=REQUIRED.get(name, []) + ["no_such_key=1"])
 
 
-@pytest.mark.parametrize("group,config", [("drag", "edit"), ("logger", "train"), ("inversion", "invert")])
-def test_every_group_option_composes(group, config):
-    for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
-        cfg = compose(config_name=config, overrides=REQUIRED.get(config, []) + [f"{group}={option}"])
-        assert cfg[group] is not None, option
+def all_group_cases() -> list[tuple[str, str, str]]:
+    """(top-level config, group, option) for every group each top-level config chooses from (read from its
+    defaults list in the YAML, so that a new group or option is covered without editing this test)."""
+    cases = []
+    for name in TOP:
+        defaults = yaml.safe_load((CONF / f"{name}.yaml").read_text())["defaults"]
+        groups = [next(iter(d)) for d in defaults if isinstance(d, dict) and next(iter(d)) in GROUP_SCHEMA]
+        cases += [(name, group, option) for group in groups for option in options(group)]
+    return cases
+
+
+@pytest.mark.parametrize("name,group,option", all_group_cases())
+def test_every_group_option_composes_and_builds(name, group, option):
+    cfg = compose(config_name=name, overrides=REQUIRED.get(name, []) + [f"{group}={option}"])
+    assert OmegaConf.get_type(cfg[group]) is GROUP_SCHEMA[group]  # the option extends its group's schema
+    assert_holds(OmegaConf.to_container(cfg[group]), option_values(group, option))  # and what it sets arrives
+    built = build(name, cfg)
+    if group == "drag":
+        assert built["drag"] == DragConfig.preset(option, generator=cfg.generator or DEFAULT_MODEL)
+    elif group == "inversion":
+        assert isinstance(built["inversion"], InversionSettings) and isinstance(built["inversion"].pti, PTISettings)
+        assert built["inversion"].loss == option_values(group, option).get("loss", InversionSettings.loss)
+    elif group == "logger":
+        assert built["logger"].kind == option
+    elif group == "benchmark":
+        assert built["benchmark"].name == option
+    elif group == "tracker":
+        assert built["tracker"].name == option
+    with pytest.raises(ConfigCompositionException):  # a misspelt key inside the group fails too
+        compose(config_name=name, overrides=REQUIRED.get(name, []) + [f"{group}={option}", f"{group}.no_such_key=1"])
+
+
+def test_every_config_and_group_has_a_registered_schema():
+    registered = {(group, name): node for group, name, node in schemas()}
+    for name in TOP:
+        first = yaml.safe_load((CONF / f"{name}.yaml").read_text())["defaults"][0]
+        assert registered[(None, first)] is SCHEMA_OF[name], name
+    for group, schema in GROUP_SCHEMA.items():
+        assert registered[(group, f"{group}_schema")] is schema
+        for option in options(group):
+            assert yaml.safe_load((CONF / group / f"{option}.yaml").read_text())["defaults"] == [f"{group}_schema"]
+
+
+def test_the_run_folder_is_defined_once():
+    """conf/hydra/default.yaml names every script's run folder after the script; no top-level YAML repeats it
+    (evaluate.yaml adds a level per benchmark, download and export write where they are asked)."""
+    for name in TOP:
+        text = (CONF / f"{name}.yaml").read_text()
+        defaults = yaml.safe_load(text)["defaults"]
+        assert ({"hydra": "here"} if name in ("download", "export") else {"hydra": "default"}) in defaults, name
+        assert ("dir:" in text) == (name == "evaluate"), name
+    hydra = compose(config_name="edit", return_hydra_config=True).hydra
+    assert hydra.run.dir.startswith("outputs/drag/") and hydra.sweep.dir.startswith("multirun/drag/")
+    hydra = compose(config_name="evaluate", overrides=["benchmark=paired"], return_hydra_config=True).hydra
+    assert hydra.run.dir.startswith("outputs/drag/paired/")  # the job is called drag in this test
+    hydra = compose(config_name="download", return_hydra_config=True).hydra
+    assert hydra.run.dir == "." and hydra.output_subdir is None
+
+
+def test_the_tracker_list_is_one_list():
+    """conf/tracker/ holds one option per tracker of eval.trackers.TRACKERS; the tracking benchmark and Table 1
+    take every one of them from there."""
+    from eval.trackers import TRACKERS
+
+    assert set(options("tracker")) == set(TRACKERS)
+    assert from_config(BenchmarkConfig, compose(config_name="evaluate", overrides=["benchmark=tracking"]).benchmark
+                       ).trackers is None  # None = every tracker (eval.run)
+    table1 = yaml.safe_load((CONF / "experiment" / "table1.yaml").read_text())
+    assert table1["hydra"]["sweeper"]["params"]["tracker"] == "glob(*,exclude=tracker_schema)"
 
 
 def test_default_generator_is_the_embedded_model():
@@ -55,8 +198,6 @@ def test_generator_is_whatever_the_user_types(source):
 
 def test_drag_presets_and_settings_on_top():
     """`drag=` names a preset that the generator's own settings never override; drag.<setting> goes on top."""
-    from draggan.drag import DragConfig
-    from draggan.edit import drag_config_from
 
     def drag(*overrides):
         return drag_config_from(compose(config_name="edit", overrides=list(overrides)), "toy-faces-64")
@@ -64,10 +205,19 @@ def test_drag_presets_and_settings_on_top():
     assert drag() == DragConfig.for_generator("toy-faces-64")  # the default: recommended
     assert drag("drag=official") == DragConfig.preset("official")  # lr 1e-3, not toy-faces-64's 5e-3
     assert drag("drag=paper") == DragConfig()
-    assert drag("drag.lr=0.01") == DragConfig(feature_block=3, lr=0.01, stop_distance=0.5)
+    assert drag("drag.lr=0.01") == dataclasses.replace(DragConfig.for_generator("toy-faces-64"), lr=0.01)
     assert drag("drag=official", "drag.min_radius=1", "drag.r1=2").min_radius == 1.0
     assert drag("drag=official", "drag.min_radius=1", "drag.r1=2").lr == 1e-3
     with pytest.raises(ConfigCompositionException):
         drag("drag.lrr=0.01")  # a misspelt setting fails when composed
     with pytest.raises(ConfigCompositionException):
         drag("drag.lr=fast")
+
+
+def test_from_config_checks_what_it_converts():
+    """The one conversion refuses what Hydra would refuse: an unknown key, a value of the wrong type."""
+    assert from_config(InversionSettings, {"loss": "mse", "pti": {"num_steps": 3}}).pti.num_steps == 3
+    with pytest.raises(Exception, match="no_such"):
+        from_config(InversionSettings, {"no_such": 1})
+    with pytest.raises(Exception, match="num_steps"):
+        from_config(InversionSettings, {"num_steps": "x"})

@@ -4,27 +4,41 @@ and of inverted photos, live (see `draggan.app.editor` for the model, `draggan.a
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from draggan.app.editor import Editor, EditorError, EditorLimits, GeneratorChoice, TabSession
-from draggan.app.server import EditorServer
-from draggan.edit import drag_config_from
-from draggan.loading import load_generator, resolve_device
+from draggan.configs import drag_config_from
 from draggan.registry import MODELS
+
+if TYPE_CHECKING:
+    from draggan.app.editor import Editor, GeneratorChoice
+
+# The editor's classes are imported on first use, so that `draggan.app.configs` (which every script's schema
+# registration imports) does not load the editor.
+_EXPORTS = {"Editor": "draggan.app.editor", "EditorError": "draggan.app.editor", "EditorLimits": "draggan.app.editor",
+            "GeneratorChoice": "draggan.app.editor", "TabSession": "draggan.app.editor",
+            "EditorServer": "draggan.app.server"}
 
 __all__ = ["Editor", "EditorError", "EditorLimits", "EditorServer", "GeneratorChoice", "TabSession",
            "build_editor", "generator_choices", "serve"]
 
 
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'draggan.app' has no attribute {name!r}")
+
+
 def generator_choices(cfg) -> list[GeneratorChoice]:
     """The configured generator first, then those named in `cfg.generators` (None = every registered model),
-    each with the drag settings that the `drag` group gives it (see `draggan.edit.drag_config_from`)."""
+    each with the drag settings that the `drag` group gives it (see `draggan.configs.drag_config_from`)."""
+    from draggan.app.editor import GeneratorChoice
+
     names = [str(cfg.generator)] + [str(n) for n in (MODELS if cfg.get("generators") is None else cfg.generators)]
     unique = list(dict.fromkeys(names))
     return [GeneratorChoice(name, name, drag_config_from(cfg, name)) for name in unique]
@@ -32,6 +46,9 @@ def generator_choices(cfg) -> list[GeneratorChoice]:
 
 def build_editor(cfg, *, invert: Callable | None = None, out_dir: str | Path = "outputs/app") -> Editor:
     """The editor of an `app` config (see conf/app.yaml)."""
+    from draggan.app.editor import Editor, EditorLimits
+    from draggan.loading import load_generator, resolve_device
+
     device = resolve_device(None if cfg.device == "auto" else cfg.device)
     limits = EditorLimits(max_upload_bytes=int(cfg.max_upload_mb * 2**20),
                           max_session_bytes=int(cfg.max_session_mb * 2**20), max_sessions=cfg.max_sessions,
@@ -48,6 +65,10 @@ def _stop(signum, frame) -> None:
 
 def serve(cfg, *, invert: Callable | None = None, out_dir: str | Path = "outputs/app") -> None:
     """Serve the editor until interrupted (Ctrl-C or SIGTERM); either way its temporary files are removed."""
+    import torch
+
+    from draggan.app.server import EditorServer
+
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     editor = build_editor(cfg, invert=invert, out_dir=out_dir)

@@ -45,17 +45,17 @@ from PIL import Image
 from draggan import limits as input_limits
 from draggan.checkpoint import CheckpointError, load_generator_file, save_generator
 from draggan.drag import DragConfig, DragSession, stall
-from draggan.edit import initial_latent
 from draggan.files import FileFormatError, read_zip
 from draggan.image_io import ImageError, open_image, read_mask
+from draggan.latents import initial_latent
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside
 from draggan.render import draw_points, points_scale, save_animation, to_uint8
-from draggan.session_io import LATENT_FILE, SESSION_FILE, load_session, read_session_meta, save_session
+from draggan.session_io import (LATENT_FILE, SESSION_FILE, TUNED_GENERATOR_FILE, load_session, read_session_meta,
+                                 save_session)
 
 log = logging.getLogger(__name__)
 
-TUNED_GENERATOR_FILE = "generator.safetensors"  # in a saved session of an inverted photo
 MASK_RGBA = (255, 196, 0, 255)  # how the page paints the region allowed to move
 SAVED_FILES = (SESSION_FILE, LATENT_FILE, TUNED_GENERATOR_FILE, "before.png", "after.png", "drag.gif")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from draggan.image_io import decode_image
 from draggan.toyfaces.renderer import render, sample_params
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -36,7 +36,8 @@ class ImageFolder:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
         arrays = []
         for f in files:
-            img = Image.open(f).convert("RGB")
+            with decode_image(f) as decoded:  # under draggan.limits, like every image the project reads
+                img = decoded.convert("RGB")
             if img.size != (resolution, resolution):
                 raise ValueError(f"{f} is {img.size[0]}x{img.size[1]}, the model is {resolution}x{resolution}")
             arrays.append(np.asarray(img))

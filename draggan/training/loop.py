@@ -12,61 +12,27 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from draggan.checkpoint import save_generator
+from draggan.files import atomic_write
 from draggan.loading import resolve_device
+from draggan.loggers import Logger
 from draggan.networks import Generator
+from draggan.render import save_sample_grid
+from draggan.training.configs import TrainConfig
 from draggan.training.data import ImageFolder, ToyFacesStream
 from draggan.training.discriminator import Discriminator
 from draggan.training.loss import discriminator_loss, generator_loss, r1_penalty
 
 STATE_FILE = "training-state.pt"
-
-
-@dataclass
-class TrainConfig:
-    resolution: int = 64  # image size (square)
-    data: str = "toyfaces"  # 'toyfaces' = render on the fly; otherwise a folder of images
-    z_dim: int = 128  # latent size
-    w_dim: int = 128  # intermediate latent size
-    mapping_layers: int = 2  # dense layers of the mapping network
-    channel_base: int = 2048  # G and D channels at resolution r: min(channel_base // r, channel_max)
-    channel_max: int = 64
-    batch: int = 32  # images per iteration
-    kimg: float = 100.0  # length of the training, thousands of real images shown to D
-    max_minutes: float | None = None  # stop (and save) after this wall time, None = no limit
-    lr_g: float = 0.0025  # Adam learning rate of G
-    lr_d: float = 0.0025  # Adam learning rate of D
-    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas of both
-    r1_gamma: float = 0.1  # weight of the R1 penalty
-    r1_interval: int = 16  # lazy regularisation: R1 every this many iterations
-    style_mixing: float = 0.9  # probability of mixing two latents in a batch
-    ema_kimg: float = 10.0  # half-life of the EMA of G, thousands of images
-    ema_rampup: float | None = 0.05  # the half-life is at most this fraction of the images seen so far
-    seed: int = 0  # seeds the weights, the latents and the data stream
-    snapshot_kimg: float = 10.0  # write a snapshot (state, G_ema, sample grid) this often
-    log_every: int = 20  # log metrics every this many iterations
-    grid_size: int = 8  # the sample grid is grid_size x grid_size
-    threads: int | None = None  # torch CPU threads, None = torch's default
-    device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps
-    mixed_precision: str = "none"  # 'bf16': G and D passes under bfloat16 autocast (the R1 pass stays float32)
-    cudnn_benchmark: bool = True  # CUDA: let cuDNN time its algorithms once for the fixed training shapes
-    init_from: str | None = None  # start G and G_ema from these weights (a model name or file); D starts fresh
-    d_warmup_kimg: float = 0.0  # with init_from: train only D for this many thousand images first
-
-    def generator_kwargs(self) -> dict[str, Any]:
-        return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,
-                    mapping_kwargs=dict(num_layers=self.mapping_layers),
-                    synthesis_kwargs=dict(channel_base=self.channel_base, channel_max=self.channel_max))
 
 
 @dataclass
@@ -78,11 +44,6 @@ class TrainResult:
     wall_seconds: float  # of this run (not counting earlier runs that were resumed)
     total_wall_seconds: float  # of all runs
     metrics: dict[str, float] = field(default_factory=dict)  # the last logged values
-
-
-class TrainLogger(Protocol):
-    def log(self, metrics: dict[str, float], step: int) -> None: ...
-    def log_image(self, name: str, path: Path, step: int) -> None: ...
 
 
 def _update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
@@ -134,28 +95,11 @@ def _mixed_latents(G: Generator, z: torch.Tensor, prob: float, latents: LatentSo
     return ws
 
 
-def save_sample_grid(G: Generator, z: torch.Tensor, path: Path, *, grid: int, truncation_psi: float = 1.0) -> Path:
-    """A grid x grid PNG of G's images for the latents `z` (noise 'const')."""
-    from PIL import Image
-
-    with torch.no_grad():
-        ws = G.mapping(z, None, truncation_psi=truncation_psi)
-        imgs = torch.cat([G.synthesis(ws[i:i + 16]) for i in range(0, len(ws), 16)])
-    imgs = (imgs * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()
-    n, c, h, w = imgs.shape
-    tiles = imgs[: grid * grid].reshape(grid, grid, c, h, w).permute(0, 3, 1, 4, 2).reshape(grid * h, grid * w, c)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(tiles.numpy()).save(path)
-    return path
+def _save_state(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger: TrainLogger | None = None,
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger: Logger | None = None,
           on_snapshot: Callable[[Path], None] | None = None, progress: bool = True) -> TrainResult:
     """Train (or continue training, if `out_dir` holds a state and `resume`) a StyleGAN2 on `cfg.data`."""
     saved = torch.backends.cudnn.benchmark
@@ -166,7 +110,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = True, logger:
         torch.backends.cudnn.benchmark = saved
 
 
-def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, logger: TrainLogger | None,
+def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, logger: Logger | None,
            on_snapshot: Callable[[Path], None] | None, progress: bool) -> TrainResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +172,7 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, logger: Train
                                                           f"network-snapshot-{kimg:09.3f}kimg.safetensors"),
                                         extra_metadata={"kimg": f"{kimg:.3f}"})
         grid = save_sample_grid(G_ema, grid_z.to(device), out_dir / f"samples-{kimg:09.3f}kimg.png", grid=cfg.grid_size)
-        _atomic_torch_save(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
+        _save_state(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
                                 opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), **latents.state_dict(),
                                 torch_rng=torch.get_rng_state(),
                                 **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),

@@ -3,6 +3,7 @@ for the mechanics, the embedded toy-faces model where a drag must really move a 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
@@ -15,12 +16,13 @@ from PIL import Image
 
 from draggan.app.editor import Busy, Editor, EditorError, EditorLimits, GeneratorChoice
 from draggan.drag import DragConfig, DragSession
-from draggan.edit import initial_latent
+from draggan.latents import initial_latent
 from draggan.loading import load_generator
+from draggan.registry import DEFAULT_MODEL
 from draggan.session_io import save_session
 from tests.conftest import tiny_generator
 
-TOY = DragConfig(feature_block=3, lr=0.005)
+TOY = DragConfig.for_generator(DEFAULT_MODEL)  # toy-faces-64's own settings, from draggan/registry.py
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_drag_moves_the_handle_and_undo_returns(toy, tmp_path):
 
 
 def test_pause_stops_stepping_and_start_continues(toy, tmp_path):
-    slow = DragConfig(feature_block=3, lr=1e-5, max_steps=5000)  # far from done for a long time
+    slow = dataclasses.replace(TOY, lr=1e-5, max_steps=5000)  # far from done for a long time
     ed = make_editor(toy, tmp_path, drag=slow)
     tab = ed.open()
     tab.generate("toy", 1)
@@ -102,7 +104,7 @@ def test_pause_stops_stepping_and_start_continues(toy, tmp_path):
 
 
 def test_new_points_after_a_drag_start_a_segment_and_undo_crosses_it(toy, tmp_path):
-    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=6))
+    ed = make_editor(toy, tmp_path, drag=dataclasses.replace(TOY, max_steps=6))
     tab = ed.open()
     tab.generate("toy", 2)
     first = drag(tab, [30, 30], [30, 40])
@@ -153,7 +155,7 @@ def test_mask_limits_the_change_to_the_painted_region(toy, tmp_path):
     rgba[34:64, 0:64] = (255, 196, 0, 255)  # the lower part of the face may move
     change = {}
     for masked in (False, True):
-        ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=30))
+        ed = make_editor(toy, tmp_path, drag=dataclasses.replace(TOY, max_steps=30))
         tab = ed.open()
         tab.generate("toy", 0)
         start = tab.image.astype(float)
@@ -170,7 +172,7 @@ def test_mask_limits_the_change_to_the_painted_region(toy, tmp_path):
 
 
 def test_save_zip_loads_back_and_holds_the_drag_script_files(toy, tmp_path):
-    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=0.005, max_steps=8))
+    ed = make_editor(toy, tmp_path, drag=dataclasses.replace(TOY, max_steps=8))
     tab = ed.open()
     tab.generate("toy", 3)
     saved = drag(tab, [32, 32], [36, 36])
@@ -253,7 +255,7 @@ def test_failed_inversion_is_reported_and_the_tab_keeps_working(toy, tmp_path):
 
 
 def test_tabs_are_independent_and_closed_or_silent_ones_are_freed(toy, tmp_path):
-    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=1e-5, max_steps=5000),
+    ed = make_editor(toy, tmp_path, drag=dataclasses.replace(TOY, lr=1e-5, max_steps=5000),
                      session_timeout=0.3, max_sessions=2)
     a, b = ed.open(), ed.open()
     with pytest.raises(Busy, match="2 tabs are open"):
@@ -289,7 +291,7 @@ def test_long_poll_returns_on_a_change(toy, tmp_path):
 
 def test_a_stalled_drag_says_so_in_the_status(toy, tmp_path):
     """A drag that cannot move (lr 1e-9) is told as stalled, with what to try, while it runs and when it stops."""
-    ed = make_editor(toy, tmp_path, drag=DragConfig(feature_block=3, lr=1e-9, stall_steps=4, max_steps=7))
+    ed = make_editor(toy, tmp_path, drag=dataclasses.replace(TOY, lr=1e-9, stall_steps=4, max_steps=7))
     tab = ed.open()
     tab.generate("toy", 0)
     st = drag(tab, [32, 40], [32, 46])

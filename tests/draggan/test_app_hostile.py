@@ -36,7 +36,7 @@ GROWTH_MB = 150
 
 
 def _invert(G, path, callback):  # an inversion stand-in: the upload path is what these tests exercise
-    from draggan.edit import initial_latent
+    from draggan.latents import initial_latent
 
     return G, initial_latent(G, 1, 0.7)
 

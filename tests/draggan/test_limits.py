@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from draggan.drag import DragConfig, DragSession
-from draggan.edit import load_mask, parse_points
+from draggan.image_io import load_mask
+from draggan.points import parse_points
 from draggan.limits import MAX_POINTS
 from draggan.session_io import load_session, save_session
 from tests.conftest import tiny_generator

@@ -10,7 +10,8 @@ from draggan.drag import DragConfig
 from draggan.loading import load_generator
 from draggan.toyfaces.detector import load_detector
 from eval.gates import THRESHOLDS, detector_error
-from eval.landmarks import POINT_SETS, detection_rate, landmark_manipulation, sample_latents, synthesize
+from draggan.latents import latents_from_seeds, synthesize
+from eval.landmarks import POINT_SETS, detection_rate, landmark_manipulation
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def toy_drag_config() -> DragConfig:
     from hydra import compose, initialize_config_dir
 
     from eval.configs import register_configs
-    from draggan.edit import drag_config_from
+    from draggan.configs import drag_config_from
     register_configs()
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base=None):
         return drag_config_from(compose("gates"))
@@ -35,7 +36,7 @@ def toy_drag_config() -> DragConfig:
 
 def test_toy_model_loads_offline_as_the_default(toy):
     assert (toy.img_height, toy.img_width) == (64, 64)
-    img = synthesize(toy, sample_latents(toy, [0], 0.7))
+    img = synthesize(toy, latents_from_seeds(toy, [0], 0.7))
     assert img.shape == (1, 3, 64, 64) and img.std() > 0.2
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from unittest import mock
 
 import numpy as np
@@ -16,9 +17,9 @@ from eval.landmarks import POINT_SETS, face_pairs, landmark_manipulation
 from eval.paired import paired_reconstruction, sample_flow_points
 from eval.trackers import FeatureTracker, make_tracker
 from eval.tracking import record_drag, tracking_accuracy
-from eval.weights import WeightsUnavailable
+from draggan.weights import WeightsUnavailable
 
-TOY_DRAG = DragConfig(feature_block=3, lr=0.005)  # toy-faces-64's block and lr (draggan/registry.py)
+TOY_DRAG = DragConfig.for_generator("toy-faces-64")  # its own settings, from draggan/registry.py
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def detector():
 
 
 def test_landmarks_with_another_tracker_in_the_loop(G, detector):
-    short = DragConfig(feature_block=3, lr=0.005, max_steps=25)  # without tracking a drag never ends
+    short = dataclasses.replace(TOY_DRAG, max_steps=25)  # without tracking a drag never ends
     base = landmark_manipulation(G, detector, short, num_points=1, num_pairs=2, seed=5, progress=False, examples=1)
     frozen = landmark_manipulation(G, detector, short, num_points=1, num_pairs=2, seed=5, progress=False,
                                    tracker=make_tracker("none"))
@@ -71,7 +72,7 @@ def test_flow_points_respect_min_flow_and_the_image():
 
 
 def test_paired_reconstruction_moves_towards_image_2(G):
-    cfg = DragConfig(feature_block=3, lr=0.005, max_steps=40)
+    cfg = dataclasses.replace(TOY_DRAG, max_steps=40)
     result = paired_reconstruction(G, cfg, make_flow("dis"), num_pairs=1, num_points=16, seed=1, progress=False)
     pair = result.pairs[0]
     assert pair["flow_mean_px"] >= 2.0 and pair["points"] == 16

@@ -9,7 +9,7 @@ import torch
 from draggan.drag import DragConfig, DragSession
 from eval.flow import make_flow, sample_flow
 from eval.trackers import TRACKERS, CoTracker, FeatureTracker, in_loop, make_tracker
-from eval.weights import WeightsUnavailable
+from draggan.weights import WeightsUnavailable
 from tests.conftest import tiny_generator
 
 H = W = 64

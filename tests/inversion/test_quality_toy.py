@@ -9,7 +9,7 @@ from draggan.drag import DragSession
 from draggan.loading import load_generator
 from draggan.toyfaces.detector import load_detector
 from draggan.toyfaces.renderer import LANDMARKS, render_seeds
-from eval.landmarks import sample_latents, synthesize
+from draggan.latents import latents_from_seeds, synthesize
 from inversion import apply_noise, pivotal_tune, project
 from inversion.metrics import psnr
 
@@ -20,7 +20,7 @@ def G():
 
 
 def test_wplus_mse_projection_of_generated_images_reaches_30db(G):
-    target = synthesize(G, sample_latents(G, [77], 0.7))
+    target = synthesize(G, latents_from_seeds(G, [77], 0.7))
     res = project(G, target, space="w+", loss="mse", num_steps=300, w_avg_samples=2000, optimize_noise=False,
                   progress=False)
     assert psnr(res.image, target) >= 30.0

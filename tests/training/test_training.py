@@ -98,7 +98,7 @@ def test_train_script_with_wandb_offline(tmp_path):
     cmd = [sys.executable, str(ROOT / "scripts/train.py"), "train.resolution=16", "train.z_dim=8", "train.w_dim=8",
            "train.channel_base=64", "train.channel_max=8", "train.batch=4", "train.kimg=0.008", "train.grid_size=2",
            "train.snapshot_kimg=0.004", f"out_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}  # this checkout
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "network-final.safetensors").exists()

@@ -1,4 +1,4 @@
-"""Finding the pretrained weights of evaluation networks (RAFT, Inception for FID, CoTracker).
+"""Finding the pretrained weights of auxiliary networks (LPIPS backbones, RAFT, Inception for FID, CoTracker).
 
 Every lookup goes: an explicit path, then torch hub's cache (`torch.hub.get_dir()/checkpoints`,
 where torchvision and torch.hub keep their downloads), then a download if allowed. When none works,
@@ -23,8 +23,9 @@ def hub_checkpoint_path(filename: str) -> Path:
 
 
 def find_weights(filename: str, url: str, *, path: str | os.PathLike | None = None, download: bool = False,
-                 what: str = "") -> Path:
-    """The local file of `filename` (downloading `url` into torch hub's cache if `download`)."""
+                 what: str = "", hash_prefix: str | None = None, setting: str | None = None) -> Path:
+    """The local file of `filename` (downloading `url` into torch hub's cache if `download`, checked against
+    `hash_prefix`, the start of its sha256, when given); `setting` names where a user can give the path."""
     label = f"{what} weights" if what else "weights"
     if path is not None:
         p = Path(path).expanduser()
@@ -37,11 +38,12 @@ def find_weights(filename: str, url: str, *, path: str | os.PathLike | None = No
     if download:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(cached), progress=True)
+            torch.hub.download_url_to_file(url, str(cached), hash_prefix=hash_prefix, progress=True)
             return cached
         except Exception as e:  # no network, a proxy, a truncated file...
             reason = f"download failed: {type(e).__name__}: {e}"
     else:
         reason = "not in the cache, and downloads are off (download_weights=true allows them)"
+    where = f", or give its path as the `{setting}` setting" if setting else ""
     raise WeightsUnavailable(f"{label}: {filename} is missing ({reason}). Download {url} on a machine with "
-                             f"internet and put it at {cached}.")
+                             f"internet and put it at {cached}{where}.")

@@ -1,0 +1,26 @@
+"""Schemas of the toy domain's commands: `scripts/make_toyfaces.py` (`draggan.toyfaces.dataset.write_dataset`) and
+`scripts/train_detector.py` (`draggan.toyfaces.detector.train_detector`). Dataclasses only:
+`eval.configs.register_configs` imports it for every script."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainDetectorConfig:
+    out: str = "draggan/models/toyfaces-detector-64.safetensors"  # where to write the weights
+    resolution: int = 64
+    iterations: int = 1000  # batches of fresh renders
+    batch: int = 64
+    lr: float = 2e-3  # Adam, cosine decay to zero
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads, None = torch's default
+
+
+@dataclass
+class MakeToyFacesConfig:
+    out: str = "???"  # folder to write
+    num_images: int = 10000
+    resolution: int = 64
+    seed: int = 0
