@@ -81,6 +81,14 @@ class DragFrames:
         self.scale = scale
         self.items: list[tuple[int, Image.Image]] = []  # (step, picture), in the order of the steps
 
+    @classmethod
+    def from_start(cls, session: "DragSession", scale: int | None = None) -> "DragFrames":
+        """Frames holding `session`'s first image (its handles where placed) at step 0, for a `run` whose
+        `callback()` adds the rest; `scale` defaults to `points_scale` of the image."""
+        frames = cls(points_scale(*session.size) if scale is None else scale)
+        frames.add_session(session, 0, start=True)
+        return frames
+
     def __len__(self) -> int:
         return len(self.items)
 
