@@ -1,10 +1,11 @@
 """The web editor's model: one `TabSession` per browser tab, and the `Editor` that owns them all.
 
-A tab's session holds the image being edited (a generated seed or an inverted photo), the
-handle/target points, the mask of the region allowed to move, and the drag: a `DragSession` that a
-background thread steps while the page shows its progress. Changing the points or the mask after
-some steps starts a new segment from the current latent (as the official GUI does), so the
-timeline of a tab is a list of segments; `undo(k)` returns to the state after k steps of it.
+A tab's session holds the image being edited (a generated seed or an inverted photo) and its
+`draggan.timeline.DragTimeline`: the handle/target points, the mask of the region allowed to move, the
+drag segments (a change of points or mask after some steps starts a new one from the current latent,
+as the official GUI does), undo and preview by global step, the frames of the GIF and the run folder
+that Save writes. What this module adds is the page's side: the checks of its input, the background
+thread that steps the drag while the page shows its progress, and the locking between them.
 
 Every change bumps `version` and wakes the page's long poll (`snapshot(since=...)`). The image is
 rendered at most `max_fps` times a second while the drag runs. Nothing here knows HTTP
