@@ -43,11 +43,13 @@ class DragTimeline:
 
     @classmethod
     def from_session(cls, session: DragSession, config: DragConfig | None = None) -> "DragTimeline":
-        """A timeline whose only segment is `session` (a saved session, loaded), at its last step; new segments
-        drag with `config` (default: the session's settings)."""
+        """A timeline whose only segment is `session` (a saved session, loaded), at its last step, and whose
+        frames begin with the session's first picture; new segments drag with `config` (default: the session's
+        settings)."""
         timeline = cls(session.G, session.ws0, session.config if config is None else config)
         timeline.session = session
         timeline._points_of(session)
+        timeline.frames.add_session(session, 0, start=True)
         return timeline
 
     # ----------------------------------------------------------------------------- where it is

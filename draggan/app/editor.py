@@ -642,17 +642,15 @@ class TabSession:
             shutil.rmtree(folder, ignore_errors=True)
         self.pause()
         with self.compute:
+            timeline = DragTimeline.from_session(session, choice.drag)  # renders its first picture: outside `lock`
             with self.lock:
                 if self.status == "inverting":
                     raise Busy("wait for the inversion to finish")
                 self.choice, self.G, self.tuned, self.seed = choice, G, tuned, None
                 self.source = f"a saved session ({len(session.history)} steps on {name})"
-                self.timeline = DragTimeline.from_session(session, choice.drag)
+                self.timeline = timeline
                 self.status = "done" if session.done else "idle"
                 self._say(f"loaded {self.source}")
-            start = self._render(session.ws0)
-            with self.lock:
-                self.timeline.frames.add(0, start, session.handles0_xy.tolist(), self.targets)
             self._show()
             if session.history:
                 self._frame()

@@ -138,6 +138,7 @@ def test_save_writes_a_run_folder_that_loads_back(G, tmp_path):
     assert np.array_equal(np.asarray(Image.open(files["after"])), tl.render())
     back = DragTimeline.from_session(loaded)
     assert back.steps == 2 and back.handles == tl.handles and np.array_equal(back.mask, tl.mask)
+    assert [step for step, _ in back.frames.items] == [0]  # the loaded session's first picture
     back.undo(0)
     assert torch.equal(back.ws, tl.session.ws0)
 
