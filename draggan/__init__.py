@@ -12,13 +12,15 @@ the model registry and the drag editor:
 
 from draggan.checkpoint import CheckpointError, save_generator
 from draggan.download import DownloadError
-from draggan.drag import DragConfig, DragResult, DragSession, DragState, stall
+from draggan.drag import DragConfig, DragResult, DragSession, DragState, PointTracker, TrackingStep, stall
 from draggan.latents import initial_latent
 from draggan.loading import load_generator, resolve_device
 from draggan.networks import Generator
 from draggan.registry import MODELS
-from draggan.session_io import load_session, save_session
+from draggan.session_io import load_session, save_run, save_session
+from draggan.timeline import DragTimeline
 
 __all__ = ["MODELS", "CheckpointError", "DownloadError", "DragConfig", "DragResult", "DragSession", "DragState",
            "Generator", "initial_latent", "load_generator", "load_session", "resolve_device", "save_generator",
            "save_session", "stall"]
+__all__ += ["DragTimeline", "PointTracker", "TrackingStep", "save_run"]  # the timeline of an edit, the tracker hook

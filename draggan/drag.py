@@ -21,6 +21,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -196,6 +197,31 @@ class DragResult:
     stalled: str | None = None  # why the drag had stopped making progress at its end, and what to try (see `stall`)
 
 
+@dataclass(frozen=True)
+class TrackingStep:
+    """What a `PointTracker` is given at a step of a `DragSession` (every step but the first)."""
+
+    features: torch.Tensor  # [1, C, h, w] the feature block at the current latent (detached)
+    handles: torch.Tensor  # [N, 2] (x, y) the handles before this step's tracking, on the generator's device
+    start_handles: torch.Tensor  # [N, 2] (x, y) where the handles were placed (the queries of the first image; host)
+    reference_features: torch.Tensor  # [N, C] the handles' features in the first image (resized to the image)
+    size: tuple[int, int]  # (H, W) of the image
+    image: Callable[[], torch.Tensor]  # renders the full image at the current latent, [1, C, H, W] in [-1, 1]
+    start_image: Callable[[], torch.Tensor]  # renders the first image of the session
+
+
+class PointTracker(Protocol):
+    """Replaces the point tracking, step (2), of a `DragSession` (the paper's ablation puts other trackers there).
+
+    Called once per step after the first, with a `TrackingStep`; returns where the handles are now,
+    [N, 2] (x, y) pixels (a tensor or an array), in the order of `step.handles`. The session clamps them to
+    the image and refuses a wrong shape or non-finite values. A tracker may keep state across the steps of
+    one session (the frames so far, say), so each session needs a fresh one.
+    """
+
+    def __call__(self, step: TrackingStep) -> torch.Tensor | np.ndarray: ...
+
+
 STALL_MIN_DECREASE = 0.01  # a loss lower by less than this fraction is no decrease (Adam's steps wobble it)
 
 
@@ -226,10 +252,9 @@ class DragSession:
     def __init__(self, G: Generator, ws: torch.Tensor, handles: Sequence[Sequence[float]],
                  targets: Sequence[Sequence[float]], mask: np.ndarray | torch.Tensor | None = None,
                  config: DragConfig | None = None,
-                 tracker: Callable[["DragSession", torch.Tensor], torch.Tensor] | None = None):
-        """`tracker`, if given, replaces the point tracking (step 2): called as tracker(session, features)
-        after the first step, it returns the new [N, 2] (row, col) handles. The evaluation uses it to
-        put other trackers inside the loop, as in the paper's ablation; it is not saved by `state_dict`."""
+                 tracker: PointTracker | None = None):
+        """`tracker`, if given, replaces the point tracking (step 2), see `PointTracker`; the evaluation uses
+        it to put other trackers inside the loop, as in the paper's ablation. It is not saved by `state_dict`."""
         self.G = G
         self.tracker = tracker
         config = config if config is not None else DragConfig()
@@ -298,16 +323,16 @@ class DragSession:
     @property
     def ws(self) -> torch.Tensor:
         """The current W+ latent [1, num_ws, w_dim] (only the first optimize_ws rows change)."""
-        free = self.free if self.config.latent_space == "w+" else self.free.expand(-1, self.config.optimize_ws, -1)
-        return torch.cat([free, self.ws0[:, self.config.optimize_ws:]], dim=1)
+        return self._ws_from(self.free)
 
     def ws_at(self, step: int) -> torch.Tensor:
         """The W+ latent right after `step` (-1 = the start), without changing the session."""
         if not -1 <= step < len(self.snapshots):
             raise ValueError(f"step must be in [-1, {len(self.snapshots) - 1}], got {step}")
-        if step == -1:
-            return self.ws0.clone()
-        free = self.snapshots[step]["free"]
+        return self.ws0.clone() if step == -1 else self._ws_from(self.snapshots[step]["free"])
+
+    def _ws_from(self, free: torch.Tensor) -> torch.Tensor:
+        """The W+ latent whose optimised rows are `free` (one row in W, `optimize_ws` rows in W+)."""
         if self.config.latent_space == "w":
             free = free.expand(-1, self.config.optimize_ws, -1)
         return torch.cat([free, self.ws0[:, self.config.optimize_ws:]], dim=1)
@@ -321,10 +346,10 @@ class DragSession:
         return self.G.synthesis.features(self.ws if ws is None else ws, up_to=self.config.feature_block,
                                          noise_mode=self.config.noise_mode, force_fp32=self.config.force_fp32)[-1]
 
-    def render(self) -> torch.Tensor:
-        """The full image at the current latent, [1, C, H, W] in about [-1, 1]."""
+    def render(self, ws: torch.Tensor | None = None) -> torch.Tensor:
+        """The full image at the current latent (or at `ws`, e.g. `ws_at(k)`), [1, C, H, W] in about [-1, 1]."""
         with torch.no_grad():
-            return self.G.synthesis(self.ws.detach(), noise_mode=self.config.noise_mode,
+            return self.G.synthesis((self.ws if ws is None else ws).detach(), noise_mode=self.config.noise_mode,
                                     force_fp32=self.config.force_fp32)
 
     def distances(self) -> list[float]:
@@ -381,10 +406,7 @@ class DragSession:
         for the host ([done, loss, feature scale, distances, handles]) and the tracked handles."""
         feat = self._features()
         if first:
-            rc = self.handles_rc.round().to(torch.int64)
-            self.refs = resized_features_at(feat.detach(), self.size, rc[:, 0], rc[:, 1]).T.contiguous()
-            if self.mask is not None:
-                self.feat0 = feat.detach()
+            self._take_references(feat.detach(), self.handles_rc)
             handles_rc = self.handles_rc.clone()
         else:
             with torch.no_grad():
@@ -393,7 +415,7 @@ class DragSession:
         # Within a pixel the direction means little; below the stop distance, nothing.
         loss = self._loss(feat, handles_rc, dist > min(1.0, self.stop_px))
         loss.backward()
-        scale = feat.detach().to(torch.float32).square().mean().sqrt()  # the divergence check's measure
+        scale = _feature_scale(feat.detach())
         packet = torch.cat([(dist <= self.stop_px).all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
                             scale[None], dist.to(torch.float32), handles_rc.reshape(-1)])
         return packet, handles_rc
@@ -436,7 +458,10 @@ class DragSession:
         """Step (2): the handles after tracking, [N, 2] (row, col) on the device."""
         if self.tracker is None:
             return track_points(feat, self.size, self.handles_rc, self.refs, self.r2, self.config.tracking_distance)
-        new = torch.as_tensor(self.tracker(self, feat), dtype=torch.float32).to(self.device)
+        step = TrackingStep(features=feat, handles=rc_to_xy(self.handles_rc), start_handles=self.handles0_xy,
+                            reference_features=self.refs, size=self.size, image=self.render,
+                            start_image=lambda: self.render(self.ws0))
+        new = xy_to_rc(torch.as_tensor(self.tracker(step), dtype=torch.float32)).to(self.device)
         if new.shape != self.handles_rc.shape or not torch.isfinite(new).all():
             raise RuntimeError(f"the tracker returned {list(new.shape)} handles with non-finite values "
                                f"or the wrong shape (expected {list(self.handles_rc.shape)})")
@@ -476,9 +501,8 @@ class DragSession:
     # ---------------------------------------------------------------------------------------
 
     def _snapshot(self) -> dict:
-        opt = self.optimizer.state.get(self.free, {})
-        return {"free": self.free.detach().clone(), "handles_rc": self.handles_rc.clone(),
-                "adam": {k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.items()}}
+        return _map_snapshot({"free": self.free.detach(), "handles_rc": self.handles_rc,
+                              "adam": self.optimizer.state.get(self.free, {})}, torch.Tensor.clone)
 
     def _restore(self, index: int) -> None:
         if index < 0:
@@ -491,7 +515,7 @@ class DragSession:
             self.free.copy_(snap["free"])
         self.handles_rc.copy_(snap["handles_rc"])  # in place: a captured step reads this tensor
         self._handles_xy = [tuple(p) for p in rc_to_xy(self.handles_rc).tolist()]
-        self.optimizer.state[self.free] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in snap["adam"].items()}
+        self.optimizer.state[self.free] = _map_tensors(snap["adam"], torch.Tensor.clone)
         if not snap["adam"]:
             self.optimizer.state.pop(self.free, None)
 
@@ -542,9 +566,7 @@ class DragSession:
                 "targets": self.targets_xy.tolist(), "ws0": self.ws0.cpu(),
                 "mask": None if self.mask is None else self.mask.cpu(),
                 "history": [dataclasses.asdict(s) for s in self.history],
-                "snapshots": [{"free": s["free"].cpu(), "handles_rc": s["handles_rc"].cpu(),
-                               "adam": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in s["adam"].items()}}
-                              for s in self.snapshots]}
+                "snapshots": [_map_snapshot(s, torch.Tensor.cpu) for s in self.snapshots]}
 
     @classmethod
     def from_state_dict(cls, G: Generator, state: dict) -> "DragSession":
@@ -552,19 +574,39 @@ class DragSession:
         session = cls(G, state["ws0"], state["handles"], state["targets"], mask=state["mask"],
                       config=DragConfig(**state["config"]))
         session.history = [DragState(**h) for h in state["history"]]
-        session.snapshots = [{"free": s["free"].to(session.device), "handles_rc": s["handles_rc"].to(session.device),
-                              "adam": {k: (v.to(session.device) if torch.is_tensor(v) else v)
-                                       for k, v in s["adam"].items()}} for s in state["snapshots"]]
+        session.snapshots = [_map_snapshot(s, lambda t: t.to(session.device)) for s in state["snapshots"]]
         if session.history:
             session.rollback(len(session.history) - 1)
             session._first_step_features()
         return session
 
     def _first_step_features(self) -> None:
-        """Recompute the first image's reference features (deterministic from ws0)."""
+        """Recompute what the first step keeps of the first image (deterministic from ws0): the handles'
+        reference features, the mask term's features and the divergence check's scale."""
         with torch.no_grad():
             feat = self._features(self.ws0)
-        rc = xy_to_rc(self.handles0_xy).round().to(self.device, torch.int64)
+        self._take_references(feat, xy_to_rc(self.handles0_xy).to(self.device, torch.float32))
+        self.feature_scale0 = float(_feature_scale(feat))
+
+    def _take_references(self, feat: torch.Tensor, handles_rc: torch.Tensor) -> None:
+        """Keep the first image's features at the handles `handles_rc` (and all of them for the mask term)."""
+        rc = handles_rc.round().to(torch.int64)
         self.refs = resized_features_at(feat, self.size, rc[:, 0], rc[:, 1]).T.contiguous()
         self.feat0 = feat if self.mask is not None else None
-        self.feature_scale0 = float(feat.to(torch.float32).square().mean().sqrt())
+
+
+def _feature_scale(feat: torch.Tensor) -> torch.Tensor:
+    """The RMS of a feature map, on its device: the divergence check's measure."""
+    return feat.to(torch.float32).square().mean().sqrt()
+
+
+def _map_snapshot(snapshot: dict, fn: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    """A step's snapshot (latent rows, handles, Adam state) with `fn` applied to each of its tensors (a copy,
+    a move to another device)."""
+    return {"free": fn(snapshot["free"]), "handles_rc": fn(snapshot["handles_rc"]),
+            "adam": _map_tensors(snapshot["adam"], fn)}
+
+
+def _map_tensors(state: dict, fn: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    """`state` (an optimiser's state of one parameter) with `fn` applied to its tensors; other values as they are."""
+    return {k: (fn(v) if torch.is_tensor(v) else v) for k, v in state.items()}

@@ -1,8 +1,8 @@
 """The drag edit as one function of a config: what `scripts/drag.py` runs.
 
-Writes into the output folder: `before.png`, `after.png`, `drag.gif` (or `.mp4`) of the trajectory
-with handles (red) and targets (blue), `session.json` and `latent.npz` (see `draggan.session_io`),
-and `results.json`.
+Writes into the output folder the run of `draggan.session_io.save_run` (`before.png`, `after.png`, `drag.gif`
+(or `.mp4`) of the trajectory with handles (red) and targets (blue), `session.json` and `latent.npz`), and
+`results.json`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from draggan.configs import drag_config_from, given_drag_settings
 from draggan.drag import DragConfig, DragSession
@@ -23,8 +22,8 @@ from draggan.latents import initial_latent
 from draggan.loading import load_generator
 from draggan.points import parse_points
 from draggan.registry import DEFAULT_MODEL
-from draggan.render import draw_points, points_scale, save_animation, save_png, to_uint8
-from draggan.session_io import json_safe, load_session, read_session_meta, save_session
+from draggan.render import DragFrames, points_scale, to_uint8
+from draggan.session_io import json_safe, load_session, read_session_meta, save_run
 
 RUN_SETTINGS = ("max_steps", "stall_steps")  # drag settings that a resumed session takes from the command line
 
@@ -85,42 +84,30 @@ def edit_and_save(session: DragSession, out_dir: str | os.PathLike, *, generator
                   max_steps: int | None = None, frame_every: int = 2, video: str = "gif", progress: bool = True,
                   extra_results: dict[str, Any] | None = None) -> dict:
     """Run `session` (up to `max_steps` more steps, default its config's) and write every output of a drag
-    edit into `out_dir` (results.json last): `before.png` is the session's start (its first latent, also when
-    it was resumed at a later step), the GIF runs from the state this call starts at."""
+    edit into `out_dir` (`draggan.session_io.save_run`, then results.json last): `before.png` is the session's
+    start (its first latent, also when it was resumed at a later step), the GIF runs from the state this call
+    starts at."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    G, config = session.G, session.config
+    config = session.config
     targets = [tuple(t) for t in session.targets_xy.tolist()]
-    scale = points_scale(G.img_height, G.img_width)
-    with torch.no_grad():
-        before = to_uint8(G.synthesis(session.ws0, noise_mode=config.noise_mode))
-    save_png(before, out / "before.png")
-    save_png(draw_points(before, session.handles0_xy.tolist(), targets, scale), out / "before_points.png")
-    now = before if not session.history else to_uint8(session.render())
-    frames = [draw_points(now, session.handles, targets, scale)]
-
-    def on_step(state, s):
-        if state.step % frame_every == 0 or state.done:
-            frames.append(draw_points(to_uint8(s.render()), state.handles, targets, scale))
-
+    before = to_uint8(session.render(session.ws0))
+    frames = DragFrames(points_scale(*session.size))
+    frames.add(len(session.history), before if not session.history else to_uint8(session.render()),
+               session.handles, targets)
     start = time.perf_counter()
-    result = session.run(max_steps=config.max_steps if max_steps is None else max_steps, callback=on_step,
-                         progress=progress)
+    result = session.run(max_steps=config.max_steps if max_steps is None else max_steps,
+                         callback=frames.callback(every=frame_every), progress=progress)
     seconds = time.perf_counter() - start
     after = to_uint8(result.image)
-    save_png(after, out / "after.png")
-    save_png(draw_points(after, result.handles, targets, scale), out / "after_points.png")
-    frames.append(draw_points(after, result.handles, targets, scale))
-    animation = save_animation(frames, out / f"drag.{video}")
-    save_session(session, out, generator=generator_name)
+    frames.add(len(result.history), after, result.handles, targets)
+    files = save_run(session, out, generator=generator_name, frames=frames, video=video, before=before, after=after)
     errors = [s.error for s in result.history if s.error]
     results = {"steps": len(result.history), "done": result.done, "seconds": seconds,
                "final_handles": result.handles, "targets": targets,
                "final_distances": result.history[-1].distances if result.history else [],
                "error": errors[-1] if errors else None, "stalled": result.stalled,
                "adaptations": session.adaptations, **(extra_results or {}),
-               "files": {k: str(out / v) for k, v in [("before", "before.png"), ("after", "after.png"),
-                                                      ("animation", animation.name), ("session", "session.json"),
-                                                      ("latent", "latent.npz")]}}
+               "files": {k: str(files[k]) for k in ("before", "after", "animation", "session", "latent")}}
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=1))
     return results

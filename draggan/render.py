@@ -1,14 +1,18 @@
-"""Turning tensors into pictures: PNGs, and GIF/MP4 trajectories with handles and targets drawn."""
+"""Turning tensors into pictures: PNGs, and GIF/MP4 trajectories with handles and targets drawn (`DragFrames`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:  # only for type hints: the drag session imports nothing from here
+    from draggan.drag import DragSession, DragState
 
 HANDLE_COLOR = (230, 40, 40)
 TARGET_COLOR = (40, 110, 240)
@@ -76,3 +80,67 @@ def save_sample_grid(G, z: torch.Tensor, path: Path, *, grid: int, truncation_ps
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(tiles.numpy()).save(path)
     return path
+
+
+class DragFrames:
+    """The pictures of a drag for its GIF: the image with its handles (red) and targets (blue), each at the step
+    of the drag it shows (the global step of a `draggan.timeline.DragTimeline`, or a session's own step count).
+
+    One recorder for the CLI (`draggan.edit.edit_and_save`), the editor and the evaluation's examples: adding a
+    picture at step k drops those of later steps (they were undone), and `keep_until(k)` drops them on undo.
+    """
+
+    def __init__(self, scale: int = 1):  # whole-number upscaling of the pictures (see `points_scale`)
+        self.scale = scale
+        self.items: list[tuple[int, Image.Image]] = []  # (step, picture), in the order of the steps
+
+    @classmethod
+    def from_start(cls, session: "DragSession", scale: int | None = None) -> "DragFrames":
+        """Frames holding `session`'s first image (its handles where placed) at step 0, for a `run` whose
+        `callback()` adds the rest; `scale` defaults to `points_scale` of the image."""
+        frames = cls(points_scale(*session.size) if scale is None else scale)
+        frames.add_session(session, 0, start=True)
+        return frames
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def pictures(self) -> list[Image.Image]:
+        return [picture for _, picture in self.items]
+
+    def add(self, step: int, image: np.ndarray, handles: Sequence[Sequence[float]],
+            targets: Sequence[Sequence[float]]) -> None:
+        """The picture of `image` ([H, W, 3] uint8) with its points at `step`, replacing those of step >= `step`."""
+        picture = draw_points(image, handles, targets, self.scale)
+        self.items = [f for f in self.items if f[0] < step] + [(step, picture)]
+
+    def add_session(self, session: "DragSession", step: int, *, start: bool = False) -> None:
+        """The picture of `session` now (its current image and handles), or at its start (its first image and
+        the handles where they were placed) with `start`, at `step`."""
+        targets = session.targets_xy.tolist()
+        if start:
+            self.add(step, to_uint8(session.render(session.ws0)), session.handles0_xy.tolist(), targets)
+        else:
+            self.add(step, to_uint8(session.render()), session.handles, targets)
+
+    def callback(self, every: int = 1, offset: int = 0) -> Callable[["DragState", "DragSession"], None]:
+        """A `DragSession.run` callback that adds the picture after every `every`-th step and after the last,
+        at `offset` plus the number of the session's steps taken."""
+        def on_step(state: "DragState", session: "DragSession") -> None:
+            if state.step % every == 0 or state.done:
+                self.add_session(session, offset + state.step + 1)
+
+        return on_step
+
+    def keep_until(self, step: int) -> None:
+        """Forget the pictures of the steps after `step` (an undo)."""
+        self.items = [f for f in self.items if f[0] <= step]
+
+    def clear(self) -> None:
+        self.items = []
+
+    def save(self, path: str | os.PathLike, fps: int = 10) -> Path:
+        """The GIF (or MP4) of the pictures, see `save_animation`."""
+        if not self.items:
+            raise ValueError("no frames to animate")
+        return save_animation(self.pictures(), path, fps=fps)

@@ -1,5 +1,6 @@
 """Saving and loading edit sessions: `session.json` (points, config, per-step history) and
-`latent.npz` (start and final latents, and the per-step optimiser snapshots for resume/roll-back).
+`latent.npz` (start and final latents, and the per-step optimiser snapshots for resume/roll-back);
+`save_run` writes them with the pictures of the drag, as one run folder (the CLI's and the editor's).
 
 Loading reads untrusted files (a resumed run, a session uploaded to the editor): `session.json` is
 checked for its structure (a history as long as its step count, at most MAX_DRAG_STEPS steps and
@@ -22,6 +23,7 @@ from draggan.drag import DragSession
 from draggan.files import FileFormatError, atomic_write, read_json, read_npz
 from draggan.limits import MAX_DRAG_STEPS, MAX_POINTS
 from draggan.networks import Generator
+from draggan.render import DragFrames, draw_points, points_scale, save_png, to_uint8
 
 SESSION_FILE = "session.json"
 LATENT_FILE = "latent.npz"
@@ -69,6 +71,28 @@ def save_session(session: DragSession, folder: str | os.PathLike, *, generator: 
     text = json.dumps(json_safe(meta), indent=1, allow_nan=False)  # a step's loss is null where it was NaN
     atomic_write(folder / SESSION_FILE, lambda p: p.write_text(text))
     return folder
+
+
+def save_run(session: DragSession, folder: str | os.PathLike, *, generator: str | None = None,
+             frames: DragFrames | None = None, video: str = "gif", before: np.ndarray | None = None,
+             after: np.ndarray | None = None) -> dict[str, Path]:
+    """Write a drag run into `folder`: `before.png` (the session's first image; `before` if already rendered),
+    `after.png` (its current image, or `after`), each also with its points drawn (`*_points.png`), the animation
+    `drag.<video>` of `frames` (when there are any), and `session.json` + `latent.npz` (`save_session`).
+    Returns the paths written, by role: before, after, animation (if written), session, latent."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = session.targets_xy.tolist()
+    scale = points_scale(*session.size)
+    before = to_uint8(session.render(session.ws0)) if before is None else before
+    after = to_uint8(session.render()) if after is None else after
+    files = {"before": save_png(before, folder / "before.png"), "after": save_png(after, folder / "after.png")}
+    save_png(draw_points(before, session.handles0_xy.tolist(), targets, scale), folder / "before_points.png")
+    save_png(draw_points(after, session.handles, targets, scale), folder / "after_points.png")
+    if frames is not None and len(frames):
+        files["animation"] = frames.save(folder / f"drag.{video}")
+    save_session(session, folder, generator=generator)
+    return {**files, "session": folder / SESSION_FILE, "latent": folder / LATENT_FILE}
 
 
 def read_session_meta(path: str | os.PathLike) -> dict:

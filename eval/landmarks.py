@@ -20,6 +20,7 @@ from tqdm import tqdm
 from draggan.drag import DragConfig, DragSession
 from draggan.latents import latents_from_seeds, synthesize
 from draggan.networks import Generator
+from draggan.render import DragFrames
 from draggan.toyfaces.detector import LandmarkDetector
 from draggan.toyfaces.renderer import LANDMARKS
 from eval.trackers import in_loop
@@ -80,21 +81,6 @@ class LandmarkManipulationResult:
     examples: list[dict] = field(default_factory=list, repr=False)  # the first pairs' drags, frame by frame
 
 
-def frame_recorder(targets, frames: list, every: int = 1, scale: int = 4):
-    """A `DragSession.run` callback that appends the image with its points (PIL) every `every` steps."""
-    from draggan.render import draw_points, to_uint8
-
-    def record(state, session) -> None:
-        if not frames:  # the image before the first update
-            with torch.no_grad():
-                start = session.G.synthesis(session.ws0, noise_mode=session.config.noise_mode)
-            frames.append(draw_points(to_uint8(start), session.handles0_xy.tolist(), targets, scale=scale))
-        if state.step % every == 0 or state.done:
-            frames.append(draw_points(to_uint8(session.render()), session.handles, targets, scale=scale))
-
-    return record
-
-
 @dataclass
 class FacePairs:
     """Pairs of generated faces whose chosen landmarks are all detected."""
@@ -151,12 +137,12 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
         t_edit = time.perf_counter()
         session = DragSession(G, fp.ws[a:a + 1], handles, targets, config=drag_config,
                               tracker=None if tracker is None else in_loop(tracker))
-        frames: list = []
-        result = session.run(callback=frame_recorder(targets, frames) if len(recorded) < examples else None)
+        frames = DragFrames.from_start(session) if len(recorded) < examples else None
+        result = session.run(callback=frames.callback() if frames is not None else None)
         times.append(time.perf_counter() - t_edit)  # (with frame recording for the examples)
-        if len(recorded) < examples:
+        if frames is not None:
             recorded.append(dict(seed_a=fp.seeds[a], seed_b=fp.seeds[b], handles=handles, targets=targets,
-                                 frames=frames, target_image=synthesize(G, fp.ws[b:b + 1])))
+                                 frames=frames.pictures(), target_image=synthesize(G, fp.ws[b:b + 1])))
         edited = result.image.clamp(-1, 1)
         after = detector(edited)
         d_edit = (after.landmarks[0, idx] - points[b, idx]).norm(dim=-1).mean().item()

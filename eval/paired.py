@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from draggan.drag import DragConfig, DragSession
 from draggan.networks import Generator
+from draggan.render import DragFrames
 from eval.flow import FlowEstimator
 from draggan.latents import latents_from_seeds, synthesize
-from eval.landmarks import frame_recorder
 from eval.trackers import in_loop
 from inversion.metrics import psnr_from_mse
 
@@ -108,11 +108,11 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         t_edit = time.perf_counter()
         session = DragSession(G, w1, handles.tolist(), targets.tolist(), config=drag_config,
                               tracker=None if tracker is None else in_loop(tracker))
-        frames: list = []
-        result = session.run(callback=frame_recorder(targets.tolist(), frames) if k < examples else None)
-        if k < examples:
-            examples_out.append(dict(seed=seed + k, handles=handles.tolist(), targets=targets.tolist(), frames=frames,
-                                     target_image=img2))
+        frames = DragFrames.from_start(session) if k < examples else None
+        result = session.run(callback=frames.callback() if frames is not None else None)
+        if frames is not None:
+            examples_out.append(dict(seed=seed + k, handles=handles.tolist(), targets=targets.tolist(),
+                                     frames=frames.pictures(), target_image=img2))
         times.append(time.perf_counter() - t_edit)
         steps.append(len(result.history))
         edited = result.image.clamp(-1, 1)

@@ -15,7 +15,7 @@ frame. Frames are [T, 3, H, W] images in [-1, 1] (the generator's range); DragGA
 
 A tracker whose weights are missing reports why through `availability()` and refuses to run; it is
 never run with random weights. `in_loop(tracker)` turns a tracker into the point-tracking step of a
-`DragSession` (the paper's tracker ablation).
+`DragSession` (a `draggan.drag.PointTracker`, for the paper's tracker ablation).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from draggan.drag import DragConfig
+from draggan.drag import DragConfig, TrackingStep
 from draggan.features import resized_features_at, track_points
 from draggan.points import rc_to_xy, xy_to_rc
 from eval.flow import DISFlow, FarnebackFlow, FlowEstimator, RAFTFlow, sample_flow, to_uint8_gray
@@ -226,24 +226,25 @@ def make_tracker(name: str, *, drag_config: DragConfig | None = None, weights: s
 
 
 class _InLoop:
+    """A `draggan.drag.PointTracker` made of an evaluation tracker: frame trackers see the images of the drag so
+    far (the first one rendered from the start latent), DragGAN's feature tracker the session's features."""
+
     def __init__(self, tracker: Tracker):
         tracker.check()
         self.tracker = tracker
         self.frames: list[torch.Tensor] = []
 
-    def __call__(self, session, feat: torch.Tensor) -> torch.Tensor:
+    def __call__(self, step: TrackingStep) -> torch.Tensor | np.ndarray:
         if isinstance(self.tracker, FeatureTracker):
-            return track_points(feat, session.size, session.handles_rc, session.refs,
-                                self.tracker.radius(session.size[0]), self.tracker.distance)
+            rc = track_points(step.features, step.size, xy_to_rc(step.handles), step.reference_features,
+                              self.tracker.radius(step.size[0]), self.tracker.distance)
+            return rc_to_xy(rc)
         if not self.frames:  # the first image, from the start latent
-            with torch.no_grad():
-                self.frames.append(session.G.synthesis(session.ws0, noise_mode=session.config.noise_mode)[0])
-        self.frames.append(session.render()[0])
+            self.frames.append(step.start_image()[0])
+        self.frames.append(step.image()[0])
         if self.tracker.history is not None:
             del self.frames[:-self.tracker.history]
-        points = rc_to_xy(session.handles_rc).cpu().numpy()
-        new = self.tracker.online(self.frames, points, session.handles0_xy.cpu().numpy())
-        return xy_to_rc(torch.as_tensor(np.asarray(new, dtype=np.float32)))
+        return self.tracker.online(self.frames, step.handles.cpu().numpy(), step.start_handles.cpu().numpy())
 
 
 def in_loop(tracker: Tracker):

@@ -16,7 +16,7 @@ from draggan.app.configs import AppConfig
 from draggan.configs import (BenchDragConfig, DownloadConfig, DragSettings, EditConfig, ExportConfig,
                              drag_config_from, from_config)
 from draggan.drag import DragConfig
-from draggan.registry import DEFAULT_MODEL, MODELS
+from draggan.registry import DEFAULT_MODEL
 from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
 from draggan.training.configs import TrainConfig, TrainScriptConfig
 from eval.configs import (BenchmarkConfig, EvaluateConfig, GatesConfig, GpuCheckConfig, TrackerConfig,

@@ -1,10 +1,11 @@
 """The web editor's model: one `TabSession` per browser tab, and the `Editor` that owns them all.
 
-A tab's session holds the image being edited (a generated seed or an inverted photo), the
-handle/target points, the mask of the region allowed to move, and the drag: a `DragSession` that a
-background thread steps while the page shows its progress. Changing the points or the mask after
-some steps starts a new segment from the current latent (as the official GUI does), so the
-timeline of a tab is a list of segments; `undo(k)` returns to the state after k steps of it.
+A tab's session holds the image being edited (a generated seed or an inverted photo) and its
+`draggan.timeline.DragTimeline`: the handle/target points, the mask of the region allowed to move, the
+drag segments (a change of points or mask after some steps starts a new one from the current latent,
+as the official GUI does), undo and preview by global step, the frames of the GIF and the run folder
+that Save writes. What this module adds is the page's side: the checks of its input, the background
+thread that steps the drag while the page shows its progress, and the locking between them.
 
 Every change bumps `version` and wakes the page's long poll (`snapshot(since=...)`). The image is
 rendered at most `max_fps` times a second while the drag runs. Nothing here knows HTTP
@@ -50,9 +51,9 @@ from draggan.image_io import ImageError, open_image, read_mask
 from draggan.latents import initial_latent
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside
-from draggan.render import draw_points, points_scale, save_animation, to_uint8
-from draggan.session_io import (LATENT_FILE, SESSION_FILE, TUNED_GENERATOR_FILE, load_session, read_session_meta,
-                                 save_session)
+from draggan.render import save_animation
+from draggan.session_io import LATENT_FILE, SESSION_FILE, TUNED_GENERATOR_FILE, load_session, read_session_meta
+from draggan.timeline import DragTimeline
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +157,9 @@ class TabSession:
         self.tuned = False  # G is a pivotally tuned copy (an inverted photo)
         self.source = ""  # what the image is, in words
         self.seed: int | None = None
-        self.ws_start: torch.Tensor | None = None
-        self.past: list[DragSession] = []  # finished segments (earlier points or mask)
-        self.session: DragSession | None = None  # the current segment
-        self.handles: list[tuple[float, float]] = []
-        self.targets: list[tuple[float, float]] = []
-        self.mask: np.ndarray | None = None  # [H, W] bool, True = may move
+        self.timeline: DragTimeline | None = None  # the segments, points, mask and frames of the image
         self.image: np.ndarray | None = None  # [H, W, 3] uint8 of the current state
         self.png = b""
-        self.frames: list[tuple[int, Image.Image]] = []  # (global step, picture with points) for the GIF
         self.status = "empty"  # empty | idle | running | done | inverting | error
         self.message, self.level = "", "info"
         self.progress: dict | None = None
@@ -184,25 +179,36 @@ class TabSession:
     def _say(self, message: str, level: str = "info") -> None:
         self.message, self.level = message, level
 
-    def _segments(self) -> list[DragSession]:
-        return self.past + ([self.session] if self.session is not None else [])
+    # What the timeline holds, read as the tab's (the page's state, the tests).
+    @property
+    def past(self) -> list[DragSession]:
+        return self.timeline.past if self.timeline is not None else []
 
-    def _offset(self) -> int:
-        return sum(len(s.history) for s in self.past)
+    @property
+    def session(self) -> DragSession | None:
+        return self.timeline.session if self.timeline is not None else None
+
+    @property
+    def handles(self) -> list[tuple[float, float]]:
+        return self.timeline.handles if self.timeline is not None else []
+
+    @property
+    def targets(self) -> list[tuple[float, float]]:
+        return self.timeline.targets if self.timeline is not None else []
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return self.timeline.mask if self.timeline is not None else None
 
     def _total_steps(self) -> int:
-        return sum(len(s.history) for s in self._segments())
+        return self.timeline.steps if self.timeline is not None else 0
 
     def _current_ws(self) -> torch.Tensor:
-        segs = self._segments()
-        return segs[-1].ws.detach() if segs else self.ws_start
+        return self.timeline.ws
 
     def _render(self, ws: torch.Tensor | None = None) -> np.ndarray:
         """The image at `ws` (default: the current latent); the caller holds `compute`."""
-        with torch.no_grad():
-            img = self.G.synthesis((self._current_ws() if ws is None else ws).detach(),
-                                   noise_mode=self._drag_config().noise_mode)
-        return to_uint8(img)
+        return self.timeline.render(ws)
 
     def _publish(self, image: np.ndarray) -> None:
         with self.lock:
@@ -215,13 +221,7 @@ class TabSession:
 
     def _frame(self) -> None:
         with self.lock:
-            step = self._total_steps()
-            scale = points_scale(*self.image.shape[:2])
-            self.frames = [f for f in self.frames if f[0] < step] + [
-                (step, draw_points(self.image, self.handles, self.targets, scale))]
-
-    def _drag_config(self) -> DragConfig:
-        return self.session.config if self.session is not None else self.choice.drag
+            self.timeline.record_frame(self.image)
 
     def _require_image(self) -> None:
         if self.status == "inverting":
@@ -238,19 +238,20 @@ class TabSession:
         with self.changed:
             if timeout > 0 and self.version <= since and not self.closed:
                 self.changed.wait_for(lambda: self.version > since or self.closed, timeout=timeout)
-            seg = self.session
+            seg, timeline = self.session, self.timeline
             state = {
                 "sid": self.sid, "version": self.version, "status": self.status, "message": self.message,
                 "level": self.level, "generator": self.choice.name if self.choice else None, "seed": self.seed,
                 "source": self.source, "size": None if self.image is None else [self.image.shape[1], self.image.shape[0]],
-                "step": self._total_steps(), "segment_start": self._offset(),
+                "step": self._total_steps(), "segment_start": timeline.offset if timeline is not None else 0,
                 "handles": [list(p) for p in self.handles], "targets": [list(p) for p in self.targets],
                 "origins": seg.handles0_xy.tolist() if seg is not None and seg.history else [],
                 "distances": [float(np.hypot(h[0] - t[0], h[1] - t[1])) for h, t in zip(self.handles, self.targets)],
                 "running": self.running, "done": bool(seg is not None and seg.done),
                 "stalled": stall(seg.history, seg.config.stall_steps) if seg is not None else None,
-                "max_steps": self._drag_config().max_steps if self.choice else None,
-                "progress": self.progress, "has_mask": self.mask is not None, "frames": len(self.frames),
+                "max_steps": timeline.drag_config.max_steps if timeline is not None else None,
+                "progress": self.progress, "has_mask": self.mask is not None,
+                "frames": len(timeline.frames) if timeline is not None else 0,
             }
             if self.image_version > since and self.png:
                 state["image"] = "data:image/png;base64," + base64.b64encode(self.png).decode()
@@ -282,9 +283,7 @@ class TabSession:
         """A new image to edit (the caller holds `compute`)."""
         with self.lock:
             self.choice, self.G, self.tuned, self.source, self.seed = choice, G, tuned, source, seed
-            self.ws_start = ws.detach().clone()
-            self.past, self.session = [], None
-            self.handles, self.targets, self.mask, self.frames = [], [], None, []
+            self.timeline = DragTimeline(G, ws, choice.drag)
             self.status, self.progress = "idle", None
             self._say(f"{source}: click a handle, then its target")
         self._show()
@@ -353,12 +352,6 @@ class TabSession:
 
     # ----------------------------------------------------------------------------- points and mask
 
-    def _new_segment(self) -> None:
-        """Points or mask changed: the current segment (if it moved) becomes history."""
-        if self.session is not None and self.session.history:
-            self.past.append(self.session)
-        self.session = None
-
     def set_points(self, handles, targets) -> None:
         """Replace the handle/target pairs ((x, y) pixels of the image); at most MAX_POINTS of them."""
         self._require_image()
@@ -382,12 +375,9 @@ class TabSession:
         self.pause()
         with self.compute, self.lock:
             self._require_image()
-            new_h = [tuple(p) for p in h.tolist()]
-            new_t = [tuple(p) for p in t.tolist()]
-            if (new_h, new_t) == (self.handles, self.targets):
+            new_h = h.tolist()
+            if not self.timeline.set_points(new_h, t.tolist()):
                 return
-            self._new_segment()
-            self.handles, self.targets = new_h, new_t
             if self.status == "done":
                 self.status = "idle"
             self._say(f"{len(new_h)} point pair{'s' if len(new_h) != 1 else ''}" if new_h else "points cleared")
@@ -407,11 +397,8 @@ class TabSession:
                 mask = None
         self.pause()
         with self.compute, self.lock:
-            if (mask is None and self.mask is None) or (mask is not None and self.mask is not None
-                                                         and np.array_equal(mask, self.mask)):
+            if not self.timeline.set_mask(mask):
                 return
-            self._new_segment()
-            self.mask = mask
             self._say("mask cleared: everything may move" if mask is None else
                       f"mask: {int(mask.sum())} of {mask.size} pixels may move")
             self._bump(image=True)
@@ -429,9 +416,7 @@ class TabSession:
                 return
             if not self.handles:
                 raise EditorError("add a point pair first: click a handle, then its target")
-            if self.session is None:
-                self.session = DragSession(self.G, self._current_ws(), self.handles, self.targets,
-                                           mask=self.mask, config=self.choice.drag)
+            self.timeline.current()
             if self.session.done:
                 self._say("the handles are at their targets: move a target, add points, or undo")
                 self._bump()
@@ -441,7 +426,7 @@ class TabSession:
                           "move a point to continue, or undo")
                 self._bump()
                 return
-            if not self.frames:
+            if not self.timeline.frames:
                 self._frame()
             self.running, self.status = True, "running"
             self._say("dragging...")
@@ -462,7 +447,7 @@ class TabSession:
                         self.worker_active = False
                         return
                 try:
-                    state = s.step()
+                    state = self.timeline.step()
                     finished = state.done or len(s.history) >= s.config.max_steps
                     now = time.monotonic()
                     image = self._render() if finished or now - last >= interval else None
@@ -477,7 +462,6 @@ class TabSession:
                     if self.closed:
                         self.worker_active = False
                         return
-                    self.handles = list(s.handles)
                     stalled = stall(s.history, s.config.stall_steps)
                     if stalled and not finished and self.level != "warning":  # said once, while the drag goes on
                         self._say(f"{stalled} (Pause to change them)", "warning")
@@ -527,13 +511,7 @@ class TabSession:
         with self.compute:
             with self.lock:
                 self._require_image()
-                segs = self._segments()
-                if segs:
-                    first = segs[0]
-                    self.handles = [tuple(p) for p in first.handles0_xy.tolist()]
-                    self.targets = [tuple(p) for p in first.targets_xy.tolist()]
-                    self.mask = None if first.mask is None else first.mask.cpu().numpy()
-                self.past, self.session, self.frames = [], None, []
+                self.timeline.reset()
                 self.status = "idle"
                 self._say("reset to the start")
             self._show()
@@ -545,24 +523,11 @@ class TabSession:
         with self.compute:
             with self.lock:
                 self._require_image()
-                total = self._total_steps()
-                if not 0 <= step <= total:
-                    raise EditorError(f"step must be in 0..{total}, got {step}")
-                if step == total:
-                    return
-                offset = 0
-                segs = self._segments()
-                for i, seg in enumerate(segs):
-                    n = len(seg.history)
-                    if step <= offset + n:
-                        seg.rollback(step - offset - 1)
-                        self.past, self.session = segs[:i], seg
-                        break
-                    offset += n
-                self.handles = list(self.session.handles)
-                self.targets = [tuple(p) for p in self.session.targets_xy.tolist()]
-                self.mask = None if self.session.mask is None else self.session.mask.cpu().numpy()
-                self.frames = [f for f in self.frames if f[0] <= step]
+                try:
+                    if not self.timeline.undo(step):
+                        return
+                except ValueError as e:
+                    raise EditorError(str(e)) from None
                 self.status = "done" if self.session.done else "idle"
                 self._say(f"back at step {step}")
             self._show()
@@ -573,16 +538,10 @@ class TabSession:
         with self.compute:
             with self.lock:
                 self._require_image()
-                total = self._total_steps()
-                if not 0 <= step <= total:
-                    raise EditorError(f"step must be in 0..{total}, got {step}")
-                offset, ws = 0, self.ws_start
-                for seg in self._segments():
-                    n = len(seg.history)
-                    if step <= offset + n:
-                        ws = seg.ws_at(step - offset - 1)
-                        break
-                    offset += n
+                try:
+                    ws = self.timeline.ws_at(step)
+                except ValueError as e:
+                    raise EditorError(str(e)) from None
             return png_bytes(self._render(ws))
 
     # ----------------------------------------------------------------------------- files
@@ -596,7 +555,7 @@ class TabSession:
         """The GIF of the drag so far (handles red, targets blue)."""
         with self.lock:
             self._require_image()
-            frames = [f for _, f in self.frames]
+            frames = self.timeline.frames.pictures()
         if len(frames) < 2:
             raise EditorError("nothing to animate yet: start a drag first")
         with tempfile.TemporaryDirectory(dir=self.workdir) as folder:
@@ -609,22 +568,16 @@ class TabSession:
         with self.compute:
             with self.lock:
                 self._require_image()
-                if self.session is None:
-                    if not self.handles:
-                        raise EditorError("nothing to save yet: add a point pair first")
-                    self.session = DragSession(self.G, self._current_ws(), self.handles, self.targets,
-                                               mask=self.mask, config=self.choice.drag)
-                session, image, frames = self.session, self.image, [f for _, f in self.frames]
+                if self.session is None and not self.handles:
+                    raise EditorError("nothing to save yet: add a point pair first")
+                self.timeline.current()
+                image = self.image
             stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
             folder = self.editor.out_dir / f"{stamp}_{self.sid[:6]}"
             generator = TUNED_GENERATOR_FILE if self.tuned else self.choice.name
-            save_session(session, folder, generator=generator)
+            self.timeline.save(folder, generator=generator, after=image)
             if self.tuned:
                 save_generator(self.G, folder / TUNED_GENERATOR_FILE, extra_metadata={"base_generator": self.choice.name})
-            Image.fromarray(self._render(session.ws0)).save(folder / "before.png")
-            Image.fromarray(image).save(folder / "after.png")
-            if len(frames) >= 2:
-                save_animation(frames, folder / "drag.gif")
             data, left_out = self._zip(folder)
             with self.lock:
                 self._say(f"saved to {folder}" + (f" (the download leaves out {', '.join(left_out)} to stay within "
@@ -688,22 +641,15 @@ class TabSession:
             shutil.rmtree(folder, ignore_errors=True)
         self.pause()
         with self.compute:
+            timeline = DragTimeline.from_session(session, choice.drag)  # renders its first picture: outside `lock`
             with self.lock:
                 if self.status == "inverting":
                     raise Busy("wait for the inversion to finish")
                 self.choice, self.G, self.tuned, self.seed = choice, G, tuned, None
                 self.source = f"a saved session ({len(session.history)} steps on {name})"
-                self.ws_start = session.ws0.clone()
-                self.past, self.session = [], session
-                self.handles = list(session.handles)
-                self.targets = [tuple(p) for p in session.targets_xy.tolist()]
-                self.mask = None if session.mask is None else session.mask.cpu().numpy()
+                self.timeline = timeline
                 self.status = "done" if session.done else "idle"
                 self._say(f"loaded {self.source}")
-            start = self._render(session.ws0)
-            with self.lock:
-                self.frames = [(0, draw_points(start, session.handles0_xy.tolist(), self.targets,
-                                               points_scale(*start.shape[:2])))]
             self._show()
             if session.history:
                 self._frame()
@@ -725,7 +671,7 @@ class TabSession:
             self.changed.notify_all()
             threads = [t for t in self.threads if t is not threading.current_thread()]
         with self.compute, self.lock:
-            self.past, self.session, self.G, self.frames = [], None, None, []
+            self.timeline, self.G = None, None
         deadline = time.monotonic() + wait
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
