@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from draggan.drag import DragConfig, DragSession
+from draggan.methods import make_session
 from draggan.files import read_json
 from draggan.image_io import read_mask
 from draggan.limits import check_points
@@ -88,7 +89,8 @@ def given_drag_settings(cfg) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     drag = cfg.drag
-    return {f.name: drag[f.name] for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(drag, f.name)}
+    return {f.name: OmegaConf.to_container(drag[f.name]) if OmegaConf.is_config(drag[f.name]) else drag[f.name]
+            for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(drag, f.name)}
 
 
 def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
@@ -114,7 +116,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
             handles, targets = parse_points(cfg.points)
             mask = (load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else
                     None if session.mask is None else session.mask.cpu().numpy())
-            session = DragSession(G, session.ws.detach(), handles, targets, mask=mask, config=config)
+            session = make_session(G, session.ws.detach(), handles, targets, mask=mask, config=config)
             extra = {"resumed_from": str(cfg.resume), "new_segment": True}
         else:
             wanted = given_drag_settings(cfg)
@@ -131,7 +133,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
         handles, targets = parse_points(cfg.points)
         ws = initial_latent(G, cfg.seed, cfg.truncation_psi)
         mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
-        session = DragSession(G, ws, handles, targets, mask=mask, config=config)
+        session = make_session(G, ws, handles, targets, mask=mask, config=config)
     return edit_and_save(session, out, generator_name=str(generator), max_steps=config.max_steps,
                          frame_every=cfg.frame_every, video=cfg.video, progress=cfg.progress, extra_results=extra)
 
