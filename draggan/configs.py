@@ -137,4 +137,7 @@ def register_train_configs(cs: ConfigStore) -> None:
     cs.store(name="train_schema", node=TrainScriptConfig)
     cs.store(name="train_detector_schema", node=TrainDetectorConfig)
     cs.store(name="make_toyfaces_schema", node=MakeToyFacesConfig)
+    from draggan.methods.uclt import UCLTTrainConfig
+
+    cs.store(name="train_uclt_schema", node=UCLTTrainConfig)
     cs.store(name="gates_schema", node=GatesConfig)
