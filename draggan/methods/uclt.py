@@ -124,6 +124,18 @@ def load_transformer(path: str | Path, device: torch.device | str = "cpu") -> tu
     return model.to(device).eval().requires_grad_(False), meta
 
 
+def _cached_transformer(path: str, device: str) -> tuple[LatentTransformer, dict]:
+    """`load_transformer`, read once per file version and device (a protocol builds a session per pair)."""
+    p = Path(path)
+    key = (str(p.resolve()), p.stat().st_mtime_ns if p.is_file() else None, device)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_transformer(p, device)
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple, tuple[LatentTransformer, dict]] = {}
+
 # ------------------------------------------------------------------------------------------------
 # The method
 
@@ -147,7 +159,7 @@ class LatentTransformerSession(MethodSession):
         if path is None:
             raise ValueError("the latent transformer needs weights for this generator: "
                              "give drag.method_options.weights=<file> (see scripts/train_uclt.py)")
-        self.model, meta = load_transformer(path, self.device)
+        self.model, meta = _cached_transformer(str(path), str(self.device))
         if name and meta.get("generator") not in (None, name):
             raise ValueError(f"{path} was trained for generator {meta.get('generator')!r}, not {name!r}")
         block = int(meta.get("feature_block", self.config.feature_block))

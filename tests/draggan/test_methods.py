@@ -4,6 +4,7 @@ and are chosen by config (`drag_method=...`) with their own checked options. Tha
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,30 @@ def test_drag_method_group_composes_with_the_drag_presets(name):
         assert config.method_options["l_expected"] == 0.3 and config.method_options["d_max"] == 3.0
         config = drag_config_from(compose(name, overrides=["drag_method=stabledrag", "drag.method_options.tau=0.5"]))
         assert config.method_options["tau"] == 0.5
+
+
+# --- the latent transformer (UserControllableLT) -------------------------------------------------------------
+
+def test_the_latent_transformer_trains_saves_and_edits_in_one_pass(toy, tmp_path):
+    from draggan.methods.uclt import LatentTransformerSession, UCLTTrainConfig, load_transformer, train_latent_transformer
+
+    weights = tmp_path / "uclt.safetensors"
+    cfg = UCLTTrainConfig(out=str(weights), batch=4, iterations=3, width=32, layers=1, heads=2, max_points=3,
+                          max_minutes=None, log_every=1)
+    card = train_latent_transformer(toy, cfg, generator_name="toy-faces-64", progress=False)
+    assert card["iterations"] == 3 and weights.is_file() and len(card["log"]) == 3
+    model, meta = load_transformer(weights)
+    assert meta["generator"] == "toy-faces-64" and model.rows == 6
+    config = dataclasses.replace(DragConfig.for_generator(toy), method="uclt", method_options={"weights": str(weights)})
+    ws = initial_latent(toy, 0, 0.7)
+    session = make_session(toy, ws, [(32, 40)], [(32, 44)], config=config)
+    assert isinstance(session, LatentTransformerSession)
+    result = session.run()
+    assert len(result.history) == 1 and result.done  # one pass
+    changed = (result.ws - ws).abs().amax(dim=2)[0]
+    assert changed[:6].max() > 0 and changed[6:].max() == 0  # only the layout rows change
+    with pytest.raises(FileNotFoundError, match="train_uclt"):
+        make_session(toy, ws, [(32, 40)], [(32, 44)],
+                     config=dataclasses.replace(config, method_options={"weights": str(tmp_path / "none.safetensors")}))
+    with pytest.raises(ValueError, match="no option"):
+        make_session(toy, ws, [(32, 40)], [(32, 44)], config=dataclasses.replace(config, method_options={"w": 1}))
