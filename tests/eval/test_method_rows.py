@@ -32,3 +32,12 @@ def test_an_optimising_method_moves_the_landmarks_towards_their_targets(toy, det
     assert r.md_no_edit > 2.0  # the pairs need a drag at all
     assert r.ratio < 0.6, f"{method}: MD {r.md_edit:.2f} px after the edit against {r.md_no_edit:.2f} px without it"
     assert 1 <= r.steps_mean <= 80
+
+
+def test_the_shipped_latent_transformer_gives_a_table1_row_in_one_pass(toy, detector):
+    """UserControllableLT (draggan/models/uclt-toy-faces-64.safetensors): one forward pass per edit, and its edits
+    bring the landmarks nearer (10 pairs, seed 0, when trained: ratios 0.55 / 0.30 / 0.30 for 1 / 5 / 17 points)."""
+    config = dataclasses.replace(DragConfig.for_generator(toy), method="uclt")
+    r = landmark_manipulation(toy, detector, config, num_points=5, num_pairs=3, seed=0, progress=False)
+    assert r.tracker == "uclt" and r.steps_mean == 1 and len(r.pairs) == 3
+    assert r.ratio < 0.7, f"uclt: MD {r.md_edit:.2f} px after the edit against {r.md_no_edit:.2f} px without it"
