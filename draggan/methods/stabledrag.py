@@ -19,7 +19,10 @@ combining the learned response with the template matching it refines:
     p_i = argmax_{q in Omega(p_i, r2)}  S_i(q),   S_i(q) = w_i . F(q) + b_i - beta * |F(q) - f_i|_1 / D_i,
 
 with D_i the mean template distance over the first window (a scale of the features, so beta is unit-free).
-The tracking confidence is the response c_i = w_i . F(p_i) + b_i at the new handle (1 = as at the start).
+The tracking confidence is the response at the new handle relative to the fitted response at the first handle,
+c_i = (w_i . F(p_i) + b_i) / (w_i . f_i + b_i) (1 = as at the start; a ridge fit on smooth features does not
+reach the label's peak of 1, so the raw response would be low from the first step). The filter is fitted on
+features divided by their RMS, so that Adam's step size suits any generator's feature scale.
 
 Confidence-based motion supervision ("latent enhancement"). DragGAN's loss moves the features at the
 handle one pixel towards the target, taking the current features as the reference: when the handle's
