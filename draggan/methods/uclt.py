@@ -179,8 +179,7 @@ class LatentTransformerSession(MethodSession):
             valid = torch.ones(1, len(f), dtype=torch.bool, device=self.device)
             ws = self.model(self.ws0, f[None], p[None], m[None], valid)
             self.free.copy_(ws[:, :self.free.shape[1]])
-        self.feature_scale0 = float(feat.square().mean().sqrt())
-        dist = torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1).tolist()
+        dist = torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1).tolist()  # the step's one read-back
         self.done = True
         state = DragState(step=len(self.history), handles=self.handles, loss=float("nan"), distances=dist, done=True)
         self.history.append(state)
