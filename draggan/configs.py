@@ -71,7 +71,8 @@ def drag_config_from(cfg, generator: str | None = None) -> DragConfig:
 def given_drag_settings(cfg) -> dict[str, Any]:
     """The `drag.<setting>`s a composed config sets (not left to its preset)."""
     drag = cfg.drag
-    return {f.name: drag[f.name] for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(drag, f.name)}
+    return {f.name: OmegaConf.to_container(drag[f.name]) if OmegaConf.is_config(drag[f.name]) else drag[f.name]
+            for f in dataclasses.fields(DragConfig) if not OmegaConf.is_missing(drag, f.name)}
 
 
 @dataclass

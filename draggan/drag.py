@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 REFERENCE_RESOLUTION = 512  # r1 and r2 are given in pixels of an image of this height
 PAPER_FEATURE_BLOCK = 5  # the paper's "6th block": 128x128 in generators of 128 px and more
 PRESETS = ("recommended", "paper", "official")
+METHODS = ("draggan", "freedrag", "stabledrag", "uclt")  # drag methods, see `draggan.methods.make_session`
 
 
 @dataclass
@@ -68,6 +69,8 @@ class DragConfig:
     divergence_ratio: float = 10.0  # stop (keeping the last good state) when the features' RMS grows this much
     cuda_graph: bool = True  # CUDA: replay each step as one captured graph (the same kernels, launched at once)
     stall_steps: int = 50  # say that the drag stalled after this many steps without progress (see `stall`; 0 = never)
+    method: str = "draggan"  # draggan, freedrag, stabledrag or uclt: the session `draggan.methods.make_session` builds
+    method_options: dict[str, Any] = field(default_factory=dict)  # the method's own settings (see its options class)
 
     @staticmethod
     def preset(name: str, generator: "str | Generator | None" = None) -> "DragConfig":
@@ -168,9 +171,11 @@ class DragConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
         for name, choices in (("tracking_distance", ("l1", "l2")), ("latent_space", ("w", "w+")),
-                              ("noise_mode", NOISE_MODES)):
+                              ("noise_mode", NOISE_MODES), ("method", METHODS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be one of {', '.join(choices)}")
+        if not isinstance(self.method_options, dict):
+            raise ValueError(f"drag setting method_options={self.method_options!r} must be a mapping of the method's settings")
 
 
 @dataclass
@@ -259,6 +264,9 @@ class DragSession:
         self.tracker = tracker
         config = config if config is not None else DragConfig()
         config.validate()
+        if type(self) is DragSession and config.method != "draggan":  # no silent fallback to DragGAN's step
+            raise ValueError(f"drag method {config.method!r} needs its own session: build it with "
+                             "draggan.methods.make_session(...)")
         self.config, self.adaptations = config.adapted_to(G)  # adaptations: what changed for G, in words
         for note in self.adaptations:
             log.warning("drag settings: %s", note)
@@ -571,8 +579,12 @@ class DragSession:
     @classmethod
     def from_state_dict(cls, G: Generator, state: dict) -> "DragSession":
         """Rebuild a session saved by `state_dict`, at its last step."""
-        session = cls(G, state["ws0"], state["handles"], state["targets"], mask=state["mask"],
-                      config=DragConfig(**state["config"]))
+        config = DragConfig(**state["config"])
+        if cls is DragSession and config.method != "draggan":
+            from draggan.methods import session_class
+
+            cls = session_class(config.method)
+        session = cls(G, state["ws0"], state["handles"], state["targets"], mask=state["mask"], config=config)
         session.history = [DragState(**h) for h in state["history"]]
         session.snapshots = [_map_snapshot(s, lambda t: t.to(session.device)) for s in state["snapshots"]]
         if session.history:

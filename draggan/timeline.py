@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from draggan.drag import DragConfig, DragSession, DragState
+from draggan.methods import make_session
 from draggan.networks import Generator
 from draggan.render import DragFrames, points_scale, to_uint8
 from draggan.session_io import save_run
@@ -124,8 +125,8 @@ class DragTimeline:
         if self.session is None:
             if not self.handles:
                 raise ValueError("the timeline has no points to drag")
-            self.session = DragSession(self.G, self.ws, self.handles, self.targets, mask=self.mask,
-                                       config=self.config)
+            self.session = make_session(self.G, self.ws, self.handles, self.targets, mask=self.mask,
+                                        config=self.config)
         return self.session
 
     def step(self) -> DragState:

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 
 from draggan.app.configs import AppConfig
 from draggan.configs import BenchDragConfig, DownloadConfig, DragSettings, EditConfig, ExportConfig
+from draggan.methods.configs import UCLTTrainConfig
 from draggan.registry import DEFAULT_MODEL
 from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
 from draggan.training.configs import TrainScriptConfig
@@ -99,7 +100,7 @@ def schemas() -> list[tuple[str | None, str, type]]:
         (None, "make_toyfaces_schema", MakeToyFacesConfig), (None, "invert_schema", InvertConfig),
         (None, "edit_real_schema", EditRealConfig), (None, "app_schema", AppConfig),
         (None, "evaluate_schema", EvaluateConfig), (None, "gates_schema", GatesConfig),
-        (None, "gpu_check_schema", GpuCheckConfig),
+        (None, "gpu_check_schema", GpuCheckConfig), (None, "train_uclt_schema", UCLTTrainConfig),
         ("drag", "drag_schema", DragSettings), ("inversion", "inversion_schema", InversionSettings),
         ("logger", "logger_schema", LoggerConfig), ("benchmark", "benchmark_schema", BenchmarkConfig),
         ("tracker", "tracker_schema", TrackerConfig),

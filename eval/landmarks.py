@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from draggan.drag import DragConfig, DragSession
+from draggan.drag import DragConfig
 from draggan.latents import latents_from_seeds, synthesize
+from draggan.methods import make_session
 from draggan.networks import Generator
 from draggan.render import DragFrames
 from draggan.toyfaces.detector import LandmarkDetector
@@ -73,7 +74,7 @@ class LandmarkManipulationResult:
     steps_mean: float  # drag steps per pair
     reached: float  # share of pairs whose tracked handles reached their targets
     seconds: float
-    tracker: str = "draggan"  # the point tracker inside the drag loop
+    tracker: str = "draggan"  # the point tracker inside the drag loop (the method's name: its own localisation)
     seconds_per_edit: float = float("nan")  # mean wall time of one drag (not counting detection)
     pairs: list[dict] = field(default_factory=list)  # seeds and distances of each pair
     images_before: torch.Tensor | None = field(default=None, repr=False)  # [P, 3, H, W] first faces (for FID)
@@ -130,13 +131,13 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
     fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
     points = fp.landmarks
     pairs, edit_d, none_d, steps, reached, times, before, after_imgs, recorded = [], [], [], [], [], [], [], [], []
-    label = tracker.name if tracker is not None else "draggan"
+    label = tracker.name if tracker is not None else drag_config.method  # the in-loop tracker, or the method's own
     for a, b in tqdm(fp.pairs, desc=f"landmarks ({num_points} pt, {label})", disable=not progress, dynamic_ncols=True):
         handles = points[a, idx].tolist()
         targets = points[b, idx].tolist()
         t_edit = time.perf_counter()
-        session = DragSession(G, fp.ws[a:a + 1], handles, targets, config=drag_config,
-                              tracker=None if tracker is None else in_loop(tracker))
+        session = make_session(G, fp.ws[a:a + 1], handles, targets, config=drag_config,
+                               tracker=None if tracker is None else in_loop(tracker))
         frames = DragFrames.from_start(session) if len(recorded) < examples else None
         result = session.run(callback=frames.callback() if frames is not None else None)
         times.append(time.perf_counter() - t_edit)  # (with frame recording for the examples)

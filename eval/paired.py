@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from draggan.drag import DragConfig, DragSession
+from draggan.drag import DragConfig
+from draggan.methods import make_session
 from draggan.networks import Generator
 from draggan.render import DragFrames
 from eval.flow import FlowEstimator
@@ -97,7 +98,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         raise ValueError(f"perturb_rows must be in [1, {G.num_ws}], got {perturb_rows}")
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    label = tracker.name if tracker is not None else "draggan"
+    label = tracker.name if tracker is not None else drag_config.method
     pairs, times, steps, examples_out = [], [], [], []
     for k in tqdm(range(num_pairs), desc=f"paired ({label})", disable=not progress, dynamic_ncols=True):
         w1, w2 = perturbed_pair(G, seed + k, truncation_psi=truncation_psi, perturb_rows=perturb_rows,
@@ -106,8 +107,8 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         field_ = flow(img1[0], img2[0])
         handles, targets = sample_flow_points(field_, num_points, rng, min_flow)
         t_edit = time.perf_counter()
-        session = DragSession(G, w1, handles.tolist(), targets.tolist(), config=drag_config,
-                              tracker=None if tracker is None else in_loop(tracker))
+        session = make_session(G, w1, handles.tolist(), targets.tolist(), config=drag_config,
+                               tracker=None if tracker is None else in_loop(tracker))
         frames = DragFrames.from_start(session) if k < examples else None
         result = session.run(callback=frames.callback() if frames is not None else None)
         if frames is not None:

@@ -2,8 +2,8 @@
 
 Benchmarks (the `benchmark` config group): `landmarks` (the paper's Table 1 protocol, for each point
 set), `paired` (Table 2, paired image reconstruction) and `tracking` (every tracker of
-`benchmark.trackers` against re-detected landmarks during DragGAN's drags). The `tracker` group
-chooses the tracker inside the drag loop for the first two. A tracker or metric whose weights are
+`benchmark.trackers` against re-detected landmarks during the drags). The `drag_method` group chooses
+the drag method (`draggan.methods`); the `tracker` group the tracker inside DragGAN's loop for the first two. A tracker or metric whose weights are
 missing is reported as unavailable, with the reason, in the results: a sweep over trackers goes on.
 """
 
@@ -182,7 +182,7 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     G = load_generator(cfg.generator, device=cfg.device)
     drag_config = drag_config_from(cfg)
     results: dict[str, Any] = dict(benchmark=name, generator=cfg.generator, n_pairs=cfg.n_pairs, seed=cfg.seed,
-                                   drag_config=dataclasses.asdict(drag_config))
+                                   method=drag_config.method, drag_config=dataclasses.asdict(drag_config))
     if name == "tracking":
         results.update(tracker="all", available=True, **_tracking(cfg, b, G, drag_config, out))
     else:
@@ -203,7 +203,8 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     results["notes"] = unavailable_parts(results)
     results["measured"] = bool(results["rows"]) and (name != "tracking" or any(r["available"] for r in results["rows"]))
     results = json_safe(results)
-    header = (f"# {name}: tracker {results['tracker']}, {cfg.generator}, {cfg.n_pairs} pairs, seed {cfg.seed}\n\n")
+    header = (f"# {name}: method {drag_config.method}, tracker {results['tracker']}, {cfg.generator}, {cfg.n_pairs} pairs, "
+              f"seed {cfg.seed}\n\n")
     notes = "".join(f"\n- {note}" for note in results["notes"])
     (out / "results.md").write_text(header + results["table"] + (f"\nNot measured:{notes}\n" if notes else ""))
     for row in results["rows"]:

@@ -17,6 +17,7 @@ from draggan.configs import (BenchDragConfig, DownloadConfig, DragSettings, Edit
                              drag_config_from, from_config)
 from draggan.drag import DragConfig
 from draggan.registry import DEFAULT_MODEL
+from draggan.methods.configs import UCLTTrainConfig
 from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
 from draggan.training.configs import TrainConfig, TrainScriptConfig
 from eval.configs import (BenchmarkConfig, EvaluateConfig, GatesConfig, GpuCheckConfig, TrackerConfig,
@@ -31,7 +32,7 @@ REQUIRED = {"download": [], "export": ["source=a.pkl", "output=b.safetensors"],
 SCHEMA_OF = {"app": AppConfig, "bench_drag": BenchDragConfig, "download": DownloadConfig, "edit": EditConfig,
              "edit_real": EditRealConfig, "evaluate": EvaluateConfig, "export": ExportConfig, "gates": GatesConfig,
              "gpu_check": GpuCheckConfig, "invert": InvertConfig, "make_toyfaces": MakeToyFacesConfig,
-             "train": TrainScriptConfig, "train_detector": TrainDetectorConfig}
+             "train": TrainScriptConfig, "train_detector": TrainDetectorConfig, "train_uclt": UCLTTrainConfig}
 GROUP_SCHEMA = {"drag": DragSettings, "inversion": InversionSettings, "logger": LoggerConfig,
                 "benchmark": BenchmarkConfig, "tracker": TrackerConfig}
 
@@ -140,6 +141,19 @@ def test_every_group_option_composes_and_builds(name, group, option):
         assert built["tracker"].name == option
     with pytest.raises(ConfigCompositionException):  # a misspelt key inside the group fails too
         compose(config_name=name, overrides=REQUIRED.get(name, []) + [f"{group}={option}", f"{group}.no_such_key=1"])
+
+
+@pytest.mark.parametrize("name", ["edit", "evaluate"])
+def test_every_drag_method_option_composes_into_the_drag_settings(name):
+    """conf/drag_method/*.yaml (package `drag`) set `drag.method` and its options on top of any preset."""
+    for option in options("drag_method"):
+        for preset in options("drag"):
+            cfg = compose(config_name=name, overrides=[f"drag_method={option}", f"drag={preset}"])
+            built = drag_config_from(cfg, DEFAULT_MODEL)
+            assert built.method == option
+            assert built.method_options == (option_values("drag_method", option).get("method_options") or {})
+            assert dataclasses.replace(built, method="draggan", method_options={}) == DragConfig.preset(
+                preset, generator=DEFAULT_MODEL)
 
 
 def test_every_config_and_group_has_a_registered_schema():
