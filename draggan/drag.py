@@ -53,6 +53,8 @@ class DragConfig:
     min_radius: float | None = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
     tracking_distance: str = "l1"  # 'l1' (paper) or 'l2' (official code)
     lambda_mask: float = 20.0  # weight of the term holding features outside the mask
+    mask_loss: str = "l1"  # the hold term: 'l1' (paper, official) or 'l2' (squared, relative to the first features' RMS)
+    mask_margin: float = 0.0  # features within this many feature cells of the movable region are not held
     lr: float = 2e-3  # Adam learning rate (paper 2e-3; official GUI 1e-3)
     latent_space: str = "w+"  # 'w+' (each of the first rows free) or 'w' (one shared row)
     optimize_ws: int = 6  # number of leading ws rows optimised; the rest stay at their start
@@ -60,6 +62,8 @@ class DragConfig:
     stop_distance_many: float = 2.0  # ...or this many with more than `many_handles` handles
     many_handles: int = 5
     official_stop_rule: bool = False  # use the official max(2, 2h/512) px instead of the two above
+    handle_stop: str = "together"  # 'together' (paper): done when every handle is close at one step; 'each': a
+    # handle that has come close once is finished (no longer pushed), done when every handle has finished
     official_grid: bool = False  # reproduce the official pixel grid quirk of the motion disk
     max_steps: int = 300  # step limit of `run`
     noise_mode: str = "const"  # noise of the synthesis
@@ -155,6 +159,7 @@ class DragConfig:
         number("r2", 0, 4096, low_open=True)
         number("min_radius", 0, 4096, none=True)
         number("lambda_mask", 0)
+        number("mask_margin", 0, 4096)
         number("lr", 0, low_open=True)
         number("optimize_ws", 1, 64, whole=True)
         number("stop_distance", 0, 4096)
@@ -167,6 +172,7 @@ class DragConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
         for name, choices in (("tracking_distance", ("l1", "l2")), ("latent_space", ("w", "w+")),
+                              ("mask_loss", ("l1", "l2")), ("handle_stop", ("together", "each")),
                               ("noise_mode", NOISE_MODES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be one of {', '.join(choices)}")
@@ -255,6 +261,7 @@ class DragSession:
         check_inside(h, *self.size, "handles")
         check_inside(t, *self.size, "targets")
         self.mask = self._check_mask(mask)
+        self._fixed = None if self.mask is None else self._fixed_region()
         self.ws0 = ws.detach().to(self.device, torch.float32).clone()
         self.handles0_xy = h
         self.targets_xy = t
@@ -276,7 +283,10 @@ class DragSession:
         self.snapshots: list[dict] = []  # per step: latent and optimiser state after the step
         self.refs: torch.Tensor | None = None  # [N, C] handle features of the first image
         self.feat0: torch.Tensor | None = None  # features of the first image (mask term only)
+        self.feat0_rms: torch.Tensor | None = None  # their RMS (the 'l2' mask term's unit)
         self.feature_scale0 = math.inf  # RMS of the first image's features (the divergence check)
+        self._finished = torch.zeros(len(h), dtype=torch.bool, device=self.device)  # see `_update_finished`
+        self._finished_host = [False] * len(h)
         self.done = False
         self._graph: torch.cuda.CUDAGraph | None = None  # the captured step (CUDA), see `_replay`
         self._graph_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -373,7 +383,19 @@ class DragSession:
                           distances=distances, done=done, error=error)
         self.history.append(state)
         self.snapshots.append(self._snapshot())
+        self._update_finished(self.history[-1:])
         return state
+
+    def _update_finished(self, states: Sequence[DragState] | None = None) -> None:
+        """`handle_stop='each'`: mark the handles that came within the stop distance in `states` (None: start
+        again from the whole history, as after a rollback). A function of the history, kept in a device tensor
+        that the step reads (updated in place: a captured step reads it)."""
+        if states is None:
+            self._finished_host = [False] * len(self.handles_rc)
+            states = self.history
+        for s in states:
+            self._finished_host = [f or d <= self.stop_px for f, d in zip(self._finished_host, s.distances)]
+        self._finished.copy_(torch.tensor(self._finished_host, dtype=torch.bool))
 
     def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesis, tracking, loss and its backward into `free.grad`; changes no other state of the
@@ -385,16 +407,20 @@ class DragSession:
             self.refs = resized_features_at(feat.detach(), self.size, rc[:, 0], rc[:, 1]).T.contiguous()
             if self.mask is not None:
                 self.feat0 = feat.detach()
+                self.feat0_rms = self.feat0.to(torch.float32).square().mean().sqrt()
             handles_rc = self.handles_rc.clone()
         else:
             with torch.no_grad():
                 handles_rc = self._track(feat.detach())
         dist = torch.linalg.norm(self.targets_rc - handles_rc, dim=1)
         # Within a pixel the direction means little; below the stop distance, nothing.
-        loss = self._loss(feat, handles_rc, dist > min(1.0, self.stop_px))
+        close = dist <= self.stop_px
+        if self.config.handle_stop == "each":
+            close = close | self._finished
+        loss = self._loss(feat, handles_rc, (dist > min(1.0, self.stop_px)) & ~close)
         loss.backward()
         scale = feat.detach().to(torch.float32).square().mean().sqrt()  # the divergence check's measure
-        packet = torch.cat([(dist <= self.stop_px).all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
+        packet = torch.cat([close.all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
                             scale[None], dist.to(torch.float32), handles_rc.reshape(-1)])
         return packet, handles_rc
 
@@ -469,9 +495,26 @@ class DragSession:
         if self.mask is None:
             return motion
         resize = torch.nn.functional.interpolate
-        fixed = (~self.mask).to(feat.dtype)
-        hold = (resize(feat - self.feat0, list(self.size), mode="bilinear") * fixed).abs().mean()
+        fixed = self._fixed
+        diff = resize(feat - self.feat0, list(self.size), mode="bilinear") * fixed
+        if cfg.mask_loss == "l1":
+            hold = diff.abs().mean()
+        else:
+            hold = (diff / self.feat0_rms).square().mean() * self.feat0_rms
         return motion + cfg.lambda_mask * hold
+
+    def _fixed_region(self) -> torch.Tensor:
+        """[H, W] float: 1 where the mask term holds the features (outside the movable region, and more
+        than `mask_margin` feature cells away from it), 0 elsewhere."""
+        free = self.mask
+        feat_width = self.G.synthesis.block_resolutions[self.config.feature_block]
+        px = self.config.mask_margin * self.size[1] / feat_width  # the margin in image pixels
+        if px > 0:
+            k = int(math.ceil(px))
+            off = torch.arange(-k, k + 1, device=self.device, dtype=torch.float32)
+            disc = ((off[:, None] ** 2 + off[None, :] ** 2) <= px ** 2).to(torch.float32)[None, None]
+            free = torch.nn.functional.conv2d(free.to(torch.float32)[None, None], disc, padding=k)[0, 0] > 0
+        return (~free).to(torch.float32)
 
     # ---------------------------------------------------------------------------------------
 
@@ -506,6 +549,7 @@ class DragSession:
             self.refs = None
             self.feat0 = None
         self.done = bool(self.history and self.history[-1].done and self.history[-1].error is None)
+        self._update_finished(None)
 
     def run(self, max_steps: int | None = None, callback: Callable[[DragState, "DragSession"], None] | None = None,
             progress: bool = False) -> DragResult:
@@ -567,4 +611,5 @@ class DragSession:
         rc = xy_to_rc(self.handles0_xy).round().to(self.device, torch.int64)
         self.refs = resized_features_at(feat, self.size, rc[:, 0], rc[:, 1]).T.contiguous()
         self.feat0 = feat if self.mask is not None else None
+        self.feat0_rms = feat.to(torch.float32).square().mean().sqrt()
         self.feature_scale0 = float(feat.to(torch.float32).square().mean().sqrt())

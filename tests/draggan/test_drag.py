@@ -280,3 +280,40 @@ def test_a_drag_that_cannot_move_reports_the_stall():
     assert not result.done and result.stalled and "for 5 steps" in result.stalled
     ok = DragSession(G, ws, [(10.0, 10.0)], [(20.0, 10.0)], config=DragConfig(feature_block=2, lr=0.03, stall_steps=5))
     assert ok.run(max_steps=8).stalled is None
+
+
+def _scripted_session(handle_stop: str, path: list[list[tuple[float, float]]]) -> DragSession:
+    """Two handles whose tracked positions follow `path` ((row, col) per step after the first): the
+    tracker hook scripts them, so the stop rule is tested apart from the optimisation."""
+    G = tiny_generator(64, seed=2)
+    ws = G.mapping(torch.randn(1, 16), None, truncation_psi=0.7)
+    steps = iter(path)
+    return DragSession(G, ws, [(10.0, 10.0), (40.0, 40.0)], [(10.0, 16.0), (40.0, 46.0)],
+                       config=_config(handle_stop=handle_stop, stop_distance=0.5),
+                       tracker=lambda session, feat: torch.tensor(next(steps)))
+
+
+# (row, col): handle 0 reaches its target (16, 10) at step 1 and leaves it; handle 1 reaches (46, 40) at step 2.
+_PATH = [[(16.0, 10.0), (43.0, 40.0)], [(17.0, 10.0), (46.0, 40.0)], [(17.0, 10.0), (46.0, 40.0)]]
+
+
+def test_each_handle_stops_once_it_has_reached_its_target():
+    each = _scripted_session("each", _PATH)
+    states = [each.step() for _ in range(3)]
+    assert [s.done for s in states] == [False, False, True]  # handle 0 finished at step 1, handle 1 at step 2
+    together = _scripted_session("together", _PATH)
+    states = [together.step() for _ in range(4)]
+    assert not any(s.done for s in states)  # never both on their targets at one step
+    each.rollback(0)  # the finished handles are those of the history that remains
+    assert not each.done and each._finished.tolist() == [False, False]
+
+
+def test_a_finished_handle_is_no_longer_pushed():
+    """At step 2 handle 0 is 1 px off its target again, handle 1 still 3 px off: 'together' pushes both,
+    'each' only handle 1."""
+    path = [[(16.0, 10.0), (43.0, 40.0)], [(17.0, 10.0), (43.0, 40.0)]]
+    a, b = _scripted_session("each", path), _scripted_session("together", path)
+    each = [a.step() for _ in range(3)]
+    together = [b.step() for _ in range(3)]
+    assert each[1].loss == pytest.approx(together[1].loss)  # the same until then (handle 0 on its target)
+    assert 0 < each[2].loss < together[2].loss
