@@ -51,6 +51,7 @@ class DragConfig:
     r1: float = 3.0  # motion supervision radius, in pixels of a 512-px image
     r2: float = 12.0  # tracking search half-width, in pixels of a 512-px image
     min_radius: float | None = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
+    radius_unit: str = "px512"  # r1, r2 in 'px512' (pixels of a 512-px image: paper, official) or 'cells' (of the feature map)
     tracking_distance: str = "l1"  # 'l1' (paper) or 'l2' (official code)
     lambda_mask: float = 20.0  # weight of the term holding features outside the mask
     mask_loss: str = "l1"  # the hold term: 'l1' (paper, official) or 'l2' (squared, relative to the first features' RMS)
@@ -64,6 +65,8 @@ class DragConfig:
     official_stop_rule: bool = False  # use the official max(2, 2h/512) px instead of the two above
     handle_stop: str = "together"  # 'together' (paper): done when every handle is close at one step; 'each': a
     # handle that has come close once is finished (no longer pushed), done when every handle has finished
+    handle_patience: int = 0  # 'each' with several handles: a handle not closer than its best for this many steps is
+    # finished too, so that one stalled handle does not hold the others' edit to the step limit (0 = never)
     official_grid: bool = False  # reproduce the official pixel grid quirk of the motion disk
     max_steps: int = 300  # step limit of `run`
     noise_mode: str = "const"  # noise of the synthesis
@@ -119,7 +122,7 @@ class DragConfig:
             notes.append(f"the paper's feature block {PAPER_FEATURE_BLOCK} does not exist in this {G.img_height}-px "
                          f"generator (blocks 0..{len(blocks) - 1}); using block {cfg.feature_block} ({res}x{res}, "
                          "half the image size); set feature_block to choose another")
-        if cfg.min_radius is None:
+        if cfg.min_radius is None and cfg.radius_unit == "px512":
             zero = [name for name, r in (("r1", cfg.r1), ("r2", cfg.r2)) if cfg.radius_px(r, G.img_height) <= 0]
             if zero:
                 cfg.min_radius = 1.0
@@ -127,9 +130,16 @@ class DragConfig:
                              "the official code cannot drag; using 1 px (min_radius=1)")
         return cfg, notes
 
-    def radius_px(self, r: float, height: int) -> float:
-        """A radius given at 512 px, scaled to an image of `height` like the official code."""
-        scaled = round(r / REFERENCE_RESOLUTION * height)
+    def radius_px(self, r: float, height: int, feature_resolution: int | None = None) -> float:
+        """A radius in image pixels: given at 512 px, scaled to an image of `height` like the official code
+        (`radius_unit='px512'`), or given in cells of a `feature_resolution`-high feature map ('cells': a cell
+        is height / feature_resolution pixels; not rounded, the disk's test is a strict `<`)."""
+        if self.radius_unit == "cells":
+            if feature_resolution is None:
+                raise ValueError("radius_unit='cells' needs the feature map's resolution")
+            scaled = r * height / feature_resolution
+        else:
+            scaled = round(r / REFERENCE_RESOLUTION * height)
         return scaled if self.min_radius is None else max(scaled, self.min_radius)
 
     def stop_px(self, num_handles: int, height: int) -> float:
@@ -168,11 +178,13 @@ class DragConfig:
         number("max_steps", 0, MAX_DRAG_STEPS, whole=True)
         number("divergence_ratio", 1, low_open=True)
         number("stall_steps", 0, MAX_DRAG_STEPS, whole=True)
+        number("handle_patience", 0, MAX_DRAG_STEPS, whole=True)
         for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
         for name, choices in (("tracking_distance", ("l1", "l2")), ("latent_space", ("w", "w+")),
                               ("mask_loss", ("l1", "l2")), ("handle_stop", ("together", "each")),
+                              ("radius_unit", ("px512", "cells")),
                               ("noise_mode", NOISE_MODES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be one of {', '.join(choices)}")
@@ -268,8 +280,9 @@ class DragSession:
         self.handles_rc = xy_to_rc(h).to(self.device, torch.float32)
         self.targets_rc = xy_to_rc(t).to(self.device, torch.float32)
         self._handles_xy = [tuple(p) for p in h.to(torch.float32).tolist()]
-        self.r1 = cfg.radius_px(cfg.r1, self.size[0])
-        self.r2 = int(cfg.radius_px(cfg.r2, self.size[0]))
+        feature_resolution = G.synthesis.block_resolutions[cfg.feature_block]
+        self.r1 = cfg.radius_px(cfg.r1, self.size[0], feature_resolution)
+        self.r2 = int(cfg.radius_px(cfg.r2, self.size[0], feature_resolution))
         self.stop_px = cfg.stop_px(len(h), self.size[0])
         if self.r1 <= 0 or self.r2 <= 0:
             raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px; "
@@ -286,7 +299,7 @@ class DragSession:
         self.feat0_rms: torch.Tensor | None = None  # their RMS (the 'l2' mask term's unit)
         self.feature_scale0 = math.inf  # RMS of the first image's features (the divergence check)
         self._finished = torch.zeros(len(h), dtype=torch.bool, device=self.device)  # see `_update_finished`
-        self._finished_host = [False] * len(h)
+        self._finished_host, self._best = [False] * len(h), [(math.inf, 0)] * len(h)
         self.done = False
         self._graph: torch.cuda.CUDAGraph | None = None  # the captured step (CUDA), see `_replay`
         self._graph_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -390,11 +403,14 @@ class DragSession:
         """`handle_stop='each'`: mark the handles that came within the stop distance in `states` (None: start
         again from the whole history, as after a rollback). A function of the history, kept in a device tensor
         that the step reads (updated in place: a captured step reads it)."""
+        n, patience = len(self.handles_rc), self.config.handle_patience if len(self.handles_rc) > 1 else 0
         if states is None:
-            self._finished_host = [False] * len(self.handles_rc)
+            self._finished_host, self._best = [False] * n, [(math.inf, 0)] * n  # best: (distance, step)
             states = self.history
         for s in states:
-            self._finished_host = [f or d <= self.stop_px for f, d in zip(self._finished_host, s.distances)]
+            self._best = [(d, s.step) if d < b - 1e-6 else (b, k) for (b, k), d in zip(self._best, s.distances)]
+            self._finished_host = [f or d <= self.stop_px or (patience > 0 and s.step - k >= patience)
+                                   for f, d, (_, k) in zip(self._finished_host, s.distances, self._best)]
         self._finished.copy_(torch.tensor(self._finished_host, dtype=torch.bool))
 
     def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,7 +65,9 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
                 mask_radius: float = 6.0,  # disc of the movable region around handle and target, pixels
                 margin: float = 2.0,  # landmarks count as outside when this much beyond the disc
                 truncation_psi: float = 0.7,
-                max_steps: int | None = None) -> MaskedDragResult:
+                max_steps: int | None = None,
+                unmasked: list[dict] | None = None,  # the `faces` of an earlier result with the same faces and drag:
+                ) -> MaskedDragResult:                # its unmasked drags are reused (a sweep of mask settings)
     """Drag `landmark` by `offset` on each face without and with a disc mask; see the module docstring."""
     k = LANDMARKS.index(landmark)
     t0 = time.perf_counter()
@@ -78,12 +80,14 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
         target = [handle[0] + offset[0], handle[1] + offset[1]]
         mask = disc_mask(size, [handle, target], mask_radius)
         lm = before[i]
-        centre = torch.tensor([(handle[0] + target[0]) / 2, (handle[1] + target[1]) / 2])
         far = torch.linalg.norm(lm - torch.tensor(handle), dim=1) > mask_radius + margin
         far &= torch.linalg.norm(lm - torch.tensor(target), dim=1) > mask_radius + margin
         row = dict(seed=int(seed), outside=[LANDMARKS[j] for j in torch.nonzero(far).flatten().tolist()])
-        del centre
-        for name, m in (("unmasked", None), ("masked", mask)):
+        runs = [("unmasked", None), ("masked", mask)]
+        if unmasked is not None:
+            row.update({key: v for key, v in unmasked[i].items() if key.endswith("_unmasked")})
+            runs = runs[1:]
+        for name, m in runs:
             session = DragSession(G, ws[i:i + 1], [handle], [target], mask=m, config=dataclasses.replace(drag_config))
             result = session.run(max_steps=max_steps)
             after = detector(result.image.clamp(-1, 1)).landmarks[0]

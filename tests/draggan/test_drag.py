@@ -317,3 +317,16 @@ def test_a_finished_handle_is_no_longer_pushed():
     together = [b.step() for _ in range(3)]
     assert each[1].loss == pytest.approx(together[1].loss)  # the same until then (handle 0 on its target)
     assert 0 < each[2].loss < together[2].loss
+
+
+def test_a_stalled_handle_is_given_up_after_its_patience():
+    """Handle 0 reaches its target at step 1; handle 1 stays 3 px away from step 1 on: with a patience of 3
+    steps it is finished after step 4 and the edit ends at step 5; without patience it runs to the limit."""
+    path = [[(16.0, 10.0), (43.0, 40.0)]] * 10
+    ends = []
+    for patience in (3, 0):
+        s = _scripted_session("each", path)
+        s.config.handle_patience = patience
+        result = s.run(max_steps=8)
+        ends.append((len(result.history), result.done))
+    assert ends == [(6, True), (8, False)]
