@@ -63,10 +63,11 @@ class DragConfig:
     stop_distance_many: float = 2.0  # ...or this many with more than `many_handles` handles
     many_handles: int = 5
     official_stop_rule: bool = False  # use the official max(2, 2h/512) px instead of the two above
-    handle_stop: str = "together"  # 'together' (paper): done when every handle is close at one step; 'each': a
-    # handle that has come close once is finished (no longer pushed), done when every handle has finished
+    handle_stop: str = "together"  # 'together' (paper): done when every handle is close at one step; 'each': done
+    # when every handle has been close at some step (a handle that drifts off again is still pushed back meanwhile)
     handle_patience: int = 0  # 'each' with several handles: a handle not closer than its best for this many steps is
-    # finished too, so that one stalled handle does not hold the others' edit to the step limit (0 = never)
+    # given up (no longer pushed, and counted as finished), so that one stalled handle does not hold the others'
+    # edit to the step limit (0 = never)
     official_grid: bool = False  # reproduce the official pixel grid quirk of the motion disk
     max_steps: int = 300  # step limit of `run`
     noise_mode: str = "const"  # noise of the synthesis
@@ -299,7 +300,8 @@ class DragSession:
         self.feat0_rms: torch.Tensor | None = None  # their RMS (the 'l2' mask term's unit)
         self.feature_scale0 = math.inf  # RMS of the first image's features (the divergence check)
         self._finished = torch.zeros(len(h), dtype=torch.bool, device=self.device)  # see `_update_finished`
-        self._finished_host, self._best = [False] * len(h), [(math.inf, 0)] * len(h)
+        self._given_up = torch.zeros(len(h), dtype=torch.bool, device=self.device)
+        self._update_finished(None)
         self.done = False
         self._graph: torch.cuda.CUDAGraph | None = None  # the captured step (CUDA), see `_replay`
         self._graph_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -400,18 +402,21 @@ class DragSession:
         return state
 
     def _update_finished(self, states: Sequence[DragState] | None = None) -> None:
-        """`handle_stop='each'`: mark the handles that came within the stop distance in `states` (None: start
-        again from the whole history, as after a rollback). A function of the history, kept in a device tensor
-        that the step reads (updated in place: a captured step reads it)."""
+        """`handle_stop='each'`: mark the handles that came within the stop distance in `states`, and those given
+        up for `handle_patience` (None: start again from the whole history, as after a rollback). A function of
+        the history, kept in device tensors that the step reads (updated in place: a captured step reads them)."""
         n, patience = len(self.handles_rc), self.config.handle_patience if len(self.handles_rc) > 1 else 0
         if states is None:
-            self._finished_host, self._best = [False] * n, [(math.inf, 0)] * n  # best: (distance, step)
+            self._reached_host, self._given_up_host = [False] * n, [False] * n
+            self._best = [(math.inf, 0)] * n  # per handle: (best distance, its step)
             states = self.history
         for s in states:
             self._best = [(d, s.step) if d < b - 1e-6 else (b, k) for (b, k), d in zip(self._best, s.distances)]
-            self._finished_host = [f or d <= self.stop_px or (patience > 0 and s.step - k >= patience)
-                                   for f, d, (_, k) in zip(self._finished_host, s.distances, self._best)]
-        self._finished.copy_(torch.tensor(self._finished_host, dtype=torch.bool))
+            self._reached_host = [f or d <= self.stop_px for f, d in zip(self._reached_host, s.distances)]
+            self._given_up_host = [g or (patience > 0 and not r and s.step - k >= patience)
+                                   for g, r, (_, k) in zip(self._given_up_host, self._reached_host, self._best)]
+        self._finished.copy_(torch.tensor([r or g for r, g in zip(self._reached_host, self._given_up_host)]))
+        self._given_up.copy_(torch.tensor(self._given_up_host))
 
     def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesis, tracking, loss and its backward into `free.grad`; changes no other state of the
@@ -431,9 +436,10 @@ class DragSession:
         dist = torch.linalg.norm(self.targets_rc - handles_rc, dim=1)
         # Within a pixel the direction means little; below the stop distance, nothing.
         close = dist <= self.stop_px
+        active = dist > min(1.0, self.stop_px)
         if self.config.handle_stop == "each":
-            close = close | self._finished
-        loss = self._loss(feat, handles_rc, (dist > min(1.0, self.stop_px)) & ~close)
+            close, active = close | self._finished, active & ~self._given_up
+        loss = self._loss(feat, handles_rc, active)
         loss.backward()
         scale = feat.detach().to(torch.float32).square().mean().sqrt()  # the divergence check's measure
         packet = torch.cat([close.all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],

@@ -14,6 +14,7 @@ def register_configs() -> None:
 
     register_draggan_configs()
     register_inversion_configs()
+    from eval.drag_checks import DragChecksConfig
     from eval.gpu_check import GpuCheckConfig
     from eval.run import BenchmarkConfig, EvaluateConfig, TrackerConfig
 
@@ -21,5 +22,6 @@ def register_configs() -> None:
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="gpu_check_schema", node=GpuCheckConfig)
+    cs.store(name="drag_checks_schema", node=DragChecksConfig)
     cs.store(group="benchmark", name="benchmark_schema", node=BenchmarkConfig)
     cs.store(group="tracker", name="tracker_schema", node=TrackerConfig)
