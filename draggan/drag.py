@@ -35,6 +35,19 @@ log = logging.getLogger(__name__)
 REFERENCE_RESOLUTION = 512  # r1 and r2 are given in pixels of an image of this height
 PAPER_FEATURE_BLOCK = 5  # the paper's "6th block": 128x128 in generators of 128 px and more
 PRESETS = ("recommended", "paper", "official")
+# The library's default on top of the paper's (`DragConfig.for_generator`, `drag=recommended`), for every generator;
+# measured on toy-faces-64 (model card, docs/evaluation.md "Defaults that transfer"):
+# - radii in cells of the feature map: r1 = 0.75 and r2 = 3 cells are the paper's 3 and 12 px at 512 px with
+#   block 5 (128x128, 4-px cells), and 1.5 and 6 px at 64 px with block 3 (instead of 1 and 2 px);
+# - a many-handle edit ends when each handle has reached its target once, and a handle that has not come
+#   closer for 30 steps is given up (a single handle keeps the paper's rule: the step limit);
+# - the mask term is squared and relative to the first features' RMS: the paper's L1 term has a constant
+#   gradient however small the change, which held the handle still on toy-faces-64.
+RECOMMENDED: dict = dict(radius_unit="cells", r1=0.75, r2=3.0, handle_stop="each", handle_patience=30,
+                         mask_loss="l2", small_generator_rule=True)
+# `small_generator_rule`: below 128 px (no block 5) these replace the paper's lr and stop distance, where those
+# are left at the paper's values: one pixel is 1/64 of the image, so the drag stops on the target's pixel.
+SMALL_GENERATOR: dict = dict(lr=1e-2, stop_distance=0.5)
 
 
 @dataclass
@@ -65,6 +78,7 @@ class DragConfig:
     official_stop_rule: bool = False  # use the official max(2, 2h/512) px instead of the two above
     handle_stop: str = "together"  # 'together' (paper): done when every handle is close at one step; 'each': done
     # when every handle has been close at some step (a handle that drifts off again is still pushed back meanwhile)
+    small_generator_rule: bool = False  # below 128 px, SMALL_GENERATOR's lr and stop (where left at the paper's values)
     handle_patience: int = 0  # 'each' with several handles: a handle not closer than its best for this many steps is
     # given up (no longer pushed, and counted as finished), so that one stalled handle does not hold the others'
     # edit to the step limit (0 = never)
@@ -99,7 +113,7 @@ class DragConfig:
         """
         name = getattr(generator, "model_name", None) if isinstance(generator, torch.nn.Module) else generator
         info = MODELS.get(str(name)) if name is not None else None
-        return DragConfig(**(info.drag if info is not None else {}))
+        return DragConfig(**{**RECOMMENDED, **(info.drag if info is not None else {})})
 
     def adapted_to(self, G: Generator) -> tuple["DragConfig", list[str]]:
         """This config made concrete for `G`, and what was changed, in words (`DragSession` warns of each).
@@ -114,6 +128,12 @@ class DragConfig:
         """
         cfg, notes = copy.deepcopy(self), []
         blocks = G.synthesis.block_resolutions
+        if cfg.small_generator_rule and len(blocks) <= PAPER_FEATURE_BLOCK:
+            paper = DragConfig()
+            for key, value in SMALL_GENERATOR.items():
+                if getattr(cfg, key) == getattr(paper, key) and value != getattr(paper, key):
+                    setattr(cfg, key, value)
+                    notes.append(f"{key}={value:g} for a generator below 128 px (the recommended settings' rule)")
         if not 0 <= cfg.feature_block < len(blocks):
             if cfg.feature_block != PAPER_FEATURE_BLOCK:
                 raise ValueError(f"feature_block={cfg.feature_block}, but this generator has blocks "
@@ -180,7 +200,7 @@ class DragConfig:
         number("divergence_ratio", 1, low_open=True)
         number("stall_steps", 0, MAX_DRAG_STEPS, whole=True)
         number("handle_patience", 0, MAX_DRAG_STEPS, whole=True)
-        for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph"):
+        for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph", "small_generator_rule"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
         for name, choices in (("tracking_distance", ("l1", "l2")), ("latent_space", ("w", "w+")),

@@ -240,12 +240,17 @@ def test_recommended_settings_come_from_the_registry():
     from draggan.loading import load_generator
     from draggan.registry import MODELS
 
+    from draggan.drag import RECOMMENDED
+
     toy = DragConfig.for_generator("toy-faces-64")
-    assert toy == DragConfig(**MODELS["toy-faces-64"].drag) and toy.feature_block == 3 and toy.lr == 5e-3
+    assert toy == DragConfig(**{**RECOMMENDED, **MODELS["toy-faces-64"].drag}) and toy.feature_block == 3 and toy.lr == 1e-2
     assert DragConfig.for_generator(load_generator("toy-faces-64", device="cpu")) == toy  # G keeps its name
     assert DragConfig.preset("recommended", "toy-faces-64") == toy
-    assert DragConfig.for_generator("stylegan2-ffhq-512") == DragConfig()  # no settings of its own: the paper's
-    assert DragConfig.for_generator("/some/net.pkl") == DragConfig.for_generator(tiny_generator(32)) == DragConfig()
+    # no settings of its own: the library's rules on top of the paper's
+    assert DragConfig.for_generator("stylegan2-ffhq-512") == DragConfig(**RECOMMENDED)
+    assert DragConfig.for_generator("/some/net.pkl") == DragConfig.for_generator(tiny_generator(32)) == DragConfig(**RECOMMENDED)
+    assert DragConfig.preset("paper") == DragConfig() and DragConfig().radius_unit == "px512"  # the paper's stay
+    assert DragConfig().mask_loss == "l1" and DragConfig().handle_stop == "together"
     with pytest.raises(ValueError, match="unknown drag preset 'offical'"):
         DragConfig.preset("offical")
 
@@ -330,3 +335,24 @@ def test_a_stalled_handle_is_given_up_after_its_patience():
         result = s.run(max_steps=8)
         ends.append((len(result.history), result.done))
     assert ends == [(6, True), (8, False)]
+
+
+def test_radii_in_feature_cells_are_the_papers_at_512_px():
+    cells = DragConfig(radius_unit="cells", r1=0.75, r2=3.0)
+    assert (cells.radius_px(0.75, 512, 128), cells.radius_px(3.0, 512, 128)) == (3.0, 12.0)  # block 5 of 512 px
+    assert (cells.radius_px(0.75, 64, 32), cells.radius_px(3.0, 64, 32)) == (1.5, 6.0)  # block 3 of 64 px
+    assert DragConfig().radius_px(3.0, 64) == 1.0  # the paper's rule: round(3 / 512 * 64) = 0, then min_radius
+    with pytest.raises(ValueError, match="resolution"):
+        cells.radius_px(0.75, 64)
+
+
+def test_the_small_generator_rule_fills_only_settings_left_at_the_papers():
+    small = DragConfig(small_generator_rule=True)
+    cfg, notes = small.adapted_to(tiny_generator(64))
+    assert (cfg.lr, cfg.stop_distance) == (1e-2, 0.5) and any("below 128 px" in n for n in notes)
+    cfg, _ = DragConfig(small_generator_rule=True, lr=3e-3).adapted_to(tiny_generator(64))
+    assert (cfg.lr, cfg.stop_distance) == (3e-3, 0.5)  # a learning rate given is kept
+    cfg, notes = small.adapted_to(tiny_generator(128))
+    assert (cfg.lr, cfg.stop_distance) == (DragConfig().lr, DragConfig().stop_distance) and not notes
+    cfg, _ = DragConfig().adapted_to(tiny_generator(64))
+    assert cfg.lr == DragConfig().lr  # the paper's preset is not touched
