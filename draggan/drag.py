@@ -41,10 +41,11 @@ PRESETS = ("recommended", "paper", "official")
 #   block 5 (128x128, 4-px cells), and 1.5 and 6 px at 64 px with block 3 (instead of 1 and 2 px);
 # - a many-handle edit ends when each handle has reached its target once, and a handle that has not come
 #   closer for 30 steps is given up (a single handle keeps the paper's rule: the step limit);
-# - the mask term is squared and relative to the first features' RMS: the paper's L1 term has a constant
-#   gradient however small the change, which held the handle still on toy-faces-64.
+# - the mask term is squared and relative to the first features' RMS (the paper's L1 term has a constant
+#   gradient however small the change, which held the handle still on toy-faces-64), and it does not hold
+#   the features within one feature cell of the movable region (they depend on what moves).
 RECOMMENDED: dict = dict(radius_unit="cells", r1=0.75, r2=3.0, handle_stop="each", handle_patience=30,
-                         mask_loss="l2", small_generator_rule=True)
+                         mask_loss="l2", mask_margin=1.0, small_generator_rule=True)
 # `small_generator_rule`: below 128 px (no block 5) these replace the paper's lr and stop distance, where those
 # are left at the paper's values: one pixel is 1/64 of the image, so the drag stops on the target's pixel.
 SMALL_GENERATOR: dict = dict(lr=1e-2, stop_distance=0.5)
