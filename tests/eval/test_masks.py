@@ -49,3 +49,22 @@ def test_the_recommended_mask_term_lets_the_handle_move_and_holds_the_rest(toy):
     assert new.dist_masked < old.dist_masked - 0.5
     assert new.outside_masked < 0.5 * new.outside_unmasked
     assert np.isfinite(new.reach_ratio) and new.num_faces == 1
+
+
+def test_drag_checks_script_config_runs_the_mouth_measure():
+    """`scripts/drag_checks.py check=mouth`: one face, 5 steps; the figures are those of `mouth_drag`."""
+    from hydra import compose, initialize_config_dir
+
+    from eval.configs import register_configs
+    from eval.drag_checks import run_drag_checks
+    from tests.test_configs import CONF
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(config_name="drag_checks", overrides=["check=mouth", "num_faces=1", "steps=5"])
+        bad = compose(config_name="drag_checks", overrides=["check=nose"])
+    out = run_drag_checks(cfg)
+    assert out["num_faces"] == 1 and out["faces"][0]["steps"] <= 5 and out["drag"]["radius_unit"] == "cells"
+    assert 0 <= out["left"] < 2 and out["offset"] == (0.0, 6.0)
+    with pytest.raises(ValueError, match="check must be one of"):
+        run_drag_checks(bad)
