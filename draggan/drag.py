@@ -431,13 +431,21 @@ class DragSession:
             self._reached_host, self._given_up_host = [False] * n, [False] * n
             self._best = [(math.inf, 0)] * n  # per handle: (best distance, its step)
             states = self.history
+            changed = True
+        else:
+            changed = False
+        if self.config.handle_stop != "each":
+            return
+        before = (self._reached_host, self._given_up_host)
         for s in states:
             self._best = [(d, s.step) if d < b - 1e-6 else (b, k) for (b, k), d in zip(self._best, s.distances)]
             self._reached_host = [f or d <= self.stop_px for f, d in zip(self._reached_host, s.distances)]
             self._given_up_host = [g or (patience > 0 and not r and s.step - k >= patience)
                                    for g, r, (_, k) in zip(self._given_up_host, self._reached_host, self._best)]
-        self._finished.copy_(torch.tensor([r or g for r, g in zip(self._reached_host, self._given_up_host)]))
-        self._given_up.copy_(torch.tensor(self._given_up_host))
+        if changed or (self._reached_host, self._given_up_host) != before:  # rare: no transfer on most steps
+            finished = [r or g for r, g in zip(self._reached_host, self._given_up_host)]
+            self._finished.copy_(torch.tensor(finished, device=self.device))
+            self._given_up.copy_(torch.tensor(self._given_up_host, device=self.device))
 
     def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesis, tracking, loss and its backward into `free.grad`; changes no other state of the
