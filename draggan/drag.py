@@ -37,6 +37,20 @@ REFERENCE_RESOLUTION = 512  # r1 and r2 are given in pixels of an image of this 
 PAPER_FEATURE_BLOCK = 5  # the paper's "6th block": 128x128 in generators of 128 px and more
 PRESETS = ("recommended", "paper", "official")
 METHODS = ("draggan", "freedrag", "stabledrag", "uclt")  # drag methods, see `draggan.methods.make_session`
+# The library's default on top of the paper's (`DragConfig.for_generator`, `drag=recommended`), for every generator;
+# measured on toy-faces-64 (model card, docs/evaluation.md "Defaults that transfer"):
+# - radii in cells of the feature map: r1 = 0.75 and r2 = 3 cells are the paper's 3 and 12 px at 512 px with
+#   block 5 (128x128, 4-px cells), and 1.5 and 6 px at 64 px with block 3 (instead of 1 and 2 px);
+# - a many-handle edit ends when each handle has reached its target once, and a handle that has not come
+#   closer for 30 steps is given up (a single handle keeps the paper's rule: the step limit);
+# - the mask term is squared and relative to the first features' RMS (the paper's L1 term has a constant
+#   gradient however small the change, which held the handle still on toy-faces-64), and it does not hold
+#   the features within one feature cell of the movable region (they depend on what moves).
+RECOMMENDED: dict = dict(radius_unit="cells", r1=0.75, r2=3.0, handle_stop="each", handle_patience=30,
+                         mask_loss="l2", mask_margin=1.0, small_generator_rule=True)
+# `small_generator_rule`: below 128 px (no block 5) these replace the paper's lr and stop distance, where those
+# are left at the paper's values: one pixel is 1/64 of the image, so the drag stops on the target's pixel.
+SMALL_GENERATOR: dict = dict(lr=1e-2, stop_distance=0.5)
 
 
 @dataclass
@@ -53,8 +67,11 @@ class DragConfig:
     r1: float = 3.0  # motion supervision radius, in pixels of a 512-px image
     r2: float = 12.0  # tracking search half-width, in pixels of a 512-px image
     min_radius: float | None = 1.0  # scaled radii are never below this (None = the official rounding, 0 below 86 px)
+    radius_unit: str = "px512"  # r1, r2 in 'px512' (pixels of a 512-px image: paper, official) or 'cells' (of the feature map)
     tracking_distance: str = "l1"  # 'l1' (paper) or 'l2' (official code)
     lambda_mask: float = 20.0  # weight of the term holding features outside the mask
+    mask_loss: str = "l1"  # the hold term: 'l1' (paper, official) or 'l2' (squared, relative to the first features' RMS)
+    mask_margin: float = 0.0  # features within this many feature cells of the movable region are not held
     lr: float = 2e-3  # Adam learning rate (paper 2e-3; official GUI 1e-3)
     latent_space: str = "w+"  # 'w+' (each of the first rows free) or 'w' (one shared row)
     optimize_ws: int = 6  # number of leading ws rows optimised; the rest stay at their start
@@ -62,6 +79,12 @@ class DragConfig:
     stop_distance_many: float = 2.0  # ...or this many with more than `many_handles` handles
     many_handles: int = 5
     official_stop_rule: bool = False  # use the official max(2, 2h/512) px instead of the two above
+    handle_stop: str = "together"  # 'together' (paper): done when every handle is close at one step; 'each': done
+    # when every handle has been close at some step (a handle that drifts off again is still pushed back meanwhile)
+    small_generator_rule: bool = False  # below 128 px, SMALL_GENERATOR's lr and stop (where left at the paper's values)
+    handle_patience: int = 0  # 'each' with several handles: a handle not closer than its best for this many steps is
+    # given up (no longer pushed, and counted as finished), so that one stalled handle does not hold the others'
+    # edit to the step limit (0 = never)
     official_grid: bool = False  # reproduce the official pixel grid quirk of the motion disk
     max_steps: int = 300  # step limit of `run`
     noise_mode: str = "const"  # noise of the synthesis
@@ -95,7 +118,7 @@ class DragConfig:
         """
         name = getattr(generator, "model_name", None) if isinstance(generator, torch.nn.Module) else generator
         info = MODELS.get(str(name)) if name is not None else None
-        return DragConfig(**(info.drag if info is not None else {}))
+        return DragConfig(**{**RECOMMENDED, **(info.drag if info is not None else {})})
 
     def adapted_to(self, G: Generator) -> tuple["DragConfig", list[str]]:
         """This config made concrete for `G`, and what was changed, in words (`DragSession` warns of each).
@@ -110,6 +133,12 @@ class DragConfig:
         """
         cfg, notes = copy.deepcopy(self), []
         blocks = G.synthesis.block_resolutions
+        if cfg.small_generator_rule and len(blocks) <= PAPER_FEATURE_BLOCK:
+            paper = DragConfig()
+            for key, value in SMALL_GENERATOR.items():
+                if getattr(cfg, key) == getattr(paper, key) and value != getattr(paper, key):
+                    setattr(cfg, key, value)
+                    notes.append(f"{key}={value:g} for a generator below 128 px (the recommended settings' rule)")
         if not 0 <= cfg.feature_block < len(blocks):
             if cfg.feature_block != PAPER_FEATURE_BLOCK:
                 raise ValueError(f"feature_block={cfg.feature_block}, but this generator has blocks "
@@ -119,7 +148,7 @@ class DragConfig:
             notes.append(f"the paper's feature block {PAPER_FEATURE_BLOCK} does not exist in this {G.img_height}-px "
                          f"generator (blocks 0..{len(blocks) - 1}); using block {cfg.feature_block} ({res}x{res}, "
                          "half the image size); set feature_block to choose another")
-        if cfg.min_radius is None:
+        if cfg.min_radius is None and cfg.radius_unit == "px512":
             zero = [name for name, r in (("r1", cfg.r1), ("r2", cfg.r2)) if cfg.radius_px(r, G.img_height) <= 0]
             if zero:
                 cfg.min_radius = 1.0
@@ -127,9 +156,16 @@ class DragConfig:
                              "the official code cannot drag; using 1 px (min_radius=1)")
         return cfg, notes
 
-    def radius_px(self, r: float, height: int) -> float:
-        """A radius given at 512 px, scaled to an image of `height` like the official code."""
-        scaled = round(r / REFERENCE_RESOLUTION * height)
+    def radius_px(self, r: float, height: int, feature_resolution: int | None = None) -> float:
+        """A radius in image pixels: given at 512 px, scaled to an image of `height` like the official code
+        (`radius_unit='px512'`), or given in cells of a `feature_resolution`-high feature map ('cells': a cell
+        is height / feature_resolution pixels; not rounded, the disk's test is a strict `<`)."""
+        if self.radius_unit == "cells":
+            if feature_resolution is None:
+                raise ValueError("radius_unit='cells' needs the feature map's resolution")
+            scaled = r * height / feature_resolution
+        else:
+            scaled = round(r / REFERENCE_RESOLUTION * height)
         return scaled if self.min_radius is None else max(scaled, self.min_radius)
 
     def stop_px(self, num_handles: int, height: int) -> float:
@@ -159,6 +195,7 @@ class DragConfig:
         number("r2", 0, 4096, low_open=True)
         number("min_radius", 0, 4096, none=True)
         number("lambda_mask", 0)
+        number("mask_margin", 0, 4096)
         number("lr", 0, low_open=True)
         number("optimize_ws", 1, 64, whole=True)
         number("stop_distance", 0, 4096)
@@ -167,10 +204,13 @@ class DragConfig:
         number("max_steps", 0, MAX_DRAG_STEPS, whole=True)
         number("divergence_ratio", 1, low_open=True)
         number("stall_steps", 0, MAX_DRAG_STEPS, whole=True)
-        for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph"):
+        number("handle_patience", 0, MAX_DRAG_STEPS, whole=True)
+        for name in ("official_stop_rule", "official_grid", "force_fp32", "cuda_graph", "small_generator_rule"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be true or false")
         for name, choices in (("tracking_distance", ("l1", "l2")), ("latent_space", ("w", "w+")),
+                              ("mask_loss", ("l1", "l2")), ("handle_stop", ("together", "each")),
+                              ("radius_unit", ("px512", "cells")),
                               ("noise_mode", NOISE_MODES), ("method", METHODS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be one of {', '.join(choices)}")
@@ -288,14 +328,16 @@ class DragSession:
         check_inside(h, *self.size, "handles")
         check_inside(t, *self.size, "targets")
         self.mask = self._check_mask(mask)
+        self._fixed = None if self.mask is None else self._fixed_region()
         self.ws0 = ws.detach().to(self.device, torch.float32).clone()
         self.handles0_xy = h
         self.targets_xy = t
         self.handles_rc = xy_to_rc(h).to(self.device, torch.float32)
         self.targets_rc = xy_to_rc(t).to(self.device, torch.float32)
         self._handles_xy = [tuple(p) for p in h.to(torch.float32).tolist()]
-        self.r1 = cfg.radius_px(cfg.r1, self.size[0])
-        self.r2 = int(cfg.radius_px(cfg.r2, self.size[0]))
+        feature_resolution = G.synthesis.block_resolutions[cfg.feature_block]
+        self.r1 = cfg.radius_px(cfg.r1, self.size[0], feature_resolution)
+        self.r2 = int(cfg.radius_px(cfg.r2, self.size[0], feature_resolution))
         self.stop_px = cfg.stop_px(len(h), self.size[0])
         if self.r1 <= 0 or self.r2 <= 0:
             raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px; "
@@ -309,7 +351,11 @@ class DragSession:
         self.snapshots: list[dict] = []  # per step: latent and optimiser state after the step
         self.refs: torch.Tensor | None = None  # [N, C] handle features of the first image
         self.feat0: torch.Tensor | None = None  # features of the first image (mask term only)
+        self.feat0_rms: torch.Tensor | None = None  # their RMS (the 'l2' mask term's unit)
         self.feature_scale0 = math.inf  # RMS of the first image's features (the divergence check)
+        self._finished = torch.zeros(len(h), dtype=torch.bool, device=self.device)  # see `_update_finished`
+        self._given_up = torch.zeros(len(h), dtype=torch.bool, device=self.device)
+        self._update_finished(None)
         self.done = False
         self._graph: torch.cuda.CUDAGraph | None = None  # the captured step (CUDA), see `_replay`
         self._graph_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -406,7 +452,33 @@ class DragSession:
                           distances=distances, done=done, error=error)
         self.history.append(state)
         self.snapshots.append(self._snapshot())
+        self._update_finished(self.history[-1:])
         return state
+
+    def _update_finished(self, states: Sequence[DragState] | None = None) -> None:
+        """`handle_stop='each'`: mark the handles that came within the stop distance in `states`, and those given
+        up for `handle_patience` (None: start again from the whole history, as after a rollback). A function of
+        the history, kept in device tensors that the step reads (updated in place: a captured step reads them)."""
+        n, patience = len(self.handles_rc), self.config.handle_patience if len(self.handles_rc) > 1 else 0
+        if states is None:
+            self._reached_host, self._given_up_host = [False] * n, [False] * n
+            self._best = [(math.inf, 0)] * n  # per handle: (best distance, its step)
+            states = self.history
+            changed = True
+        else:
+            changed = False
+        if self.config.handle_stop != "each":
+            return
+        before = (self._reached_host, self._given_up_host)
+        for s in states:
+            self._best = [(d, s.step) if d < b - 1e-6 else (b, k) for (b, k), d in zip(self._best, s.distances)]
+            self._reached_host = [f or d <= self.stop_px for f, d in zip(self._reached_host, s.distances)]
+            self._given_up_host = [g or (patience > 0 and not r and s.step - k >= patience)
+                                   for g, r, (_, k) in zip(self._given_up_host, self._reached_host, self._best)]
+        if changed or (self._reached_host, self._given_up_host) != before:  # rare: no transfer on most steps
+            finished = [r or g for r, g in zip(self._reached_host, self._given_up_host)]
+            self._finished.copy_(torch.tensor(finished, device=self.device))
+            self._given_up.copy_(torch.tensor(self._given_up_host, device=self.device))
 
     def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesis, tracking, loss and its backward into `free.grad`; changes no other state of the
@@ -421,10 +493,14 @@ class DragSession:
                 handles_rc = self._track(feat.detach())
         dist = torch.linalg.norm(self.targets_rc - handles_rc, dim=1)
         # Within a pixel the direction means little; below the stop distance, nothing.
-        loss = self._loss(feat, handles_rc, dist > min(1.0, self.stop_px))
+        close = dist <= self.stop_px
+        active = dist > min(1.0, self.stop_px)
+        if self.config.handle_stop == "each":
+            close, active = close | self._finished, active & ~self._given_up
+        loss = self._loss(feat, handles_rc, active)
         loss.backward()
         scale = _feature_scale(feat.detach())
-        packet = torch.cat([(dist <= self.stop_px).all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
+        packet = torch.cat([close.all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
                             scale[None], dist.to(torch.float32), handles_rc.reshape(-1)])
         return packet, handles_rc
 
@@ -502,9 +578,26 @@ class DragSession:
         if self.mask is None:
             return motion
         resize = torch.nn.functional.interpolate
-        fixed = (~self.mask).to(feat.dtype)
-        hold = (resize(feat - self.feat0, list(self.size), mode="bilinear") * fixed).abs().mean()
+        fixed = self._fixed
+        diff = resize(feat - self.feat0, list(self.size), mode="bilinear") * fixed
+        if cfg.mask_loss == "l1":
+            hold = diff.abs().mean()
+        else:
+            hold = (diff / self.feat0_rms).square().mean() * self.feat0_rms
         return motion + cfg.lambda_mask * hold
+
+    def _fixed_region(self) -> torch.Tensor:
+        """[H, W] float: 1 where the mask term holds the features (outside the movable region, and more
+        than `mask_margin` feature cells away from it), 0 elsewhere."""
+        free = self.mask
+        feat_width = self.G.synthesis.block_resolutions[self.config.feature_block]
+        px = self.config.mask_margin * self.size[1] / feat_width  # the margin in image pixels
+        if px > 0:
+            k = int(math.ceil(px))
+            off = torch.arange(-k, k + 1, device=self.device, dtype=torch.float32)
+            disc = ((off[:, None] ** 2 + off[None, :] ** 2) <= px ** 2).to(torch.float32)[None, None]
+            free = torch.nn.functional.conv2d(free.to(torch.float32)[None, None], disc, padding=k)[0, 0] > 0
+        return (~free).to(torch.float32)
 
     # ---------------------------------------------------------------------------------------
 
@@ -538,6 +631,7 @@ class DragSession:
             self.refs = None
             self.feat0 = None
         self.done = bool(self.history and self.history[-1].done and self.history[-1].error is None)
+        self._update_finished(None)
 
     def run(self, max_steps: int | None = None, callback: Callable[[DragState, "DragSession"], None] | None = None,
             progress: bool = False) -> DragResult:
@@ -605,6 +699,7 @@ class DragSession:
         rc = handles_rc.round().to(torch.int64)
         self.refs = resized_features_at(feat, self.size, rc[:, 0], rc[:, 1]).T.contiguous()
         self.feat0 = feat if self.mask is not None else None
+        self.feat0_rms = _feature_scale(feat) if self.mask is not None else None  # the squared mask term's unit
 
 
 def _feature_scale(feat: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     # its target's pixel (the tracker moves handles by whole pixels) instead of within 1 px.
     ModelInfo("toy-faces-64", "toy-faces-64.safetensors", (64, 64),
               "MIT, like this project (trained by scripts/train.py on procedural faces; see toy-faces-64.md)",
-              shipped=True, drag=dict(feature_block=3, lr=5e-3, stop_distance=0.5)),
+              shipped=True, drag=dict(feature_block=3, lr=1e-2, stop_distance=0.5)),
     ModelInfo("stylegan2-ffhq-512", "stylegan2-ffhq-512x512.pkl", (512, 512), _NVIDIA_NC,
               url=_NGC + "stylegan2-ffhq-512x512.pkl",
               sha256="d2b1c92f41ce8a64c55f7a75ef06c4c0eef9e17b1eb29aae8c10fb37b3e60478", checksum_source=_DEMO),

@@ -91,6 +91,20 @@ class GpuCheckConfig:
     out_dir: str | None = None  # None = Hydra's run folder
 
 
+@dataclass
+class DragChecksConfig:
+    check: str = "mask"  # mask or mouth
+    generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
+    drag: DragSettings = field(default_factory=DragSettings)
+    num_faces: int = 10  # faces (seeds seed, seed+1, ...; the mouth check skips faces without a visible mouth)
+    seed: int = 0
+    steps: int | None = None  # step limit of each drag (None: mask = drag.max_steps, mouth = 200, the issue's)
+    landmark: str = "left_eye_center"  # mask: the dragged landmark
+    offset: tuple[float, float] | None = None  # (dx, dy) of the drag (None: mask (0, -3), mouth (0, 6))
+    mask_radius: float = 6.0  # mask: the movable disc around the handle and its target, pixels
+    truncation_psi: float = 0.7
+
+
 def schemas() -> list[tuple[str | None, str, type]]:
     """(group, name, schema) of every config the scripts compose; conf/*.yaml and conf/<group>/*.yaml extend them."""
     return [
@@ -101,6 +115,7 @@ def schemas() -> list[tuple[str | None, str, type]]:
         (None, "edit_real_schema", EditRealConfig), (None, "app_schema", AppConfig),
         (None, "evaluate_schema", EvaluateConfig), (None, "gates_schema", GatesConfig),
         (None, "gpu_check_schema", GpuCheckConfig), (None, "train_uclt_schema", UCLTTrainConfig),
+        (None, "drag_checks_schema", DragChecksConfig),
         ("drag", "drag_schema", DragSettings), ("inversion", "inversion_schema", InversionSettings),
         ("logger", "logger_schema", LoggerConfig), ("benchmark", "benchmark_schema", BenchmarkConfig),
         ("tracker", "tracker_schema", TrackerConfig),

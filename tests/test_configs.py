@@ -20,7 +20,7 @@ from draggan.registry import DEFAULT_MODEL
 from draggan.methods.configs import UCLTTrainConfig
 from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
 from draggan.training.configs import TrainConfig, TrainScriptConfig
-from eval.configs import (BenchmarkConfig, EvaluateConfig, GatesConfig, GpuCheckConfig, TrackerConfig,
+from eval.configs import (BenchmarkConfig, DragChecksConfig, EvaluateConfig, GatesConfig, GpuCheckConfig, TrackerConfig,
                           register_configs, schemas)
 from eval.logging import LoggerConfig
 from inversion.configs import EditRealConfig, InversionSettings, InvertConfig, PTISettings
@@ -32,7 +32,8 @@ REQUIRED = {"download": [], "export": ["source=a.pkl", "output=b.safetensors"],
 SCHEMA_OF = {"app": AppConfig, "bench_drag": BenchDragConfig, "download": DownloadConfig, "edit": EditConfig,
              "edit_real": EditRealConfig, "evaluate": EvaluateConfig, "export": ExportConfig, "gates": GatesConfig,
              "gpu_check": GpuCheckConfig, "invert": InvertConfig, "make_toyfaces": MakeToyFacesConfig,
-             "train": TrainScriptConfig, "train_detector": TrainDetectorConfig, "train_uclt": UCLTTrainConfig}
+             "train": TrainScriptConfig, "train_detector": TrainDetectorConfig, "train_uclt": UCLTTrainConfig,
+             "drag_checks": DragChecksConfig}
 GROUP_SCHEMA = {"drag": DragSettings, "inversion": InversionSettings, "logger": LoggerConfig,
                 "benchmark": BenchmarkConfig, "tracker": TrackerConfig}
 
@@ -217,9 +218,9 @@ def test_drag_presets_and_settings_on_top():
         return drag_config_from(compose(config_name="edit", overrides=list(overrides)), "toy-faces-64")
 
     assert drag() == DragConfig.for_generator("toy-faces-64")  # the default: recommended
-    assert drag("drag=official") == DragConfig.preset("official")  # lr 1e-3, not toy-faces-64's 5e-3
+    assert drag("drag=official") == DragConfig.preset("official")  # lr 1e-3, not toy-faces-64's 1e-2
     assert drag("drag=paper") == DragConfig()
-    assert drag("drag.lr=0.01") == dataclasses.replace(DragConfig.for_generator("toy-faces-64"), lr=0.01)
+    assert drag("drag.lr=0.02") == dataclasses.replace(DragConfig.for_generator("toy-faces-64"), lr=0.02)
     assert drag("drag=official", "drag.min_radius=1", "drag.r1=2").min_radius == 1.0
     assert drag("drag=official", "drag.min_radius=1", "drag.r1=2").lr == 1e-3
     with pytest.raises(ConfigCompositionException):

@@ -92,7 +92,10 @@ def _run_steps(n_handles: int, steps: int = 3, **config) -> tuple[DeviceWatch, l
 
 
 @pytest.mark.parametrize("config", [dict(), dict(tracking_distance="l2", official_grid=True, official_stop_rule=True),
-                                    dict(masked=True)], ids=["paper", "official", "mask"])
+                                    dict(masked=True),
+                                    dict(masked=True, radius_unit="cells", r1=0.75, r2=3.0, handle_stop="each",
+                                         handle_patience=30, mask_loss="l2", mask_margin=1.0)],
+                         ids=["paper", "official", "mask", "recommended"])
 def test_the_step_stays_on_the_device_and_reads_back_once(config):
     watch, _ = _run_steps(3, **config)
     assert not watch.mixed, f"operations mixing devices in the drag step: {watch.mixed[:5]}"

@@ -240,12 +240,17 @@ def test_recommended_settings_come_from_the_registry():
     from draggan.loading import load_generator
     from draggan.registry import MODELS
 
+    from draggan.drag import RECOMMENDED
+
     toy = DragConfig.for_generator("toy-faces-64")
-    assert toy == DragConfig(**MODELS["toy-faces-64"].drag) and toy.feature_block == 3 and toy.lr == 5e-3
+    assert toy == DragConfig(**{**RECOMMENDED, **MODELS["toy-faces-64"].drag}) and toy.feature_block == 3 and toy.lr == 1e-2
     assert DragConfig.for_generator(load_generator("toy-faces-64", device="cpu")) == toy  # G keeps its name
     assert DragConfig.preset("recommended", "toy-faces-64") == toy
-    assert DragConfig.for_generator("stylegan2-ffhq-512") == DragConfig()  # no settings of its own: the paper's
-    assert DragConfig.for_generator("/some/net.pkl") == DragConfig.for_generator(tiny_generator(32)) == DragConfig()
+    # no settings of its own: the library's rules on top of the paper's
+    assert DragConfig.for_generator("stylegan2-ffhq-512") == DragConfig(**RECOMMENDED)
+    assert DragConfig.for_generator("/some/net.pkl") == DragConfig.for_generator(tiny_generator(32)) == DragConfig(**RECOMMENDED)
+    assert DragConfig.preset("paper") == DragConfig() and DragConfig().radius_unit == "px512"  # the paper's stay
+    assert DragConfig().mask_loss == "l1" and DragConfig().handle_stop == "together"
     with pytest.raises(ValueError, match="unknown drag preset 'offical'"):
         DragConfig.preset("offical")
 
@@ -280,3 +285,74 @@ def test_a_drag_that_cannot_move_reports_the_stall():
     assert not result.done and result.stalled and "for 5 steps" in result.stalled
     ok = DragSession(G, ws, [(10.0, 10.0)], [(20.0, 10.0)], config=DragConfig(feature_block=2, lr=0.03, stall_steps=5))
     assert ok.run(max_steps=8).stalled is None
+
+
+def _scripted_session(handle_stop: str, path: list[list[tuple[float, float]]]) -> DragSession:
+    """Two handles whose tracked positions follow `path` ((row, col) per step after the first): the
+    tracker hook scripts them, so the stop rule is tested apart from the optimisation."""
+    G = tiny_generator(64, seed=2)
+    ws = G.mapping(torch.randn(1, 16), None, truncation_psi=0.7)
+    steps = iter(path)
+    return DragSession(G, ws, [(10.0, 10.0), (40.0, 40.0)], [(10.0, 16.0), (40.0, 46.0)],
+                       config=_config(handle_stop=handle_stop, stop_distance=0.5),
+                       tracker=lambda session, feat: torch.tensor(next(steps)))
+
+
+# (row, col): handle 0 reaches its target (16, 10) at step 1 and leaves it; handle 1 reaches (46, 40) at step 2.
+_PATH = [[(16.0, 10.0), (43.0, 40.0)], [(17.0, 10.0), (46.0, 40.0)], [(17.0, 10.0), (46.0, 40.0)]]
+
+
+def test_each_handle_stops_once_it_has_reached_its_target():
+    each = _scripted_session("each", _PATH)
+    states = [each.step() for _ in range(3)]
+    assert [s.done for s in states] == [False, False, True]  # handle 0 finished at step 1, handle 1 at step 2
+    together = _scripted_session("together", _PATH)
+    states = [together.step() for _ in range(4)]
+    assert not any(s.done for s in states)  # never both on their targets at one step
+    each.rollback(0)  # the finished handles are those of the history that remains
+    assert not each.done and each._finished.tolist() == [False, False]
+
+
+def test_a_reached_handle_that_drifts_off_is_pushed_back():
+    """At step 2 handle 0 is 1 px off its target again, handle 1 still 3 px off: both rules push both (the
+    same loss); only the stop test differs."""
+    path = [[(16.0, 10.0), (43.0, 40.0)], [(17.0, 10.0), (43.0, 40.0)]]
+    a, b = _scripted_session("each", path), _scripted_session("together", path)
+    each = [a.step() for _ in range(3)]
+    together = [b.step() for _ in range(3)]
+    assert each[2].loss == pytest.approx(together[2].loss) and each[2].loss > each[1].loss > 0
+    assert a._finished.tolist() == [True, False]
+
+
+def test_a_stalled_handle_is_given_up_after_its_patience():
+    """Handle 0 reaches its target at step 1; handle 1 stays 3 px away from step 1 on: with a patience of 3
+    steps it is finished after step 4 and the edit ends at step 5; without patience it runs to the limit."""
+    path = [[(16.0, 10.0), (43.0, 40.0)]] * 10
+    ends = []
+    for patience in (3, 0):
+        s = _scripted_session("each", path)
+        s.config.handle_patience = patience
+        result = s.run(max_steps=8)
+        ends.append((len(result.history), result.done))
+    assert ends == [(6, True), (8, False)]
+
+
+def test_radii_in_feature_cells_are_the_papers_at_512_px():
+    cells = DragConfig(radius_unit="cells", r1=0.75, r2=3.0)
+    assert (cells.radius_px(0.75, 512, 128), cells.radius_px(3.0, 512, 128)) == (3.0, 12.0)  # block 5 of 512 px
+    assert (cells.radius_px(0.75, 64, 32), cells.radius_px(3.0, 64, 32)) == (1.5, 6.0)  # block 3 of 64 px
+    assert DragConfig().radius_px(3.0, 64) == 1.0  # the paper's rule: round(3 / 512 * 64) = 0, then min_radius
+    with pytest.raises(ValueError, match="resolution"):
+        cells.radius_px(0.75, 64)
+
+
+def test_the_small_generator_rule_fills_only_settings_left_at_the_papers():
+    small = DragConfig(small_generator_rule=True)
+    cfg, notes = small.adapted_to(tiny_generator(64))
+    assert (cfg.lr, cfg.stop_distance) == (1e-2, 0.5) and any("below 128 px" in n for n in notes)
+    cfg, _ = DragConfig(small_generator_rule=True, lr=3e-3).adapted_to(tiny_generator(64))
+    assert (cfg.lr, cfg.stop_distance) == (3e-3, 0.5)  # a learning rate given is kept
+    cfg, notes = small.adapted_to(tiny_generator(128))
+    assert (cfg.lr, cfg.stop_distance) == (DragConfig().lr, DragConfig().stop_distance) and not notes
+    cfg, _ = DragConfig().adapted_to(tiny_generator(64))
+    assert cfg.lr == DragConfig().lr  # the paper's preset is not touched

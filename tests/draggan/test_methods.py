@@ -145,7 +145,7 @@ def test_method_steps_stay_on_the_device_and_read_back_once(cls):
 def test_drag_method_group_composes_with_the_drag_presets(name):
     from hydra import compose, initialize_config_dir
 
-    from draggan.edit import drag_config_from
+    from draggan.configs import drag_config_from
     from eval.configs import register_configs
 
     register_configs()

@@ -1,0 +1,23 @@
+"""Issue 17's drag-quality checks: `python scripts/drag_checks.py check=mask|mouth [generator=...] [drag.<setting>=...]`.
+
+Prints the figures as one JSON object on the last line (see eval/drag_checks.py)."""
+
+import json
+
+import hydra
+
+from draggan.commands import one_line_errors
+from eval.configs import register_configs
+from eval.drag_checks import run_drag_checks
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="drag_checks")
+@one_line_errors
+def main(cfg) -> None:
+    print(json.dumps(run_drag_checks(cfg)))
+
+
+if __name__ == "__main__":
+    main()
