@@ -295,7 +295,7 @@ def _scripted_session(handle_stop: str, path: list[list[tuple[float, float]]]) -
     steps = iter(path)
     return DragSession(G, ws, [(10.0, 10.0), (40.0, 40.0)], [(10.0, 16.0), (40.0, 46.0)],
                        config=_config(handle_stop=handle_stop, stop_distance=0.5),
-                       tracker=lambda session, feat: torch.tensor(next(steps)))
+                       tracker=lambda step: torch.tensor(next(steps)).flip(-1))  # the hook speaks (x, y)
 
 
 # (row, col): handle 0 reaches its target (16, 10) at step 1 and leaves it; handle 1 reaches (46, 40) at step 2.
