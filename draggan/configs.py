@@ -110,6 +110,7 @@ class TrainDetectorConfig:
     lr: float = 2e-3  # Adam, cosine decay to zero
     seed: int = 0
     threads: int | None = None  # torch CPU threads, None = torch's default
+    device: str = "cpu"  # where the renders and the network live: cpu, cuda, cuda:N, mps
 
 
 @dataclass
@@ -130,6 +131,7 @@ class GatesConfig:
     num_renders: int = 256  # held-out renders for the detector's error
     truncation_psi: float = 0.7
     seed: int = 0
+    device: str = "cpu"  # where G, the detector and the drags run: cpu, auto, cuda, cuda:N, mps
     progress: bool = True
 
 

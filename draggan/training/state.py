@@ -118,3 +118,56 @@ def load(folder: str | Path, *, G: torch.nn.Module, D: torch.nn.Module, G_ema: t
     G_ema.load_state_dict(load_file(str(folder / "G_ema.safetensors"), device=dev), strict=True)
     rng = load_file(str(folder / "state.safetensors"))  # generator states are CPU byte tensors
     return rng, json.loads(metas["state"]["counters"])
+
+
+def measure_resume(cfg, out_dir: str | Path, *, split_kimg: float) -> dict[str, Any]:
+    """Does resuming hurt? Train `cfg` straight, and again stopped at `split_kimg` and resumed from a full and
+    from a compact state; compare the three runs' G_ema images (fixed latents) and losses after the split.
+
+    Returns the mean absolute difference of the resumed runs' images from the straight run's, next to how much
+    the straight run's images changed after the split (the scale of the training's own progress), and the
+    mean losses after the split of each run.
+    """
+    import dataclasses
+
+    from draggan.checkpoint import load_generator_file
+    from draggan.training.loop import train
+
+    class Curves:
+        def __init__(self):
+            self.rows: list[tuple[int, dict[str, float]]] = []
+
+        def log(self, metrics, step):
+            self.rows.append((step, dict(metrics)))
+
+        def log_image(self, name, path, step):
+            pass
+
+    out_dir = Path(out_dir)
+    z = torch.randn([16, cfg.z_dim], generator=torch.Generator().manual_seed(123))
+
+    def images(path):
+        G = load_generator_file(path)
+        with torch.no_grad():
+            return G.synthesis(G.mapping(z, None))
+
+    def late_means(curves, split_it):
+        late = [m for step, m in curves.rows if step > split_it]
+        return {k: sum(m[k] for m in late) / len(late) for k in ("loss_G", "loss_D")}
+
+    straight = Curves()  # uninterrupted, with one snapshot at the split
+    end = train(dataclasses.replace(cfg, snapshot_kimg=split_kimg), out_dir / "straight", progress=False,
+                logger=straight)
+    mid_images = images(out_dir / "straight" / f"network-snapshot-{split_kimg:09.3f}kimg.safetensors")
+    split_it = round(split_kimg * 1000 / cfg.batch)
+    result: dict[str, Any] = dict(iterations=end.iterations, split_iteration=split_it,
+                                  straight_change_after_split=float((images(end.generator_path) - mid_images).abs().mean()),
+                                  losses_after_split=dict(straight=late_means(straight, split_it)))
+    for kind in ("full", "compact"):
+        curves = Curves()
+        c = dataclasses.replace(cfg, state_format=kind)
+        train(dataclasses.replace(c, kimg=split_kimg), out_dir / kind, progress=False)
+        res = train(c, out_dir / kind, progress=False, logger=curves)
+        result[f"{kind}_vs_straight"] = float((images(res.generator_path) - images(end.generator_path)).abs().mean())
+        result["losses_after_split"][kind] = late_means(curves, split_it)
+    return result

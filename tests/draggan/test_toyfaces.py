@@ -127,3 +127,35 @@ def test_refinement_improves_a_rough_guess():
     before = (landmarks(denormalise_params(rough), 64) - truth).norm(dim=-1).mean()
     after = (landmarks(denormalise_params(det.fit(imgs, rough)), 64) - truth).norm(dim=-1).mean()
     assert before > 0.5 and after < 0.2 * before, (before, after)
+
+
+def test_one_face_at_every_size():
+    # The same parameters give the same face at 64 and 128 px: landmarks scale about the image's corner
+    # (pixel centres at integer coordinates), and the 128-px render box-filtered to 64 px is the 64-px render.
+    params = sample_params(4, 3)
+    p64, p128 = landmarks(params, 64), landmarks(params, 128)
+    assert torch.allclose((p64 + 0.5) * 2 - 0.5, p128, atol=1e-4)
+    small = torch.nn.functional.avg_pool2d(render(params, 128), 2)
+    diff = (small - render(params, 64)).abs()
+    assert diff.mean() < 0.02 and diff.max() < 1.0  # only the anti-aliased edges differ, and by less than a step
+
+
+def test_the_64px_network_detects_at_128px_within_half_a_pixel(detector):
+    # One network for every size: a first guess on the downsampled image, the fit coarse to fine at 128 px.
+    det128 = load_detector(resolution=128)
+    assert det128.level_resolutions == (64, 128, 128) and det128.window == 13
+    imgs, _, truth = render_seeds(range(2_000_000, 2_000_003), 128)
+    noise = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    det = det128(torch.cat([imgs, noise]))
+    err = (det.landmarks[:3] - truth).norm(dim=-1)
+    assert err.mean() <= 0.5, f"mean error {err.mean():.3f} px"
+    assert det.detected[:3].all() and not det.detected[3].all() and det.confidence[3].mean() < 0.5
+    with pytest.raises(ValueError, match="not a multiple"):
+        load_detector(resolution=96)
+
+
+@pytest.mark.slow
+def test_the_64px_network_detects_at_256px_within_half_a_pixel():
+    imgs, _, truth = render_seeds(range(2_000_000, 2_000_004), 256)
+    det = load_detector(resolution=256)(imgs)
+    assert (det.landmarks - truth).norm(dim=-1).mean() <= 0.5 and det.detected.all()
