@@ -36,7 +36,7 @@ if ! "$PYTHON" -c "$need" 2>/dev/null; then
   fi
   "$PYTHON" -c "$need" || { echo "train_chunk: missing Python packages; put their wheels in .whl/ (docs/training-256.md)" >&2; exit 2; }
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -61,10 +61,15 @@ for f in "$OUT"/training-state/*.safetensors; do
 done
 
 if [ "$GATES" = 1 ]; then
-  # The paper's drag settings (block 5, r1 3 / r2 12 at 512 px, scaled to the model's size).
+  # The paper's drag settings (block 5, r1 3 / r2 12 at 512 px, scaled to the model's size). An early model
+  # may have too few faces to measure them: that is said in train.log, and the state has come back anyway.
   # shellcheck disable=SC2086
-  "$PYTHON" scripts/model_gates.py "generator=$RUN/network-final.safetensors" drag=paper "device=$DEVICE" \
-    progress=false "hydra.run.dir=$RUN/gates" $GATE_ARGS 2>&1 | tail -c 4000 | tee -a "$OUT/train.log"
-  cp "$RUN/gates/gates.json" "$RUN/gates/samples.png" "$OUT/"
+  if "$PYTHON" scripts/model_gates.py "generator=$RUN/network-final.safetensors" drag=paper "device=$DEVICE" \
+      progress=false "hydra.run.dir=$RUN/gates" $GATE_ARGS > "$RUN/gates.log" 2>&1; then
+    cp "$RUN/gates/gates.json" "$RUN/gates/samples.png" "$OUT/"
+    echo "train_chunk: gates: $(tail -1 "$RUN/gates.log" | cut -c1-600)" | tee -a "$OUT/train.log"
+  else
+    echo "train_chunk: the gates could not be measured: $(tail -3 "$RUN/gates.log")" | tee -a "$OUT/train.log"
+  fi
 fi
 echo "train_chunk: done; bring back $OUT/training-state/* into $STATE/training-state/ and commit it"
