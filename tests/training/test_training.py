@@ -163,3 +163,21 @@ def test_a_full_state_continues_as_a_compact_one(tmp_path):
     train(tiny_config(kimg=0.016), tmp_path)
     res = train(tiny_config(kimg=0.032, state_format="compact"), tmp_path)
     assert res.iterations == 8 and (tmp_path / "training-state" / "state.safetensors").is_file()
+
+
+def test_the_256px_preset_composes_and_its_state_files_fit_16_mb():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from draggan.networks import Generator
+    from eval.configs import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("train", overrides=["+train=toyfaces256", "train.batch=32"])
+    tc = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    assert (tc.resolution, tc.state_format, tc.batch, tc.mixed_precision) == (256, "compact", 32, "bf16")
+    # A G file holds the float32 weights and two bfloat16 moments: 8 bytes a parameter (D likewise).
+    for net in (Generator(**tc.generator_kwargs()), Discriminator(256, channel_base=tc.channel_base,
+                                                                 channel_max=tc.channel_max)):
+        assert sum(p.numel() for p in net.parameters()) * 8 < tc.state_file_mb * 2 ** 20
