@@ -164,3 +164,22 @@ def test_the_64px_network_detects_at_128px_and_256px_within_half_a_pixel():
         err = (det.landmarks[:3] - truth).norm(dim=-1)
         assert err.mean() <= 0.5, f"{res} px: mean error {err.mean():.3f} px"
         assert det.detected[:3].all() and not det.detected[3].all() and det.confidence[3].mean() < 0.5
+
+
+def test_the_256px_render_stays_on_the_gpu():
+    # The trainer renders each batch on its device: every tensor of the renderer follows the parameters'
+    # device (a CPU tensor in a CUDA computation raises here), checked on fake CUDA tensors without a GPU.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from draggan.toyfaces import renderer
+
+    mode = FakeTensorMode()
+    params = mode.from_tensor(sample_params(2, 0), static_shapes=True)
+    renderer._colour.cache_clear()
+    try:
+        with mode:
+            on_gpu = params.to("cuda")
+            img, pts = render(on_gpu, 256), landmarks(on_gpu, 256)
+    finally:
+        renderer._colour.cache_clear()  # its cache would otherwise hold fake tensors
+    assert img.shape == (2, 3, 256, 256) and img.device.type == "cuda" and pts.device.type == "cuda"
