@@ -76,6 +76,7 @@ class GatesConfig:
     num_renders: int = 256  # held-out renders for the detector's error
     truncation_psi: float = 0.7
     seed: int = 0
+    device: str = "cpu"  # where G, the detector and the drags run: cpu, auto, cuda, cuda:N, mps
     progress: bool = True
 
 

@@ -22,7 +22,7 @@ from draggan.latents import latents_from_seeds, synthesize
 from draggan.methods import make_session
 from draggan.networks import Generator
 from draggan.render import DragFrames
-from draggan.toyfaces.detector import LandmarkDetector
+from draggan.toyfaces.detector import Detection, LandmarkDetector
 from draggan.toyfaces.renderer import LANDMARKS
 from eval.trackers import in_loop
 
@@ -51,6 +51,7 @@ class DetectionRateResult:
     per_landmark: dict[str, float]  # share of samples on which each landmark is detected
     num_samples: int
     truncation_psi: float
+    detection: Detection | None = field(default=None, repr=False)  # the detector's output on the samples
 
 
 def detection_rate(G: Generator, detector: LandmarkDetector, *, num_samples: int = 256, seed: int = 0,
@@ -60,7 +61,7 @@ def detection_rate(G: Generator, detector: LandmarkDetector, *, num_samples: int
     det = detector(imgs)
     return DetectionRateResult(rate=float(det.detected.all(dim=1).float().mean()),
                                per_landmark={n: float(det.detected[:, i].float().mean()) for i, n in enumerate(LANDMARKS)},
-                               num_samples=num_samples, truncation_psi=truncation_psi)
+                               num_samples=num_samples, truncation_psi=truncation_psi, detection=det)
 
 
 @dataclass

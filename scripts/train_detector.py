@@ -17,7 +17,7 @@ def main(cfg) -> None:
 
         torch.set_num_threads(cfg.threads)
     result = train_detector(cfg.out, resolution=cfg.resolution, iterations=cfg.iterations, batch=cfg.batch,
-                            lr=cfg.lr, seed=cfg.seed)
+                            lr=cfg.lr, seed=cfg.seed, device=cfg.device)
     print(f"detector: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, "
           f"final loss {result.final_loss:.4f}; weights: {result.path}")
 

@@ -16,6 +16,7 @@ class TrainDetectorConfig:
     lr: float = 2e-3  # Adam, cosine decay to zero
     seed: int = 0
     threads: int | None = None  # torch CPU threads, None = torch's default
+    device: str = "cpu"  # where the renders and the network live: cpu, cuda, cuda:N, mps
 
 
 @dataclass

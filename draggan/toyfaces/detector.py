@@ -6,13 +6,18 @@ Two stages, both documented in the model card:
 2. The guess is refined by fitting the differentiable renderer to the image: Adam on the
    parameters, minimising the squared difference of Gaussian-blurred images, coarse to fine.
 
-The landmarks are those of the fitted parameters. The confidence of each landmark is the normalised
-cross-correlation between the image and the fitted render in a `window` x `window` neighbourhood
-of the landmark (clamped to [0, 1]): does the image have the structure the fitted face has there
-(the edge of the chin, the dark iris in the white eye), whatever its exact colours and sharpness?
-On renders it is 1; a landmark whose neighbourhood the fitted face does not explain (a missing eye,
-a smeared mouth, noise) gets a low confidence. Every landmark lies on an edge of the fitted face, so
-the render's side of the correlation is never flat.
+The landmarks are those of the fitted parameters. The parameters do not depend on the image size,
+so one network serves every resolution: an image larger than the network's is area-downsampled for
+the first guess, and the fit runs coarse to fine (level i renders at the network's resolution times
+2^i, at most the image's), so that only the last, unblurred level pays for the full size.
+
+The confidence of each landmark is the normalised cross-correlation between the image and the fitted
+render in a `window` x `window` neighbourhood of the landmark (clamped to [0, 1]; `window` is in
+pixels of a 64-px image and grows with it): does the image have the structure the fitted face has
+there (the edge of the chin, the dark iris in the white eye), whatever its exact colours and
+sharpness? On renders it is 1; a landmark whose neighbourhood the fitted face does not explain (a
+missing eye, a smeared mouth, noise) gets a low confidence. Every landmark lies on an edge of the
+fitted face, so the render's side of the correlation is never flat.
 """
 
 from __future__ import annotations
@@ -95,34 +100,45 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, [0, 0, radius, radius], mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
+def _downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Area (box) downsampling by an integer factor: what a render at `resolution` approximates."""
+    factor = images.shape[-1] // resolution
+    return images if factor == 1 else F.avg_pool2d(images, factor)
+
+
 class LandmarkDetector:
     """`detector(images) -> Detection` for images of the toy-faces domain (renders or generated)."""
 
     def __init__(self, net: ParamNet, *,
+                 resolution: int | None = None,  # size of the images to detect in, None = the network's
                  refine_steps: tuple[int, ...] = (40, 40, 40),  # Adam steps at each blur level
-                 blur_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0),  # Gaussian blur of each level, pixels
+                 blur_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0),  # Gaussian blur of each level, pixels of its size
                  lr: float = 0.01,  # Adam step on the normalised parameters
-                 window: int = 7,  # side of the window whose correlation gives a landmark's confidence
+                 window: int = 7,  # side (pixels of a 64-px image) of the window giving a landmark's confidence
                  threshold: float = 0.5,  # confidence needed to count a landmark as detected
                  device: str | torch.device = "cpu"):  # where the network and the fitting run
         self.device = torch.device(device)
         self.net = net.eval().requires_grad_(False).to(self.device)
-        self.resolution = net.resolution
+        self.resolution = resolution or net.resolution
+        if self.resolution % net.resolution:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of the network's {net.resolution}")
         self.refine_steps, self.blur_sigmas, self.lr = refine_steps, blur_sigmas, lr
-        self.window, self.threshold = window, threshold
+        self.window = 2 * round(window * self.resolution / 64 / 2 - 0.5) + 1  # odd, scaled with the image
+        self.threshold = threshold
+        self.level_resolutions = tuple(min(self.resolution, net.resolution * 2 ** i) for i in range(len(refine_steps)))
 
     def initial_params(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.net(images.float())
+            return self.net(_downsample(images.float(), self.net.resolution))
 
     def fit(self, images: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
         """Refine normalised parameters `unit` so that their render matches `images`."""
         unit = unit.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([unit], lr=self.lr)
-        for steps, sigma in zip(self.refine_steps, self.blur_sigmas):
-            target = _gaussian_blur(images, sigma)
+        for steps, sigma, res in zip(self.refine_steps, self.blur_sigmas, self.level_resolutions):
+            target = _gaussian_blur(_downsample(images, res), sigma)
             for _ in range(steps):
-                loss = (_gaussian_blur(render(denormalise_params(unit), self.resolution), sigma) - target).square()
+                loss = (_gaussian_blur(render(denormalise_params(unit), res), sigma) - target).square()
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()  # a sum: each image's parameters get their own gradient scale
                 opt.step()
@@ -168,8 +184,10 @@ class DetectorTrainResult:
 
 def train_detector(out_path: str | Path, *, resolution: int = 64, iterations: int = 3000, batch: int = 64,
                    lr: float = 2e-3, seed: int = 0, landmark_weight: float = 0.05,
-                   progress: bool = True) -> DetectorTrainResult:
+                   device: str | torch.device = "cpu", progress: bool = True) -> DetectorTrainResult:
     """Train `ParamNet` on fresh renders (batch i drawn with seed (seed, i)); writes safetensors weights.
+
+    The renders and the network live on `device` (a GPU renders a 256-px batch far faster than the CPU).
 
     The loss is the L1 error of the normalised parameters plus `landmark_weight` times the L1 error
     of the landmarks in pixels. Learning rate: cosine decay to zero.
@@ -177,14 +195,15 @@ def train_detector(out_path: str | Path, *, resolution: int = 64, iterations: in
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
-    net = ParamNet(resolution)
+    device = torch.device(device)
+    net = ParamNet(resolution).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations)
     t0 = time.perf_counter()
     loss_value = float("nan")
     bar = tqdm(range(iterations), desc="detector", disable=not progress, dynamic_ncols=True)
     for it in bar:
-        params = sample_params(batch, np.random.default_rng([seed, it]))
+        params = sample_params(batch, np.random.default_rng([seed, it])).to(device)
         images = render(params, resolution)
         pred = net(images)
         loss = (pred - normalise_params(params)).abs().mean() + landmark_weight * (
@@ -198,14 +217,15 @@ def train_detector(out_path: str | Path, *, resolution: int = 64, iterations: in
             bar.set_postfix(loss=f"{loss_value:.4f}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(out_path),  # fp16: half the size
+    save_file({k: v.half().cpu().contiguous() for k, v in net.state_dict().items()}, str(out_path),  # fp16: half the size
               metadata={"resolution": str(resolution), "landmarks": ",".join(LANDMARKS), "iterations": str(iterations)})
     return DetectorTrainResult(out_path, iterations, time.perf_counter() - t0, loss_value)
 
 
 def load_detector(path: str | Path | None = None, **kwargs) -> LandmarkDetector:
-    """The detector shipped with the package (or the weights at `path`); `kwargs` (device=...) go to
-    `LandmarkDetector`. Its results are on the CPU whatever device it runs on."""
+    """The detector shipped with the package (or the weights at `path`); `kwargs` (device=...,
+    resolution=... for images larger than the network's) go to `LandmarkDetector`. Its results are on
+    the CPU whatever device it runs on."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 

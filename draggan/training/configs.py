@@ -39,6 +39,8 @@ class TrainConfig:
     cudnn_benchmark: bool = True  # CUDA: let cuDNN time its algorithms once for the fixed training shapes
     init_from: str | None = None  # start G and G_ema from these weights (a model name or file); D starts fresh
     d_warmup_kimg: float = 0.0  # with init_from: train only D for this many thousand images first
+    state_format: str = "full"  # 'full': training-state.pt (exact); 'compact': training-state/ (small files)
+    state_file_mb: float = 16.0  # compact: refuse to write a state file larger than this
 
     def generator_kwargs(self) -> dict[str, Any]:
         return dict(z_dim=self.z_dim, c_dim=0, w_dim=self.w_dim, img_resolution=self.resolution, img_channels=3,

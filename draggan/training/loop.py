@@ -5,7 +5,9 @@ step on as many fakes and reals, with the R1 penalty added every `r1_interval` i
 the interval, and the discriminator's Adam settings adjusted as in Karras et al. 2020, appendix B).
 The EMA generator `G_ema` is what gets saved and used. Everything needed to continue is written to
 `training-state.pt` at each snapshot, and `resume` picks it up: the data stream, latents and
-optimisers continue exactly where they stopped.
+optimisers continue exactly where they stopped. With `state_format='compact'` the state is the folder
+`training-state/` of `draggan.training.state` instead (files of at most `state_file_mb`, Adam's
+moments in bfloat16), for trainings that run in short chunks whose outputs must travel in small files.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from draggan.render import save_sample_grid
 from draggan.training.configs import TrainConfig
 from draggan.training.data import ImageFolder, ToyFacesStream
 from draggan.training.discriminator import Discriminator
+from draggan.training import state as compact_state
 from draggan.training.loss import discriminator_loss, generator_loss, r1_penalty
 
 STATE_FILE = "training-state.pt"
@@ -137,21 +140,28 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, logger: Logge
         ImageFolder(cfg.data, cfg.resolution, seed=cfg.seed)
     grid_z = torch.randn([cfg.grid_size ** 2, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 1))
 
+    if cfg.state_format not in ("full", "compact"):
+        raise ValueError(f"state_format must be 'full' or 'compact', got {cfg.state_format!r}")
     it, nimg, wall_before = 0, 0, 0.0
     state_path = out_dir / STATE_FILE
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["config"] != _plain_config(cfg):
-            changed = sorted(k for k in state["config"] if state["config"].get(k) != _plain_config(cfg).get(k))
-            allowed = {"kimg", "max_minutes", "snapshot_kimg", "log_every", "threads", "device"}
-            if set(changed) - allowed:
-                raise ValueError(f"{state_path} was written with a different configuration ({', '.join(changed)}); "
-                                 f"use a new output folder or resume=false")
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
+    compact_dir = out_dir / compact_state.STATE_DIR
+    # Either kind of state resumes, whichever the run writes (the one it writes first when both exist).
+    kinds = (cfg.state_format, "compact" if cfg.state_format == "full" else "full")
+    found = [k for k in kinds if (state_path.exists() if k == "full" else compact_state.exists(compact_dir))]
+    if resume and found:
+        if found[0] == "full":
+            state = torch.load(state_path, map_location=device, weights_only=True)
+            _check_resumable(state["config"], cfg, state_path)
+            G.load_state_dict(state["G"])
+            D.load_state_dict(state["D"])
+            G_ema.load_state_dict(state["G_ema"])
+            opt_G.load_state_dict(state["opt_G"])
+            opt_D.load_state_dict(state["opt_D"])
+        else:
+            _check_resumable(compact_state.read_config(compact_dir), cfg, compact_dir)
+            state, counters = compact_state.load(compact_dir, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D,
+                                                 device=device)
+            state.update(counters)
         latents.load_state_dict(state)
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"].cpu())  # the synthesis noise (on the CPU)
@@ -172,12 +182,16 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, logger: Logge
                                                           f"network-snapshot-{kimg:09.3f}kimg.safetensors"),
                                         extra_metadata={"kimg": f"{kimg:.3f}"})
         grid = save_sample_grid(G_ema, grid_z.to(device), out_dir / f"samples-{kimg:09.3f}kimg.png", grid=cfg.grid_size)
-        _save_state(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
-                                opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), **latents.state_dict(),
-                                torch_rng=torch.get_rng_state(),
-                                **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-                                iteration=it, nimg=nimg, config=_plain_config(cfg),
-                                wall_seconds=wall_before + time.perf_counter() - t_start), state_path)
+        rng = dict(**latents.state_dict(), torch_rng=torch.get_rng_state(),
+                   **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}))
+        counters = dict(iteration=it, nimg=nimg, wall_seconds=wall_before + time.perf_counter() - t_start)
+        if cfg.state_format == "compact":
+            compact_state.save(compact_dir, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, rng=rng,
+                               counters=counters, config=_plain_config(cfg), limit_mb=cfg.state_file_mb)
+        else:
+            _save_state(dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
+                             opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), **rng, **counters,
+                             config=_plain_config(cfg)), state_path)
         if logger is not None:
             logger.log_image("samples", grid, it)
         if on_snapshot is not None:
@@ -275,8 +289,22 @@ def _init_generator(G: Generator, source: str) -> None:
     G.load_state_dict(theirs)
 
 
+def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
+    """Refuse to continue a state under a different model or recipe; run-length and housekeeping may change."""
+    ours = _plain_config(cfg)
+    changed = sorted(k for k in set(saved) | set(ours) if saved.get(k, _DEFAULTS.get(k)) != ours.get(k))
+    allowed = {"kimg", "max_minutes", "snapshot_kimg", "log_every", "threads", "device", "state_format",
+               "state_file_mb", "grid_size"}
+    if set(changed) - allowed:
+        raise ValueError(f"{where} was written with a different configuration ({', '.join(changed)}); "
+                         f"use a new output folder or resume=false")
+
+
 def _plain_config(cfg: TrainConfig) -> dict[str, Any]:
     d = asdict(cfg)
     d["betas"] = list(d["betas"])
     return d
 
+
+
+_DEFAULTS = _plain_config(TrainConfig())  # a field missing from an older state had its default

@@ -127,3 +127,59 @@ def test_refinement_improves_a_rough_guess():
     before = (landmarks(denormalise_params(rough), 64) - truth).norm(dim=-1).mean()
     after = (landmarks(denormalise_params(det.fit(imgs, rough)), 64) - truth).norm(dim=-1).mean()
     assert before > 0.5 and after < 0.2 * before, (before, after)
+
+
+def test_one_face_at_every_size():
+    # The same parameters give the same face at 64 and 128 px: landmarks scale about the image's corner
+    # (pixel centres at integer coordinates), and the 128-px render box-filtered to 64 px is the 64-px render.
+    params = sample_params(4, 3)
+    p64, p128 = landmarks(params, 64), landmarks(params, 128)
+    assert torch.allclose((p64 + 0.5) * 2 - 0.5, p128, atol=1e-4)
+    small = torch.nn.functional.avg_pool2d(render(params, 128), 2)
+    diff = (small - render(params, 64)).abs()
+    assert diff.mean() < 0.02 and diff.max() < 1.0  # only the anti-aliased edges differ, and by less than a step
+
+
+def test_the_64px_network_serves_larger_images(detector):
+    # One network for every size: its first guess on a 128-px image is its guess on the image box-filtered
+    # to 64 px, and the fit runs coarse to fine up to 128 px with a confidence window scaled to the image.
+    det128 = load_detector(resolution=128)
+    assert det128.level_resolutions == (64, 128, 128) and det128.window == 13
+    assert load_detector(resolution=256).level_resolutions == (64, 128, 256)
+    imgs, params, _ = render_seeds([7], 128)
+    guess = det128.initial_params(imgs)
+    assert torch.allclose(guess, detector.initial_params(torch.nn.functional.avg_pool2d(imgs, 2)))
+    truth = normalise_params(params)
+    assert (guess - truth).abs().mean() < 0.75 * (0.5 - truth).abs().mean()  # better than the ranges' middle
+    with pytest.raises(ValueError, match="not a multiple"):
+        load_detector(resolution=96)
+
+
+@pytest.mark.slow
+def test_the_64px_network_detects_at_128px_and_256px_within_half_a_pixel():
+    for res in (128, 256):
+        imgs, _, truth = render_seeds(range(2_000_000, 2_000_003), res)
+        noise = torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        det = load_detector(resolution=res)(torch.cat([imgs, noise]))
+        err = (det.landmarks[:3] - truth).norm(dim=-1)
+        assert err.mean() <= 0.5, f"{res} px: mean error {err.mean():.3f} px"
+        assert det.detected[:3].all() and not det.detected[3].all() and det.confidence[3].mean() < 0.5
+
+
+def test_the_256px_render_stays_on_the_gpu():
+    # The trainer renders each batch on its device: every tensor of the renderer follows the parameters'
+    # device (a CPU tensor in a CUDA computation raises here), checked on fake CUDA tensors without a GPU.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from draggan.toyfaces import renderer
+
+    mode = FakeTensorMode()
+    params = mode.from_tensor(sample_params(2, 0), static_shapes=True)
+    renderer._colour.cache_clear()
+    try:
+        with mode:
+            on_gpu = params.to("cuda")
+            img, pts = render(on_gpu, 256), landmarks(on_gpu, 256)
+    finally:
+        renderer._colour.cache_clear()  # its cache would otherwise hold fake tensors
+    assert img.shape == (2, 3, 256, 256) and img.device.type == "cuda" and pts.device.type == "cuda"

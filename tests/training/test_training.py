@@ -128,3 +128,56 @@ def test_init_from_the_shipped_model_with_a_discriminator_warm_up(tmp_path):
 def test_init_from_refuses_a_different_architecture(tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         train(TrainConfig(batch=4, kimg=0.004, channel_max=32, init_from="toy-faces-64"), tmp_path, logger=None)
+
+
+def test_compact_state_is_small_files_and_resumes_close_to_an_uninterrupted_run(tmp_path):
+    from draggan.training import state as compact_state
+
+    straight = train(tiny_config(kimg=0.032), tmp_path / "a")
+    train(tiny_config(kimg=0.016, state_format="compact"), tmp_path / "b")
+    folder = tmp_path / "b" / compact_state.STATE_DIR
+    assert sorted(p.name for p in folder.iterdir()) == [f"{f}.safetensors" for f in sorted(compact_state.FILES)]
+    assert not (tmp_path / "b" / STATE_FILE).exists()
+    resumed = train(tiny_config(kimg=0.032, state_format="compact"), tmp_path / "b")
+    assert resumed.iterations == straight.iterations == 8
+    A = load_generator_file(straight.generator_path).state_dict()
+    B = load_generator_file(resumed.generator_path).state_dict()
+    # Weights and random streams resume exactly; only Adam's moments were rounded to bfloat16.
+    worst = max(float((A[k] - B[k]).abs().max()) for k in A)
+    assert 0 < worst < 1e-3
+
+
+def test_compact_state_refuses_a_mixed_folder_and_a_too_large_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    train(tiny_config(kimg=0.008, state_format="compact"), tmp_path)
+    g = tmp_path / "training-state" / "G.safetensors"
+    save_file(load_file(str(g)), str(g), metadata={"iteration": "999"})
+    with pytest.raises(ValueError, match="different iterations"):
+        train(tiny_config(kimg=0.016, state_format="compact"), tmp_path)
+    with pytest.raises(ValueError, match="over the state's limit"):
+        train(tiny_config(kimg=0.008, state_format="compact", state_file_mb=0.001), tmp_path / "small")
+
+
+def test_a_full_state_continues_as_a_compact_one(tmp_path):
+    train(tiny_config(kimg=0.016), tmp_path)
+    res = train(tiny_config(kimg=0.032, state_format="compact"), tmp_path)
+    assert res.iterations == 8 and (tmp_path / "training-state" / "state.safetensors").is_file()
+
+
+def test_the_256px_preset_composes_and_its_state_files_fit_16_mb():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from draggan.networks import Generator
+    from eval.configs import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("train", overrides=["+train=toyfaces256", "train.batch=32"])
+    tc = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    assert (tc.resolution, tc.state_format, tc.batch, tc.mixed_precision) == (256, "compact", 32, "bf16")
+    # A G file holds the float32 weights and two bfloat16 moments: 8 bytes a parameter (D likewise).
+    for net in (Generator(**tc.generator_kwargs()), Discriminator(256, channel_base=tc.channel_base,
+                                                                 channel_max=tc.channel_max)):
+        assert sum(p.numel() for p in net.parameters()) * 8 < tc.state_file_mb * 2 ** 20
