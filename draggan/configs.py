@@ -1,5 +1,5 @@
-"""Schemas of the library's commands (drag, download, export, bench_drag) and of the `drag` config group, and
-the one conversion from a composed config to library objects.
+"""Schemas of the drag command (`scripts/drag.py`) and of the `drag` config group, and the one conversion from
+a composed config to library objects (the applications' schemas are in `draggan.apps.configs` and beside each app).
 
 Each YAML file in conf/ extends a schema, so a misspelt key fails when the config is composed instead of being
 ignored; `eval.configs.register_configs` registers every schema of the project in Hydra's ConfigStore. This
@@ -28,22 +28,6 @@ def from_config(cls: type[T], node: Any) -> T:
     """The dataclass `cls` (nested dataclasses included) from a composed config node or a plain mapping, checked
     against `cls` as Hydra checks it (an unknown key or a wrongly typed value is an error)."""
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
-
-
-@dataclass
-class DownloadConfig:
-    """`scripts/download.py` (`draggan.commands.download_command`)."""
-
-    models: list[str] = field(default_factory=lambda: ["all"])  # registered names, or ["all"]
-    cache_dir: str | None = None  # default: $DRAGGAN_CACHE or ~/.cache/draggan
-
-
-@dataclass
-class ExportConfig:
-    """`scripts/export.py` (`draggan.commands.export_command`)."""
-
-    source: str = "???"  # official network pickle (PyTorch or TensorFlow), path or registered name
-    output: str = "???"  # where to write the safetensors file
 
 
 # The `drag` config group: a preset (recommended, paper or official; see `DragConfig.preset`) and every
@@ -92,18 +76,3 @@ class EditConfig:
     resume: str | None = None  # folder of a saved session to continue (with new points: a new segment from its end)
     rollback_to: int | None = None  # with resume: first return to the state after this step
     progress: bool = True
-
-
-@dataclass
-class BenchDragConfig:
-    """`scripts/bench_drag.py` (`draggan.benchmark.bench_drag`)."""
-
-    resolutions: list[int] = field(default_factory=lambda: [256, 512, 1024])
-    devices: list[str] = field(default_factory=lambda: ["cpu", "cuda"])  # cuda is skipped when absent
-    steps: int = 3  # timed steps per implementation
-    warmup: int = 1  # untimed steps first
-    rounds: int = 1  # rounds in which each implementation runs `steps` steps in turn (the median round counts)
-    handles: list[int] = field(default_factory=lambda: [2])  # handle counts (the references run for the first)
-    official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: also time the official step
-    fp32: bool = True  # CUDA: time float32 synthesis (force_fp32)
-    fp16: bool = True  # CUDA: time the official precision policy (float16 on the top 4 resolutions)

@@ -8,7 +8,7 @@ current one, goes back to any global step (`undo`) or shows the latent there wit
 keeps the pictures of the drag (`frames`, a `draggan.render.DragFrames`) and writes the run folder of
 its current segment (`save`, through `draggan.session_io.save_run`, the CLI's writer).
 
-It knows nothing of threads or locks: the web editor (`draggan.app.editor.TabSession`) adds those.
+It knows nothing of threads or locks: the web editor (`draggan.apps.editor.editor.TabSession`) adds those.
 Points are (x, y) image pixels; latents are W+ `[1, num_ws, w_dim]`; masks [H, W] bool, True = may move.
 """
 

@@ -14,12 +14,13 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from draggan.app.configs import AppConfig
-from draggan.configs import BenchDragConfig, DownloadConfig, DragSettings, EditConfig, ExportConfig
+from draggan.apps.editor.configs import AppConfig
+from draggan.apps.configs import BenchDragConfig, DownloadConfig, ExportConfig
+from draggan.configs import DragSettings, EditConfig
 from draggan.methods.configs import UCLTTrainConfig
 from draggan.registry import DEFAULT_MODEL
-from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
-from draggan.training.configs import TrainScriptConfig
+from draggan.apps.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
+from draggan.apps.training.configs import TrainScriptConfig
 from eval.logging import LoggerConfig
 from inversion.configs import EditRealConfig, InversionSettings, InvertConfig
 

@@ -30,8 +30,8 @@ FACE_ALIGNMENT_FILES = ("2DFAN4-cd938726ad.zip", "s3fd-619a316812.pth")
 
 
 def _toy(path=None, device: str | torch.device = "cpu"):
-    from draggan.toyfaces.detector import load_detector
-    from draggan.toyfaces.renderer import LANDMARKS
+    from draggan.apps.toyfaces.detector import load_detector
+    from draggan.apps.toyfaces.renderer import LANDMARKS
     from eval.landmarks import POINT_SETS
 
     det = load_detector(path, device=device)

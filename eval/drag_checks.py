@@ -23,7 +23,7 @@ def run_drag_checks(cfg) -> dict:
     G = load_generator(cfg.generator, device="cpu")
     drag = drag_config_from(cfg)
     if cfg.check == "mask":
-        from draggan.toyfaces.detector import load_detector
+        from draggan.apps.toyfaces.detector import load_detector
         from eval.masks import masked_drag
 
         result = masked_drag(G, load_detector(), drag, seeds=range(cfg.seed, cfg.seed + cfg.num_faces),

@@ -107,7 +107,7 @@ def check_generator(ctx: Context):
     metrics = {"toy_max_abs_diff": diff}
     detail = f"{TOY} images, {ctx.device} vs cpu: max |diff| {diff:.1e}"
     if ctx.device.type == "cuda":  # the official precision policy: float16 on the top 4 resolutions
-        from draggan.benchmark import official_sized_generator
+        from draggan.apps.benchmark import official_sized_generator
 
         G = official_sized_generator(256).to(ctx.device)
         with torch.no_grad():
@@ -169,7 +169,7 @@ def check_drag(ctx: Context):
 
 
 def check_official_preset(ctx: Context):
-    from draggan.benchmark import drag_points, official_sized_generator
+    from draggan.apps.benchmark import drag_points, official_sized_generator
 
     res = 128 if ctx.quick else 256
     cfg = dataclasses.replace(DragConfig.preset("official"), force_fp32=True)
@@ -197,7 +197,7 @@ def check_official_preset(ctx: Context):
 
 
 def check_full_resolution_reference(ctx: Context):
-    from draggan.reference import FullResolutionDrag
+    from draggan.apps.reference import FullResolutionDrag
 
     G = _toy(ctx.device)
     ws = _toy_ws(G)
@@ -217,7 +217,7 @@ def check_full_resolution_reference(ctx: Context):
 
 
 def _inversion(ctx: Context, loss: str, lpips_weights: str | None):
-    from draggan.toyfaces.renderer import render_seeds
+    from draggan.apps.toyfaces.renderer import render_seeds
     from inversion.configs import InversionSettings, PTISettings
     from inversion.run import invert_image
 
@@ -256,8 +256,8 @@ def check_inversion_lpips(ctx: Context):
 
 
 def check_detector(ctx: Context):
-    from draggan.toyfaces.detector import load_detector
-    from draggan.toyfaces.renderer import render_seeds
+    from draggan.apps.toyfaces.detector import load_detector
+    from draggan.apps.toyfaces.renderer import render_seeds
 
     images, _, truth = render_seeds(range(4 if ctx.quick else 16), 64)
     steps = (5, 5, 5) if ctx.quick else (40, 40, 40)
@@ -300,7 +300,7 @@ def check_evaluation(ctx: Context):
 
 
 def check_web_editor(ctx: Context):
-    from draggan.app.editor import Editor, GeneratorChoice
+    from draggan.apps.editor.editor import Editor, GeneratorChoice
 
     editor = Editor([GeneratorChoice(TOY, TOY, TOY_DRAG)], load=lambda source: load_generator(source, device=ctx.device),
                     out_dir=ctx.tmp / "app", device=ctx.device)
@@ -323,9 +323,9 @@ def check_web_editor(ctx: Context):
 
 
 def check_trainer(ctx: Context):
-    from draggan.training.discriminator import Discriminator
-    from draggan.training.loop import TrainConfig, train
-    from draggan.training.loss import discriminator_loss, r1_penalty
+    from draggan.apps.training.discriminator import Discriminator
+    from draggan.apps.training.loop import TrainConfig, train
+    from draggan.apps.training.loss import discriminator_loss, r1_penalty
 
     # A few iterations, then the same continued from a snapshot: the resume must match.
     tiny = dict(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8, batch=4,
@@ -352,7 +352,7 @@ def check_trainer(ctx: Context):
             loss = loss + r1_penalty(logits, x).mean()
         loss.backward()
 
-    from draggan.benchmark import seconds_per_call
+    from draggan.apps.benchmark import seconds_per_call
 
     plain = seconds_per_call(lambda: d_step(False), 3 if ctx.quick else 20, 2, ctx.device)
     with_r1 = seconds_per_call(lambda: d_step(True), 3 if ctx.quick else 20, 2, ctx.device)
@@ -379,7 +379,7 @@ def check_trainer(ctx: Context):
 
 
 def check_bench_drag(ctx: Context):
-    from draggan.benchmark import bench_drag, format_row, official_sized_generator
+    from draggan.apps.benchmark import bench_drag, format_row, official_sized_generator
 
     if not ctx.resolutions:
         raise Skip("no resolutions to benchmark")
@@ -402,7 +402,7 @@ def check_profile(ctx: Context):
         raise Skip("the kernel profile needs CUDA")
     from torch.profiler import ProfilerActivity, profile
 
-    from draggan.benchmark import drag_points, official_sized_generator
+    from draggan.apps.benchmark import drag_points, official_sized_generator
 
     G = official_sized_generator(512).to(ctx.device)
     ws = G.mapping(torch.randn(1, 512, device=ctx.device), None, truncation_psi=0.7)
@@ -433,7 +433,7 @@ def check_trainer_profile(ctx: Context):
         raise Skip("the kernel profile needs CUDA")
     from torch.profiler import ProfilerActivity, profile
 
-    from draggan.training.loop import TrainConfig, train
+    from draggan.apps.training.loop import TrainConfig, train
 
     cfg = TrainConfig(batch=2048, kimg=2048 * 6 / 1000, snapshot_kimg=0, log_every=100, grid_size=2, r1_interval=4,
                       device=str(ctx.device))

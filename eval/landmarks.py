@@ -22,8 +22,8 @@ from draggan.latents import latents_from_seeds, synthesize
 from draggan.methods import make_session
 from draggan.networks import Generator
 from draggan.render import DragFrames
-from draggan.toyfaces.detector import Detection, LandmarkDetector
-from draggan.toyfaces.renderer import LANDMARKS
+from draggan.apps.toyfaces.detector import Detection, LandmarkDetector
+from draggan.apps.toyfaces.renderer import LANDMARKS
 from eval.trackers import in_loop
 
 # The landmark sets of the paper's 1-, 5- and 68-point rows, in this domain: the nose tip; the usual

@@ -2,7 +2,7 @@
 
 Pan et al. 2023 give the drag a mask of the region allowed to move; features outside it are held at
 those of the first image. Measured here on the toy-faces domain, where a landmark detector
-(`draggan.toyfaces.detector`) says where every part of the face is: for each face, one landmark is
+(`draggan.apps.toyfaces.detector`) says where every part of the face is: for each face, one landmark is
 dragged `offset` pixels, once without a mask and once with a disc of `mask_radius` pixels around the
 handle and its target as the movable region. Reported per face and on average: how far the dragged
 landmark (re-detected) ends from its target, and how far the landmarks outside the disc moved.
@@ -24,7 +24,7 @@ from draggan.drag import DragConfig
 from draggan.latents import latents_from_seeds, synthesize
 from draggan.methods import make_session
 from draggan.networks import Generator
-from draggan.toyfaces.renderer import LANDMARKS
+from draggan.apps.toyfaces.renderer import LANDMARKS
 
 
 def disc_mask(size: tuple[int, int], centres_xy: Sequence[Sequence[float]], radius: float) -> np.ndarray:

@@ -6,8 +6,8 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.app import serve
-from draggan.commands import one_line_errors
+from draggan.apps.editor import serve
+from draggan.apps.commands import one_line_errors
 from draggan.configs import from_config
 from eval.configs import register_configs
 from inversion.configs import InversionSettings

@@ -7,8 +7,8 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.benchmark import bench_drag
-from draggan.commands import one_line_errors
+from draggan.apps.benchmark import bench_drag
+from draggan.apps.commands import one_line_errors
 from eval.configs import register_configs
 
 register_configs()

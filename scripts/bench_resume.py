@@ -1,15 +1,15 @@
 """Does resuming a training from its compact state hurt? `python scripts/bench_resume.py [kimg] [split_kimg]`.
 
 Trains a tiny 32-px model on the CPU straight through, and again stopped half-way and resumed from a full
-and from a compact state (draggan/training/state.py), and prints the comparison as one JSON object.
+and from a compact state (draggan/apps/training/state.py), and prints the comparison as one JSON object.
 """
 
 import json
 import sys
 import tempfile
 
-from draggan.training.loop import TrainConfig
-from draggan.training.state import measure_resume
+from draggan.apps.training.loop import TrainConfig
+from draggan.apps.training.state import measure_resume
 
 if __name__ == "__main__":
     kimg = float(sys.argv[1]) if len(sys.argv) > 1 else 3.2

@@ -2,7 +2,7 @@
 
 import hydra
 
-from draggan.commands import download_command, one_line_errors
+from draggan.apps.commands import download_command, one_line_errors
 from eval.configs import register_configs
 
 register_configs()

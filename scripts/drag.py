@@ -3,7 +3,7 @@
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.commands import one_line_errors
+from draggan.apps.commands import one_line_errors
 from draggan.edit import run_drag
 from eval.configs import register_configs
 

@@ -6,7 +6,7 @@ import json
 
 import hydra
 
-from draggan.commands import one_line_errors
+from draggan.apps.commands import one_line_errors
 from eval.configs import register_configs
 from eval.drag_checks import run_drag_checks
 

@@ -5,7 +5,7 @@ import json
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.commands import one_line_errors
+from draggan.apps.commands import one_line_errors
 from eval.configs import register_configs
 from eval.logging import run_logged
 from inversion.run import run_edit_real

@@ -10,7 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from draggan.commands import one_line_errors
+from draggan.apps.commands import one_line_errors
 from eval.configs import register_configs
 from eval.logging import run_logged
 from eval.run import run_evaluation

@@ -2,8 +2,8 @@
 
 import hydra
 
-from draggan.commands import one_line_errors
-from draggan.toyfaces.dataset import write_dataset
+from draggan.apps.commands import one_line_errors
+from draggan.apps.toyfaces.dataset import write_dataset
 from eval.configs import register_configs
 
 register_configs()

@@ -7,10 +7,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from draggan.commands import one_line_errors
+from draggan.apps.commands import one_line_errors
 from draggan.configs import from_config
-from draggan.training.configs import TrainConfig
-from draggan.training.loop import train
+from draggan.apps.training.configs import TrainConfig
+from draggan.apps.training.loop import train
 from eval.configs import register_configs
 from eval.logging import make_logger
 

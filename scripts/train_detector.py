@@ -2,8 +2,8 @@
 
 import hydra
 
-from draggan.commands import one_line_errors
-from draggan.toyfaces.detector import train_detector
+from draggan.apps.commands import one_line_errors
+from draggan.apps.toyfaces.detector import train_detector
 from eval.configs import register_configs
 
 register_configs()

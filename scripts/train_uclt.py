@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import hydra
-from draggan.commands import one_line_errors
+from draggan.apps.commands import one_line_errors
 from draggan.configs import from_config
 from draggan.loading import load_generator
 from draggan.methods.configs import UCLTTrainConfig

@@ -12,14 +12,14 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from draggan.app.configs import AppConfig
-from draggan.configs import (BenchDragConfig, DownloadConfig, DragSettings, EditConfig, ExportConfig,
-                             drag_config_from, from_config)
+from draggan.apps.editor.configs import AppConfig
+from draggan.apps.configs import BenchDragConfig, DownloadConfig, ExportConfig
+from draggan.configs import DragSettings, EditConfig, drag_config_from, from_config
 from draggan.drag import DragConfig
 from draggan.registry import DEFAULT_MODEL
 from draggan.methods.configs import UCLTTrainConfig
-from draggan.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
-from draggan.training.configs import TrainConfig, TrainScriptConfig
+from draggan.apps.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
+from draggan.apps.training.configs import TrainConfig, TrainScriptConfig
 from eval.configs import (BenchmarkConfig, DragChecksConfig, EvaluateConfig, GatesConfig, GpuCheckConfig, TrackerConfig,
                           register_configs, schemas)
 from eval.logging import LoggerConfig

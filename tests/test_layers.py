@@ -68,5 +68,13 @@ def test_download_script_imports_no_machinery():
     loaded = set(json.loads(run.stdout.splitlines()[-1]))
     assert "eval.configs" in loaded and "inversion.configs" in loaded  # it did register the schemas
     heavy = {"inversion.run", "inversion.projector", "inversion.lpips_loss", "eval.run", "eval.gates", "eval.landmarks",
-             "eval.trackers", "draggan.training.loop", "draggan.app.editor", "draggan.edit", "wandb", "lpips"}
+             "eval.trackers", "draggan.apps.training.loop", "draggan.apps.editor.editor", "draggan.edit", "wandb", "lpips"}
     assert not heavy & loaded, sorted(heavy & loaded)
+
+
+def test_the_library_imports_no_application():
+    """`draggan.apps` (the editor, the trainer, the toy domain, the benchmark, the commands) is built on the library;
+    no module of the library imports it, so the library can be read, used and tested without them."""
+    bad = {str(p.relative_to(ROOT)): sorted(n for n in imported_names(p) if n.startswith("draggan.apps"))
+           for p in (ROOT / "draggan").rglob("*.py") if "apps" not in p.relative_to(ROOT).parts}
+    assert not {k: v for k, v in bad.items() if v}

@@ -150,7 +150,7 @@ def test_every_readme_command_composes(line, tmp_path):
 def places(tmp_path_factory):
     """The files the README's placeholders stand for, in the folder where the commands run."""
     from draggan.render import save_png, to_uint8
-    from draggan.toyfaces.renderer import render_seeds
+    from draggan.apps.toyfaces.renderer import render_seeds
     from tests.conftest import tiny_generator
     from tests.helpers.official_layout import write_official_pickle
 

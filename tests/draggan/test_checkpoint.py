@@ -142,7 +142,7 @@ def test_safe_format_round_trip_and_corruption(tmp_path):
 
 
 def test_official_pickle_exports_to_safe_format(tmp_path):
-    from draggan.commands import export_checkpoint
+    from draggan.apps.commands import export_checkpoint
 
     G = tiny_generator(32, seed=5)
     write_official_pickle(G, tmp_path / "in.pkl")

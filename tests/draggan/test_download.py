@@ -12,7 +12,7 @@ import time
 import pytest
 
 from draggan import DownloadError, load_generator, save_generator
-from draggan.commands import download_models
+from draggan.apps.commands import download_models
 from draggan.download import download_file
 from draggan.loading import resolve_checkpoint
 from draggan.registry import MODELS

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from draggan.drag import DragConfig, DragSession
 from draggan.features import bilinear_at, resized_features_at, track_points
 from draggan.points import pixels_to_normalized
-from draggan.reference import FullResolutionDrag
+from draggan.apps.reference import FullResolutionDrag
 from draggan.session_io import load_session, save_session
 from tests.conftest import STYLEGAN2, load_fixture_generator, tiny_generator
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from draggan.toyfaces.renderer import PARAM_NAMES, images_per_second, sample_params
+from draggan.apps.toyfaces.renderer import PARAM_NAMES, images_per_second, sample_params
 from eval.gates import THRESHOLDS, param_frechet_distance, thresholds
 
 

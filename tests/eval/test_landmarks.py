@@ -8,7 +8,7 @@ import pytest
 
 from draggan.drag import DragConfig
 from draggan.loading import load_generator
-from draggan.toyfaces.detector import load_detector
+from draggan.apps.toyfaces.detector import load_detector
 from eval.gates import THRESHOLDS, detector_error
 from draggan.latents import latents_from_seeds, synthesize
 from eval.landmarks import POINT_SETS, detection_rate, landmark_manipulation

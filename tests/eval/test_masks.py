@@ -16,7 +16,7 @@ from eval.mouth import mouth_centres, red_pixels
 @pytest.fixture(scope="module")
 def toy():
     from draggan.loading import load_generator
-    from draggan.toyfaces.detector import load_detector
+    from draggan.apps.toyfaces.detector import load_detector
 
     return load_generator("toy-faces-64", device="cpu"), load_detector()
 

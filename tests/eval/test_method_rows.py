@@ -10,7 +10,7 @@ import pytest
 
 from draggan.drag import DragConfig
 from draggan.loading import load_generator
-from draggan.toyfaces.detector import load_detector
+from draggan.apps.toyfaces.detector import load_detector
 from eval.landmarks import landmark_manipulation
 
 

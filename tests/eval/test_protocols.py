@@ -11,7 +11,7 @@ import torch
 
 from draggan.drag import DragConfig
 from draggan.loading import load_generator
-from draggan.toyfaces.detector import load_detector
+from draggan.apps.toyfaces.detector import load_detector
 from eval.flow import make_flow
 from eval.landmarks import POINT_SETS, face_pairs, landmark_manipulation
 from eval.paired import paired_reconstruction, sample_flow_points

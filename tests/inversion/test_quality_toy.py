@@ -7,8 +7,8 @@ import torch
 
 from draggan.drag import DragSession
 from draggan.loading import load_generator
-from draggan.toyfaces.detector import load_detector
-from draggan.toyfaces.renderer import LANDMARKS, render_seeds
+from draggan.apps.toyfaces.detector import load_detector
+from draggan.apps.toyfaces.renderer import LANDMARKS, render_seeds
 from draggan.latents import latents_from_seeds, synthesize
 from inversion import apply_noise, pivotal_tune, project
 from inversion.metrics import psnr

@@ -315,7 +315,7 @@ def test_tabs_have_their_own_sessions(server, driver):
 def _toy_face(path: Path) -> None:
     """A render of the toy-faces domain (not a sample of the generator), as a photo to invert."""
     from draggan.render import save_png, to_uint8
-    from draggan.toyfaces.renderer import render_seeds
+    from draggan.apps.toyfaces.renderer import render_seeds
 
     images = render_seeds([123], 64)[0]
     save_png(to_uint8(images[:1]), path)

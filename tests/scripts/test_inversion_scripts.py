@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from draggan.toyfaces.renderer import render_seeds
+from draggan.apps.toyfaces.renderer import render_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["generator=random:32:0", "inversion=mse", "inversion.num_steps=20",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from draggan.training.state import read_config
+from draggan.apps.training.state import read_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["train.resolution=64", "train.channel_base=256", "train.channel_max=16", "train.batch=8",

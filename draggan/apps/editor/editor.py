@@ -9,7 +9,7 @@ thread that steps the drag while the page shows its progress, and the locking be
 
 Every change bumps `version` and wakes the page's long poll (`snapshot(since=...)`). The image is
 rendered at most `max_fps` times a second while the drag runs. Nothing here knows HTTP
-(`draggan.app.server` does) or how photos are inverted (the `invert` callable, from `inversion`).
+(`draggan.apps.editor.server` does) or how photos are inverted (the `invert` callable, from `inversion`).
 
 Locking: a tab's `lock` guards what the page reads and is held only for quick reads and writes, so a
 state request or a pause never waits for a computation; `compute` is held by whatever computes with

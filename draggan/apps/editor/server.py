@@ -1,4 +1,4 @@
-"""The web editor's HTTP server: the page (`static/`) and a small JSON API over `draggan.app.editor`.
+"""The web editor's HTTP server: the page (`static/`) and a small JSON API over `draggan.apps.editor.editor`.
 
 Plain standard-library HTTP, hardened, so that it runs wherever Python does, over SSH port forwarding
 included, with no web framework whose upgrades could break it. Hardening it took less than moving the
@@ -54,7 +54,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from draggan.app.editor import Busy, Editor, EditorError, megabytes, real_number, whole_number
+from draggan.apps.editor.editor import Busy, Editor, EditorError, megabytes, real_number, whole_number
 from draggan.limits import MAX_POINTS
 
 log = logging.getLogger(__name__)

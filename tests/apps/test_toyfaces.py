@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from draggan.toyfaces.dataset import read_dataset, write_dataset
-from draggan.toyfaces.detector import LandmarkDetector, ParamNet, denormalise_params, load_detector, normalise_params
-from draggan.toyfaces.renderer import (LANDMARKS, PARAM_NAMES, PARAMS, landmarks, render, render_seeds,
+from draggan.apps.toyfaces.dataset import read_dataset, write_dataset
+from draggan.apps.toyfaces.detector import LandmarkDetector, ParamNet, denormalise_params, load_detector, normalise_params
+from draggan.apps.toyfaces.renderer import (LANDMARKS, PARAM_NAMES, PARAMS, landmarks, render, render_seeds,
                                        sample_params)
 
 
@@ -171,7 +171,7 @@ def test_the_256px_render_stays_on_the_gpu():
     # device (a CPU tensor in a CUDA computation raises here), checked on fake CUDA tensors without a GPU.
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from draggan.toyfaces import renderer
+    from draggan.apps.toyfaces import renderer
 
     mode = FakeTensorMode()
     params = mode.from_tensor(sample_params(2, 0), static_shapes=True)

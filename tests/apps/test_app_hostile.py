@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from draggan.app.editor import Editor, EditorLimits, GeneratorChoice
-from draggan.app.server import EditorServer
+from draggan.apps.editor.editor import Editor, EditorLimits, GeneratorChoice
+from draggan.apps.editor.server import EditorServer
 from draggan.drag import DragConfig, DragSession
 from draggan.session_io import save_session
 from tests.conftest import tiny_generator
@@ -246,7 +246,7 @@ def test_a_tab_with_a_request_in_flight_is_not_reaped(server):
 
 EDITOR_CHILD = """
 import numpy as np
-from draggan.app.editor import Editor, EditorLimits, GeneratorChoice
+from draggan.apps.editor.editor import Editor, EditorLimits, GeneratorChoice
 from draggan.drag import DragConfig
 from tests.conftest import tiny_generator
 G = tiny_generator(32)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from draggan.toyfaces.renderer import LANDMARKS, PARAM_NAMES, landmarks, render, sample_params
+from draggan.apps.toyfaces.renderer import LANDMARKS, PARAM_NAMES, landmarks, render, sample_params
 
 ANNOTATIONS = "annotations.npz"
 

@@ -1,4 +1,4 @@
-"""The web editor's HTTP API (`draggan.app.server`) through a real socket: routes, error answers, and a
+"""The web editor's HTTP API (`draggan.apps.editor.server`) through a real socket: routes, error answers, and a
 server that keeps serving after bad requests."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from draggan.app.editor import Editor, EditorError, EditorLimits, GeneratorChoice
-from draggan.app.server import EditorServer
+from draggan.apps.editor.editor import Editor, EditorError, EditorLimits, GeneratorChoice
+from draggan.apps.editor.server import EditorServer
 from draggan.drag import DragConfig
 from tests.conftest import tiny_generator
 

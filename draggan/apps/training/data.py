@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from draggan.image_io import decode_image
-from draggan.toyfaces.renderer import render, sample_params
+from draggan.apps.toyfaces.renderer import render, sample_params
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 

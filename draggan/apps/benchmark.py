@@ -3,7 +3,7 @@
 For one generator of the official widths (random weights: speed only) at each resolution, the
 seconds per step of:
 - `editor`: `DragSession.step` (sparse features, batched handles, one host read per step);
-- `full_res`: `draggan.reference.FullResolutionDrag`, the official recipe re-written here (whole
+- `full_res`: `draggan.apps.reference.FullResolutionDrag`, the official recipe re-written here (whole
   synthesis, feature map resized to the image size, per-handle Python loops);
 - `floor`: forward and backward of the synthesis blocks up to the feature block alone, the work any
   drag step must do, in the same precision;
@@ -28,7 +28,7 @@ import torch
 
 from draggan.drag import DragConfig, DragSession
 from draggan.networks import Generator
-from draggan.reference import FullResolutionDrag
+from draggan.apps.reference import FullResolutionDrag
 
 # Official StyleGAN2 widths per resolution (channel_base as in the official configs).
 CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}

@@ -1,4 +1,4 @@
-"""Schemas of the trainer: `TrainConfig` (the settings of `draggan.training.loop.train`) and `scripts/train.py`'s.
+"""Schemas of the trainer: `TrainConfig` (the settings of `draggan.apps.training.loop.train`) and `scripts/train.py`'s.
 
 Light on purpose (dataclasses only): `eval.configs.register_configs` imports it for every script.
 """

@@ -1,5 +1,5 @@
 """The web editor: `python scripts/app.py` serves a page on which to drag points of generated images
-and of inverted photos, live (see `draggan.app.editor` for the model, `draggan.app.server` for the API).
+and of inverted photos, live (see `draggan.apps.editor.editor` for the model, `draggan.apps.editor.server` for the API).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from draggan.configs import drag_config_from
 from draggan.registry import MODELS
 
 if TYPE_CHECKING:
-    from draggan.app.editor import Editor, GeneratorChoice
+    from draggan.apps.editor.editor import Editor, GeneratorChoice
 
-# The editor's classes are imported on first use, so that `draggan.app.configs` (which every script's schema
+# The editor's classes are imported on first use, so that `draggan.apps.editor.configs` (which every script's schema
 # registration imports) does not load the editor.
-_EXPORTS = {"Editor": "draggan.app.editor", "EditorError": "draggan.app.editor", "EditorLimits": "draggan.app.editor",
-            "GeneratorChoice": "draggan.app.editor", "TabSession": "draggan.app.editor",
-            "EditorServer": "draggan.app.server"}
+_EXPORTS = {"Editor": "draggan.apps.editor.editor", "EditorError": "draggan.apps.editor.editor", "EditorLimits": "draggan.apps.editor.editor",
+            "GeneratorChoice": "draggan.apps.editor.editor", "TabSession": "draggan.apps.editor.editor",
+            "EditorServer": "draggan.apps.editor.server"}
 
 __all__ = ["Editor", "EditorError", "EditorLimits", "EditorServer", "GeneratorChoice", "TabSession",
            "build_editor", "generator_choices", "serve"]
@@ -31,13 +31,13 @@ __all__ = ["Editor", "EditorError", "EditorLimits", "EditorServer", "GeneratorCh
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'draggan.app' has no attribute {name!r}")
+    raise AttributeError(f"module 'draggan.apps.editor' has no attribute {name!r}")
 
 
 def generator_choices(cfg) -> list[GeneratorChoice]:
     """The configured generator first, then those named in `cfg.generators` (None = every registered model),
     each with the drag settings that the `drag` group gives it (see `draggan.configs.drag_config_from`)."""
-    from draggan.app.editor import GeneratorChoice
+    from draggan.apps.editor.editor import GeneratorChoice
 
     names = [str(cfg.generator)] + [str(n) for n in (MODELS if cfg.get("generators") is None else cfg.generators)]
     unique = list(dict.fromkeys(names))
@@ -46,7 +46,7 @@ def generator_choices(cfg) -> list[GeneratorChoice]:
 
 def build_editor(cfg, *, invert: Callable | None = None, out_dir: str | Path = "outputs/app") -> Editor:
     """The editor of an `app` config (see conf/app.yaml)."""
-    from draggan.app.editor import Editor, EditorLimits
+    from draggan.apps.editor.editor import Editor, EditorLimits
     from draggan.loading import load_generator, resolve_device
 
     device = resolve_device(None if cfg.device == "auto" else cfg.device)
@@ -67,7 +67,7 @@ def serve(cfg, *, invert: Callable | None = None, out_dir: str | Path = "outputs
     """Serve the editor until interrupted (Ctrl-C or SIGTERM); either way its temporary files are removed."""
     import torch
 
-    from draggan.app.server import EditorServer
+    from draggan.apps.editor.server import EditorServer
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))

@@ -1,5 +1,5 @@
-"""Schemas of the toy domain's commands: `scripts/make_toyfaces.py` (`draggan.toyfaces.dataset.write_dataset`) and
-`scripts/train_detector.py` (`draggan.toyfaces.detector.train_detector`). Dataclasses only:
+"""Schemas of the toy domain's commands: `scripts/make_toyfaces.py` (`draggan.apps.toyfaces.dataset.write_dataset`) and
+`scripts/train_detector.py` (`draggan.apps.toyfaces.detector.train_detector`). Dataclasses only:
 `eval.configs.register_configs` imports it for every script."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ GPU time may come in slots of a few minutes whose outputs travel back in files o
 
 Every file carries the iteration it was written at, and `load` refuses a folder whose files disagree
 (an interrupted write). The files are safetensors: data, never code. The full-precision
-`training-state.pt` of `draggan.training.loop` resumes bit-exactly; this one resumes to within the
+`training-state.pt` of `draggan.apps.training.loop` resumes bit-exactly; this one resumes to within the
 moments' rounding (measured in docs/training-256.md).
 """
 
@@ -131,7 +131,7 @@ def measure_resume(cfg, out_dir: str | Path, *, split_kimg: float) -> dict[str, 
     import dataclasses
 
     from draggan.checkpoint import load_generator_file
-    from draggan.training.loop import train
+    from draggan.apps.training.loop import train
 
     class Curves:
         def __init__(self):

@@ -1,4 +1,4 @@
-"""The web editor's model (`draggan.app.editor`), without HTTP or a browser: a tiny random generator
+"""The web editor's model (`draggan.apps.editor.editor`), without HTTP or a browser: a tiny random generator
 for the mechanics, the embedded toy-faces model where a drag must really move a handle."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from draggan.app.editor import Busy, Editor, EditorError, EditorLimits, GeneratorChoice
+from draggan.apps.editor.editor import Busy, Editor, EditorError, EditorLimits, GeneratorChoice
 from draggan.drag import DragConfig, DragSession
 from draggan.latents import initial_latent
 from draggan.loading import load_generator

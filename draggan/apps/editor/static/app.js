@@ -1,4 +1,4 @@
-// The DragGAN editor page: one session per tab, kept on the server (draggan/app/server.py).
+// The DragGAN editor page: one session per tab, kept on the server (draggan/apps/editor/server.py).
 // Points are (x, y) pixels of the generator's image, origin at the centre of the top-left pixel.
 "use strict";
 

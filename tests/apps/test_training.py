@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from draggan.checkpoint import load_generator_file
-from draggan.training.discriminator import Discriminator
-from draggan.training.loop import STATE_FILE, TrainConfig, train
-from draggan.training.loss import discriminator_loss, generator_loss, r1_penalty
+from draggan.apps.training.discriminator import Discriminator
+from draggan.apps.training.loop import STATE_FILE, TrainConfig, train
+from draggan.apps.training.loss import discriminator_loss, generator_loss, r1_penalty
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,7 +131,7 @@ def test_init_from_refuses_a_different_architecture(tmp_path):
 
 
 def test_compact_state_is_small_files_and_resumes_close_to_an_uninterrupted_run(tmp_path):
-    from draggan.training import state as compact_state
+    from draggan.apps.training import state as compact_state
 
     straight = train(tiny_config(kimg=0.032), tmp_path / "a")
     train(tiny_config(kimg=0.016, state_format="compact"), tmp_path / "b")

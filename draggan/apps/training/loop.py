@@ -6,7 +6,7 @@ the interval, and the discriminator's Adam settings adjusted as in Karras et al.
 The EMA generator `G_ema` is what gets saved and used. Everything needed to continue is written to
 `training-state.pt` at each snapshot, and `resume` picks it up: the data stream, latents and
 optimisers continue exactly where they stopped. With `state_format='compact'` the state is the folder
-`training-state/` of `draggan.training.state` instead (files of at most `state_file_mb`, Adam's
+`training-state/` of `draggan.apps.training.state` instead (files of at most `state_file_mb`, Adam's
 moments in bfloat16), for trainings that run in short chunks whose outputs must travel in small files.
 """
 
@@ -29,11 +29,11 @@ from draggan.loading import resolve_device
 from draggan.loggers import Logger
 from draggan.networks import Generator
 from draggan.render import save_sample_grid
-from draggan.training.configs import TrainConfig
-from draggan.training.data import ImageFolder, ToyFacesStream
-from draggan.training.discriminator import Discriminator
-from draggan.training import state as compact_state
-from draggan.training.loss import discriminator_loss, generator_loss, r1_penalty
+from draggan.apps.training.configs import TrainConfig
+from draggan.apps.training.data import ImageFolder, ToyFacesStream
+from draggan.apps.training.discriminator import Discriminator
+from draggan.apps.training import state as compact_state
+from draggan.apps.training.loss import discriminator_loss, generator_loss, r1_penalty
 
 STATE_FILE = "training-state.pt"
 

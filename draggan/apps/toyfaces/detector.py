@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from draggan.toyfaces.renderer import LANDMARKS, PARAMS, landmarks, render, sample_params
+from draggan.apps.toyfaces.renderer import LANDMARKS, PARAMS, landmarks, render, sample_params
 
 _LOW = torch.tensor([p.low for p in PARAMS])
 _HIGH = torch.tensor([p.high for p in PARAMS])

@@ -28,8 +28,9 @@ class FullResolutionDrag:
         device = ws.device
         self.handles = xy_to_rc(torch.as_tensor(handles, dtype=torch.float64)).to(device, torch.float32)
         self.targets = xy_to_rc(torch.as_tensor(targets, dtype=torch.float64)).to(device, torch.float32)
-        self.r1 = self.cfg.radius_px(self.cfg.r1, self.H)
-        self.r2 = int(self.cfg.radius_px(self.cfg.r2, self.H))
+        cells = G.synthesis.block_resolutions[self.cfg.feature_block]  # (radii given in feature cells)
+        self.r1 = self.cfg.radius_px(self.cfg.r1, self.H, cells)
+        self.r2 = int(self.cfg.radius_px(self.cfg.r2, self.H, cells))
         self.stop_px = self.cfg.stop_px(len(self.handles), self.H)
         self.refs = None
 

@@ -1,0 +1,38 @@
+"""Schemas of the small applications in `draggan.apps` (the download, export and bench_drag commands); the
+editor, the trainer and the toy domain keep theirs in their own `configs` modules. Registered with every other
+schema by `eval.configs.register_configs`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DownloadConfig:
+    """`scripts/download.py` (`draggan.apps.commands.download_command`)."""
+
+    models: list[str] = field(default_factory=lambda: ["all"])  # registered names, or ["all"]
+    cache_dir: str | None = None  # default: $DRAGGAN_CACHE or ~/.cache/draggan
+
+
+@dataclass
+class ExportConfig:
+    """`scripts/export.py` (`draggan.apps.commands.export_command`)."""
+
+    source: str = "???"  # official network pickle (PyTorch or TensorFlow), path or registered name
+    output: str = "???"  # where to write the safetensors file
+
+
+@dataclass
+class BenchDragConfig:
+    """`scripts/bench_drag.py` (`draggan.apps.benchmark.bench_drag`)."""
+
+    resolutions: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    devices: list[str] = field(default_factory=lambda: ["cpu", "cuda"])  # cuda is skipped when absent
+    steps: int = 3  # timed steps per implementation
+    warmup: int = 1  # untimed steps first
+    rounds: int = 1  # rounds in which each implementation runs `steps` steps in turn (the median round counts)
+    handles: list[int] = field(default_factory=lambda: [2])  # handle counts (the references run for the first)
+    official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: also time the official step
+    fp32: bool = True  # CUDA: time float32 synthesis (force_fp32)
+    fp16: bool = True  # CUDA: time the official precision policy (float16 on the top 4 resolutions)
