@@ -7,21 +7,9 @@ from pathlib import Path
 import pytest
 
 from draggan.drag import DragConfig
-from draggan.loading import load_generator
-from draggan.apps.toyfaces.detector import load_detector
 from eval.gates import THRESHOLDS, detector_error
 from draggan.latents import latents_from_seeds, synthesize
 from eval.landmarks import POINT_SETS, detection_rate, landmark_manipulation
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return load_generator("toy-faces-64", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return load_detector()
 
 
 def toy_drag_config() -> DragConfig:

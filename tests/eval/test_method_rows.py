@@ -9,19 +9,7 @@ import dataclasses
 import pytest
 
 from draggan.drag import DragConfig
-from draggan.loading import load_generator
-from draggan.apps.toyfaces.detector import load_detector
 from eval.landmarks import landmark_manipulation
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return load_generator("toy-faces-64", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return load_detector()
 
 
 @pytest.mark.parametrize("method", ["freedrag", "stabledrag"])
