@@ -24,10 +24,10 @@ import pytest
 from PIL import Image
 
 from draggan.apps.editor.editor import Editor, EditorLimits, GeneratorChoice
-from draggan.apps.editor.server import EditorServer
 from draggan.drag import DragConfig, DragSession
 from draggan.session_io import save_session
 from tests.conftest import tiny_generator
+from tests.helpers.editor_server import serving
 from tests.helpers.hostile_files import huge_png, npz_bomb, session_zip
 from tests.helpers.memory import run_capped
 
@@ -48,13 +48,8 @@ def server(tmp_path):
                     out_dir=tmp_path / "saved", invert=_invert,
                     limits=EditorLimits(max_upload_bytes=200_000, request_timeout=1.0, max_workers=4, max_queued=4,
                                         poll_timeout=5.0))
-    srv = EditorServer(editor, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    editor.shutdown()
+    with serving(editor) as srv:
+        yield srv
 
 
 def call(srv, path, body=None, *, method=None, headers=None, timeout=10):

@@ -19,6 +19,7 @@ from draggan.apps.editor.editor import Editor, EditorError, EditorLimits, Genera
 from draggan.apps.editor.server import EditorServer
 from draggan.drag import DragConfig
 from tests.conftest import tiny_generator
+from tests.helpers.editor_server import serving
 
 
 @pytest.fixture
@@ -26,13 +27,8 @@ def server(tmp_path):
     G = tiny_generator(32)
     editor = Editor([GeneratorChoice("tiny", "tiny", DragConfig(feature_block=2, max_steps=5))], load=lambda s: G,
                     out_dir=tmp_path / "saved", limits=EditorLimits(max_upload_bytes=50_000))
-    srv = EditorServer(editor, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    editor.shutdown()
+    with serving(editor) as srv:
+        yield srv
 
 
 def call(srv, path, body=None, *, method=None, headers=None):
