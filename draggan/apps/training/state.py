@@ -18,11 +18,12 @@ moments' rounding (measured in docs/training-256.md).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from draggan.files import atomic_write
 
 STATE_DIR = "training-state"
 FILES = ("G", "D", "G_ema", "state")
@@ -32,14 +33,14 @@ MOMENTS = ("exp_avg", "exp_avg_sq")
 def _write(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str], limit_bytes: int | None) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".part")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    size = tmp.stat().st_size
-    if limit_bytes is not None and size > limit_bytes:
-        tmp.unlink()
-        raise ValueError(f"{path.name} would be {size / 2 ** 20:.1f} MiB, over the state's limit of "
-                         f"{limit_bytes / 2 ** 20:.1f} MiB: make the networks narrower")
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:  # the file is checked before it replaces the last good one
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        size = tmp.stat().st_size
+        if limit_bytes is not None and size > limit_bytes:
+            raise ValueError(f"{path.name} would be {size / 2 ** 20:.1f} MiB, over the state's limit of "
+                             f"{limit_bytes / 2 ** 20:.1f} MiB: make the networks narrower")
+
+    atomic_write(path, write)
 
 
 def _network_and_moments(net: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
