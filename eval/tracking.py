@@ -1,11 +1,13 @@
 """Tracking accuracy during drags (beyond the paper): how well does each tracker follow a landmark
-while DragGAN moves it?
+while a drag method moves it?
 
-For each pair of faces (as in the landmark protocol), DragGAN drags the first face's landmarks to
-the second's with its own tracker. Every step's image and generator features are recorded; the
-ground truth is the landmark re-detected in each step's image (steps where it is not detected with
-confidence are left out). Every tracker then runs on the same recorded clip from the same queries,
-and its estimate is compared with the ground truth: mean error and the share within 1, 2 and 4 px.
+For each pair of faces (as in the landmark protocol), the drag method (`drag_config.method`: DragGAN
+with its own tracker by default) drags the first face's landmarks to the second's. Every step's image
+and generator features are recorded; the ground truth is the landmark re-detected in each step's image
+(steps where it is not detected with confidence are left out). The first row is the method's own
+localisation as it was inside the loop (DragGAN's tracker, FreeDrag's line search, StableDrag's learned
+tracker); every other tracker then runs on the same recorded clip from the same queries. Each estimate is
+compared with the ground truth: mean error and the share within 1, 2 and 4 px.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Clip:
     queries: torch.Tensor  # [N, 2] (x, y) handles in frame 0
     truth: torch.Tensor  # [T, N, 2] re-detected (x, y) landmarks
     detected: torch.Tensor  # [T, N] bool
-    draggan: torch.Tensor  # [T, N, 2] the handles DragGAN tracked inside the loop
+    in_loop: torch.Tensor  # [T, N, 2] the handles the method localised inside the loop
 
 
 @dataclass
@@ -97,9 +99,12 @@ def tracking_accuracy(G: Generator, detector, drag_config: DragConfig, trackers:
         frames = torch.stack(frames)
         det = detector(frames)
         clips.append(Clip(frames=frames, features=torch.stack(feats), queries=fp.landmarks[a, idx],
-                          truth=det.landmarks[:, idx], detected=det.detected[:, idx], draggan=torch.stack(handles)))
+                          truth=det.landmarks[:, idx], detected=det.detected[:, idx], in_loop=torch.stack(handles)))
     size = (G.img_height, G.img_width)
-    out = []
+    # The method's own localisation during the drag (DragGAN's tracker, FreeDrag's line search, StableDrag's
+    # learned tracker), as it was inside the loop: the row that compares the methods' tracking.
+    errors = [(c.in_loop - c.truth).norm(dim=-1)[1:][c.detected[1:]] for c in clips]
+    out = [_accuracy(f"{drag_config.method} (in the loop)", errors, 0.0)]
     for tracker in trackers:
         reason = tracker.availability()
         if reason is not None:
@@ -112,10 +117,14 @@ def tracking_accuracy(G: Generator, detector, drag_config: DragConfig, trackers:
             seconds += res.seconds
             err = (res.points - clip.truth).norm(dim=-1)[1:]  # step 0 is the query itself
             errors.append(err[clip.detected[1:]])
-        e = torch.cat(errors).numpy() if errors else np.zeros(0)
-        out.append(TrackerAccuracy(tracker=tracker.name, available=True, num_estimates=int(e.size), seconds=seconds,
-                                   mean_error=float(e.mean()) if e.size else float("nan"),
-                                   within={f"{t:g}px": float((e <= t).mean()) if e.size else float("nan")
-                                           for t in THRESHOLDS_PX}))
+        out.append(_accuracy(tracker.name, errors, seconds))
     return TrackingResult(num_points=num_points, num_pairs=num_pairs, trackers=out,
                           steps_mean=float(np.mean([len(c.frames) for c in clips])), seconds=time.perf_counter() - t0)
+
+
+def _accuracy(name: str, errors: list[torch.Tensor], seconds: float) -> TrackerAccuracy:
+    e = torch.cat(errors).numpy() if errors else np.zeros(0)
+    return TrackerAccuracy(tracker=name, available=True, num_estimates=int(e.size), seconds=seconds,
+                           mean_error=float(e.mean()) if e.size else float("nan"),
+                           within={f"{t:g}px": float((e <= t).mean()) if e.size else float("nan")
+                                   for t in THRESHOLDS_PX})

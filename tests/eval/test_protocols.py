@@ -61,6 +61,21 @@ def test_tracking_protocol_replays_draggan_exactly(G, detector):
         t = by[name]
         assert t.available and t.num_estimates > 0 and 0 <= t.within["1px"] <= t.within["2px"] <= t.within["4px"] <= 1
     assert by["draggan_l1"].mean_error < by["none"].mean_error  # following the landmark beats standing still
+    own = by["draggan (in the loop)"]  # the method's own localisation: here the same tracker, run in the loop
+    assert result.trackers[0] is own and own.seconds == 0.0
+    assert (own.mean_error, own.within, own.num_estimates) == (by["draggan_l1"].mean_error, by["draggan_l1"].within,
+                                                               by["draggan_l1"].num_estimates)
+
+
+@pytest.mark.parametrize("method", ["freedrag", "stabledrag"])
+def test_tracking_protocol_measures_a_methods_own_localisation(G, detector, method):
+    config = dataclasses.replace(TOY_DRAG, method=method, max_steps=30)
+    result = tracking_accuracy(G, detector, config, [make_tracker("none")], num_points=1, num_pairs=1, seed=7,
+                               progress=False)
+    own, still = result.trackers
+    assert own.tracker == f"{method} (in the loop)" and still.tracker == "none"
+    assert own.num_estimates == still.num_estimates > 0  # the same steps, the same ground truth
+    assert own.mean_error < still.mean_error, (own, still)  # it follows the landmark it moves
 
 
 def test_flow_points_respect_min_flow_and_the_image():
