@@ -56,10 +56,11 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     # A 64-px generator has 5 blocks, so the paper's "6th block" does not exist. The block, the learning
     # rate and the stop rule were chosen by the landmark-manipulation measurement on held-out pairs (model
     # card). At 64 px one pixel is 1/64 of the image (8 px at 512), so the drag stops when the handle is on
-    # its target's pixel (the tracker moves handles by whole pixels) instead of within 1 px.
+    # its target's pixel instead of within 1 px: the tracker moves handles by whole pixels, and the pixel
+    # nearest a target is within 0.71 px of it (half a pixel's diagonal; `draggan.drag.ON_TARGET_PIXEL`).
     ModelInfo("toy-faces-64", "toy-faces-64.safetensors", (64, 64),
               "MIT, like this project (trained by scripts/train.py on procedural faces; see toy-faces-64.md)",
-              shipped=True, drag=dict(feature_block=3, lr=1e-2, stop_distance=0.5)),
+              shipped=True, drag=dict(feature_block=3, lr=1e-2, stop_distance=0.71)),
     ModelInfo("stylegan2-ffhq-512", "stylegan2-ffhq-512x512.pkl", (512, 512), _NVIDIA_NC,
               url=_NGC + "stylegan2-ffhq-512x512.pkl",
               sha256="d2b1c92f41ce8a64c55f7a75ef06c4c0eef9e17b1eb29aae8c10fb37b3e60478", checksum_source=_DEMO),

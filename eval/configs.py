@@ -104,6 +104,7 @@ class DragChecksConfig:
     landmark: str = "left_eye_center"  # mask: the dragged landmark
     offset: tuple[float, float] | None = None  # (dx, dy) of the drag (None: mask (0, -3), mouth (0, 6))
     mask_radius: float = 6.0  # mask: the movable disc around the handle and its target, pixels
+    also: list[str] = field(default_factory=list)  # mask: landmarks moving with the dragged one (their discs are movable)
     truncation_psi: float = 0.7
 
 

@@ -27,7 +27,7 @@ def run_drag_checks(cfg) -> dict:
         from eval.masks import masked_drag
 
         result = masked_drag(G, load_detector(), drag, seeds=range(cfg.seed, cfg.seed + cfg.num_faces),
-                             landmark=cfg.landmark, offset=tuple(cfg.offset or (0.0, -3.0)),
+                             landmark=cfg.landmark, also=tuple(cfg.also), offset=tuple(cfg.offset or (0.0, -3.0)),
                              mask_radius=cfg.mask_radius, truncation_psi=cfg.truncation_psi, max_steps=cfg.steps)
         out = dataclasses.asdict(result)
         out["passed"] = result.passed

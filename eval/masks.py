@@ -4,7 +4,9 @@ Pan et al. 2023 give the drag a mask of the region allowed to move; features out
 those of the first image. Measured here on the toy-faces domain, where a landmark detector
 (`draggan.apps.toyfaces.detector`) says where every part of the face is: for each face, one landmark is
 dragged `offset` pixels, once without a mask and once with a disc of `mask_radius` pixels around the
-handle and its target as the movable region. Reported per face and on average: how far the dragged
+handle and its target as the movable region (and around the landmarks `also` that move with it, at their
+start and moved by `offset`: on the toy faces both eyes share one height, so moving one eye alone is
+outside the domain). Reported per face and on average: how far the dragged
 landmark (re-detected) ends from its target, and how far the landmarks outside the disc moved.
 The mask works when the masked drag ends within 20 % of the unmasked drag's distance to the target
 (`reach_ratio` <= 1.2) while the landmarks outside move at most half as much (`outside_ratio` <= 0.5).
@@ -39,6 +41,7 @@ def disc_mask(size: tuple[int, int], centres_xy: Sequence[Sequence[float]], radi
 @dataclass
 class MaskedDragResult:
     landmark: str  # the dragged landmark
+    also: tuple[str, ...]  # landmarks whose discs are movable too
     offset: tuple[float, float]  # (dx, dy) of the drag, pixels
     mask_radius: float
     num_faces: int
@@ -62,6 +65,7 @@ class MaskedDragResult:
 def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
                 seeds: Sequence[int] = range(8),  # faces
                 landmark: str = "left_eye_center",  # the dragged landmark
+                also: Sequence[str] = (),  # landmarks that move with it: their discs (start, start + offset) are movable too
                 offset: tuple[float, float] = (0.0, -3.0),  # (dx, dy) pixels of the drag
                 mask_radius: float = 6.0,  # disc of the movable region around handle and target, pixels
                 margin: float = 2.0,  # landmarks count as outside when this much beyond the disc
@@ -71,6 +75,10 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
                 ) -> MaskedDragResult:                # its unmasked drags are reused (a sweep of mask settings)
     """Drag `landmark` by `offset` on each face without and with a disc mask; see the module docstring."""
     k = LANDMARKS.index(landmark)
+    unknown = [a for a in also if a not in LANDMARKS]
+    if unknown:
+        raise ValueError(f"unknown landmark(s) {unknown}: choose from {', '.join(LANDMARKS)}")
+    others = [LANDMARKS.index(a) for a in also]
     t0 = time.perf_counter()
     ws = latents_from_seeds(G, list(seeds), truncation_psi)
     before = detector(synthesize(G, ws)).landmarks  # [F, L, 2]
@@ -79,10 +87,15 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
     for i, seed in enumerate(seeds):
         handle = before[i, k].tolist()
         target = [handle[0] + offset[0], handle[1] + offset[1]]
-        mask = disc_mask(size, [handle, target], mask_radius)
+        centres = [handle, target]
+        for j in others:
+            start = before[i, j].tolist()
+            centres += [start, [start[0] + offset[0], start[1] + offset[1]]]
+        mask = disc_mask(size, centres, mask_radius)
         lm = before[i]
-        far = torch.linalg.norm(lm - torch.tensor(handle), dim=1) > mask_radius + margin
-        far &= torch.linalg.norm(lm - torch.tensor(target), dim=1) > mask_radius + margin
+        far = torch.ones(len(lm), dtype=torch.bool)
+        for c in centres:
+            far &= torch.linalg.norm(lm - torch.tensor(c), dim=1) > mask_radius + margin
         row = dict(seed=int(seed), outside=[LANDMARKS[j] for j in torch.nonzero(far).flatten().tolist()])
         runs = [("unmasked", None), ("masked", mask)]
         if unmasked is not None:
@@ -98,7 +111,7 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
             row[f"steps_{name}"] = len(result.history)
         faces.append(row)
     mean = lambda key: float(np.mean([f[key] for f in faces]))  # noqa: E731
-    return MaskedDragResult(landmark=landmark, offset=tuple(offset), mask_radius=mask_radius, num_faces=len(faces),
+    return MaskedDragResult(landmark=landmark, also=tuple(also), offset=tuple(offset), mask_radius=mask_radius, num_faces=len(faces),
                             dist_unmasked=mean("dist_unmasked"), dist_masked=mean("dist_masked"),
                             dist_start=float(np.hypot(*offset)), outside_unmasked=mean("outside_unmasked"),
                             outside_masked=mean("outside_masked"),
