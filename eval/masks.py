@@ -99,6 +99,9 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
         row = dict(seed=int(seed), outside=[LANDMARKS[j] for j in torch.nonzero(far).flatten().tolist()])
         runs = [("unmasked", None), ("masked", mask)]
         if unmasked is not None:
+            if unmasked[i]["seed"] != row["seed"] or unmasked[i]["outside"] != row["outside"]:
+                raise ValueError("`unmasked` holds other faces, or their outside landmarks differ (another `also`, "
+                                 "radius or offset): its unmasked drags cannot be reused")
             row.update({key: v for key, v in unmasked[i].items() if key.endswith("_unmasked")})
             runs = runs[1:]
         for name, m in runs:

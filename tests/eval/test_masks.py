@@ -51,6 +51,21 @@ def test_the_recommended_mask_term_lets_the_handle_move_and_holds_the_rest(toy):
     assert np.isfinite(new.reach_ratio) and new.num_faces == 1
 
 
+def test_landmarks_that_move_along_join_the_movable_region(toy):
+    """`also`: on the toy faces both eyes share one height, so an eye drag may free the other eye too; its discs
+    (at the start and moved by the offset) are movable and its landmarks no longer count as outside."""
+    G, detector = toy
+    cfg = DragConfig.for_generator(G)
+    one = masked_drag(G, detector, cfg, seeds=[0], max_steps=1)
+    both = masked_drag(G, detector, cfg, seeds=[0], max_steps=1, also=["right_eye_center"])
+    assert "right_eye_center" in one.faces[0]["outside"] and "right_eye_center" not in both.faces[0]["outside"]
+    assert "nose_tip" in both.faces[0]["outside"] and both.also == ("right_eye_center",)
+    with pytest.raises(ValueError, match="unknown landmark"):
+        masked_drag(G, detector, cfg, seeds=[0], max_steps=1, also=["third_eye"])
+    with pytest.raises(ValueError, match="cannot be reused"):  # the unmasked drags measured another outside
+        masked_drag(G, detector, cfg, seeds=[0], max_steps=1, also=["right_eye_center"], unmasked=one.faces)
+
+
 def test_drag_checks_script_config_runs_the_mouth_measure():
     """`scripts/drag_checks.py check=mouth`: one face, 5 steps; the figures are those of `mouth_drag`."""
     from hydra import compose, initialize_config_dir
