@@ -73,26 +73,46 @@ def resized_features_at(feat: torch.Tensor, size: tuple[int, int], rows: torch.T
     return _weighted_gather(feat, index, weight)
 
 
+def _axis_sample_taps(pos: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear interpolation at float positions `pos` of an axis resized from `in_size` to `out_size` cells
+    (zero outside [0, out_size - 1]), as 3 source indices and weights, [3, *pos.shape] each.
+
+    The two neighbouring pixels of a position each take 2 source cells; as the resize only enlarges
+    (in_size <= out_size), the two pairs overlap in at least one cell, so 3 cells carry it all."""
+    c0 = pos.floor()
+    f = pos - c0
+    c0 = c0.to(torch.int64)
+    c1 = c0 + 1
+    taps = []
+    for c, w in ((c0, 1 - f), (c1, f)):
+        w = w * ((c >= 0) & (c <= out_size - 1))  # grid_sample's zero padding
+        i0, i1, lam = _axis_taps(c.clamp(0, out_size - 1), in_size, out_size)
+        taps += [(i0, w * (1 - lam)), (i1, w * lam)]
+    base = taps[0][0]  # the smallest index (the resize is monotone)
+    index = torch.stack([(base + k).clamp(max=in_size - 1) for k in range(3)])
+    weight = torch.stack([sum(w * (i - base == k) for i, w in taps) for k in range(3)])
+    return index, weight
+
+
 def bilinear_at(feat: torch.Tensor, size: tuple[int, int], ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     """The resized map sampled at float pixel positions, as `grid_sample(align_corners=True)` would.
 
     Positions are taken through the normalised coordinates and back, as the official code does, so
     that rounding agrees; neighbours outside the image contribute zero (`padding_mode='zeros'`).
-    Returns [C, *ys.shape].
+    Both steps are separable, so each output is a weighted sum of 3 x 3 feature cells (not 4 corners x
+    4 resize taps: 16 gathers, the motion loss's cost with many handles). Returns [C, *ys.shape].
     """
     H, W = size
+    h, w = feat.shape[2:]
+    if h > H or w > W:
+        raise ValueError(f"features of {h}x{w} are larger than the image ({H}x{W})")
     ys = normalized_to_pixels(pixels_to_normalized(ys.to(torch.float32), H), H)
     xs = normalized_to_pixels(pixels_to_normalized(xs.to(torch.float32), W), W)
-    y0, x0 = ys.floor(), xs.floor()
-    y1, x1 = y0 + 1, x0 + 1
-    # nw, ne, sw, se corners with grid_sample's weights; each corner is 4 taps of the resized map.
-    rows, cols = torch.stack([y0, y0, y1, y1]), torch.stack([x0, x1, x0, x1])
-    weights = torch.stack([(x1 - xs) * (y1 - ys), (xs - x0) * (y1 - ys), (x1 - xs) * (ys - y0), (xs - x0) * (ys - y0)])
-    inside = (rows >= 0) & (rows <= H - 1) & (cols >= 0) & (cols <= W - 1)
-    index, tap_weight = _resize_taps(feat.shape[2:], size, rows.clamp(0, H - 1).to(torch.int64),
-                                     cols.clamp(0, W - 1).to(torch.int64))  # [4 taps, 4 corners, ...]
-    weight = tap_weight * (weights * inside)
-    return _weighted_gather(feat, index.flatten(0, 1), weight.flatten(0, 1))
+    iy, wy = _axis_sample_taps(ys, h, H)
+    ix, wx = _axis_sample_taps(xs, w, W)
+    index = (iy[:, None] * w + ix[None, :]).flatten(0, 1)  # [9, ...]
+    weight = (wy[:, None] * wx[None, :]).flatten(0, 1)
+    return _weighted_gather(feat, index, weight)
 
 
 def track_points(feat: torch.Tensor, size: tuple[int, int], handles_rc: torch.Tensor, refs: torch.Tensor,
