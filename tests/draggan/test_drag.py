@@ -43,6 +43,11 @@ def test_fast_sampling_equals_resize_then_sample(feat_size, size):
     torch.testing.assert_close(bilinear_at(feat, size, ys, xs), expected, rtol=0, atol=1e-5)
 
 
+def test_sampling_refuses_features_larger_than_the_image():
+    with pytest.raises(ValueError, match="larger than the image"):  # the 3-cell rule needs an enlarging resize
+        bilinear_at(torch.zeros(1, 2, 16, 16), (8, 8), torch.zeros(3), torch.zeros(3))
+
+
 @pytest.mark.parametrize("distance", ["l1", "l2"])
 def test_tracking_recovers_a_known_shift(distance):
     torch.manual_seed(1)
