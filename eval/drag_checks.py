@@ -37,5 +37,7 @@ def run_drag_checks(cfg) -> dict:
         result = mouth_drag(G, drag, num_faces=cfg.num_faces, seed=cfg.seed, offset=tuple(cfg.offset or (0.0, 6.0)),
                             steps=200 if cfg.steps is None else cfg.steps, truncation_psi=cfg.truncation_psi)
         out = dataclasses.asdict(result)
-    out.update(check=cfg.check, generator=cfg.generator, drag=dataclasses.asdict(drag))
+    adapted, notes = drag.adapted_to(G)  # what the drags ran with on this generator (block, lr, stop below 128 px)
+    out.update(check=cfg.check, generator=cfg.generator, drag=dataclasses.asdict(drag),
+               drag_adapted=dataclasses.asdict(adapted), adaptations=notes)
     return out

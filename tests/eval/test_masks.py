@@ -80,6 +80,7 @@ def test_drag_checks_script_config_runs_the_mouth_measure():
         bad = compose(config_name="drag_checks", overrides=["check=nose"])
     out = run_drag_checks(cfg)
     assert out["num_faces"] == 1 and out["faces"][0]["steps"] <= 5 and out["drag"]["radius_unit"] == "cells"
+    assert (out["drag_adapted"]["feature_block"], out["drag_adapted"]["stop_distance"]) == (3, 0.71)  # as the drags ran
     assert 0 <= out["left"] < 2 and out["offset"] == (0.0, 6.0)
     with pytest.raises(ValueError, match="check must be one of"):
         run_drag_checks(bad)
