@@ -15,7 +15,7 @@ from typing import Any
 
 from eval.tables import markdown_table
 
-IGNORED_OVERRIDES = ("tracker", "logger", "progress", "threads", "out_dir", "examples", "hydra")
+IGNORED_OVERRIDES = ("tracker", "drag_method", "logger", "progress", "threads", "out_dir", "examples", "hydra")
 
 
 def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
@@ -44,14 +44,17 @@ def run_overrides(folder: Path) -> dict[str, str]:
 
 
 def run_labels(runs: list[tuple[Path, dict]]) -> list[str]:
-    """Each run's tracker, plus the overrides that differ between the runs, e.g. 'dis (drag.r1=2)'."""
+    """Each run's drag method (DragGAN's: its in-loop tracker), plus the overrides that differ between the runs,
+    e.g. 'dis (drag.r1=2)' or 'freedrag'."""
     overrides = [run_overrides(folder) for folder, _ in runs]
     keys = sorted({k for o in overrides for k in o})
     varying = [k for k in keys if len({o.get(k) for o in overrides}) > 1]
     labels = []
     for (_, res), o in zip(runs, overrides):
         extra = [o[k] for k in varying if k in o]
-        labels.append(res.get("tracker", "?") + (f" ({', '.join(extra)})" if extra else ""))
+        method = res.get("method", "draggan")
+        base = res.get("tracker", "?") if method == "draggan" else method  # other methods localise on their own
+        labels.append(base + (f" ({', '.join(extra)})" if extra else ""))
     return labels
 
 
