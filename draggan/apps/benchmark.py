@@ -164,8 +164,8 @@ def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, w
                      full_res: bool = True, make_generator: Callable[[int], Generator] = official_sized_generator
                      ) -> dict:
     """Seconds per step of the editor, the references and the floor, and whether editor and full_res agree."""
-    cfg = config or DragConfig()
     G = make_generator(resolution).to(device)
+    cfg, _ = (config or DragConfig()).adapted_to(G)  # e.g. block 3 below 128 px, as the editor does (and says)
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(device), None,
                        truncation_psi=0.7)

@@ -20,7 +20,8 @@ class FullResolutionDrag:
     """The drag step on the full-size resized feature map (no sparse sampling, whole synthesis)."""
 
     def __init__(self, G: Generator, ws: torch.Tensor, handles, targets, config: DragConfig | None = None):
-        self.G, self.cfg = G, config or DragConfig()
+        self.G = G
+        self.cfg, _ = (config or DragConfig()).adapted_to(G)  # the editor's adaptations (block, radii, small-G rule)
         self.H, self.W = G.img_height, G.img_width
         self.ws0 = ws.detach().clone().to(torch.float32)
         self.free = torch.nn.Parameter(self.ws0[:, : self.cfg.optimize_ws].clone())
