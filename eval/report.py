@@ -15,7 +15,7 @@ from typing import Any
 
 from eval.tables import markdown_table
 
-IGNORED_OVERRIDES = ("tracker", "drag_method", "logger", "progress", "threads", "out_dir", "examples", "hydra")
+IGNORED_OVERRIDES = ("tracker", "drag_method", "benchmark.num_points", "logger", "progress", "threads", "out_dir", "examples", "hydra")
 
 
 def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
@@ -121,7 +121,7 @@ def _plot(benchmark: str, data: list[dict], path: Path) -> Path | None:
             ax.bar([i + j * width for i in range(len(data))], [d["md"].get(n, float("nan")) for d in data], width,
                    label=f"{n} point{'s' if n > 1 else ''}")
         ax.set_ylabel("mean distance after the edit (px)")
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
         ax.set_xticks([i + width * (len(sets) - 1) / 2 for i in range(len(data))], labels, rotation=20, ha="right")
     else:
         key, ylabel = ("mse", "MSE to image 2") if benchmark == "paired" else ("error", "mean tracking error (px)")
