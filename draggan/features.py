@@ -56,7 +56,7 @@ def _weighted_gather(feat: torch.Tensor, index: torch.Tensor, weight: torch.Tens
     the interpolation arithmetic happens once per position, and the backward is one multiply and one
     `index_add` (the step's cost with many handles; per-tap products cost 2-3x more on the CPU)."""
     v = _gather(feat, index)  # [C, K, ...]
-    return (v * weight.to(v.dtype)).sum(1)
+    return (v * weight).sum(1)  # float32 weights: half-precision features are summed in float32
 
 
 def resized_features_at(feat: torch.Tensor, size: tuple[int, int], rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

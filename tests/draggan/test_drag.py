@@ -43,6 +43,13 @@ def test_fast_sampling_equals_resize_then_sample(feat_size, size):
     torch.testing.assert_close(bilinear_at(feat, size, ys, xs), expected, rtol=0, atol=1e-5)
 
 
+def test_half_precision_features_are_sampled_in_float32():
+    feat = torch.randn(1, 3, 8, 8).half()  # the official fp16 policy's blocks on CUDA
+    rows = torch.arange(4)
+    assert resized_features_at(feat, (16, 16), rows, rows).dtype == torch.float32
+    assert bilinear_at(feat, (16, 16), rows + 0.3, rows.float()).dtype == torch.float32
+
+
 def test_sampling_refuses_features_larger_than_the_image():
     with pytest.raises(ValueError, match="larger than the image"):  # the 3-cell rule needs an enlarging resize
         bilinear_at(torch.zeros(1, 2, 16, 16), (8, 8), torch.zeros(3), torch.zeros(3))
@@ -367,6 +374,20 @@ def test_radii_in_feature_cells_are_the_papers_at_512_px():
     assert DragConfig().radius_px(3.0, 64) == 1.0  # the paper's rule: round(3 / 512 * 64) = 0, then min_radius
     with pytest.raises(ValueError, match="resolution"):
         cells.radius_px(0.75, 64)
+
+
+def test_the_held_out_toy_model_runs_on_the_library_defaults():
+    """toy-faces-64-seed1 (issue 17's unseen model) has no drag settings of its own: the recommended rules alone
+    give it what toy-faces-64's tuned registry entry says, so a check on it is a check of the defaults."""
+    from draggan.loading import load_generator
+    from draggan.registry import MODELS
+
+    assert MODELS["toy-faces-64-seed1"].shipped and MODELS["toy-faces-64-seed1"].drag == {}
+    held_out, tuned = load_generator("toy-faces-64-seed1"), load_generator("toy-faces-64")
+    assert held_out.img_height == 64 and held_out.synthesis.block_resolutions == tuned.synthesis.block_resolutions
+    mine, _ = DragConfig.for_generator(held_out).adapted_to(held_out)
+    theirs, _ = DragConfig.for_generator(tuned).adapted_to(tuned)
+    assert mine == theirs and (mine.feature_block, mine.lr, mine.stop_distance) == (3, 1e-2, 0.71)
 
 
 def test_the_small_generator_rule_fills_only_settings_left_at_the_papers():
