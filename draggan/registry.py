@@ -61,6 +61,11 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     ModelInfo("toy-faces-64", "toy-faces-64.safetensors", (64, 64),
               "MIT, like this project (trained by scripts/train.py on procedural faces; see toy-faces-64.md)",
               shipped=True, drag=dict(feature_block=3, lr=1e-2, stop_distance=0.71)),
+    # A second run of the same recipe (train.seed=1, 117k images): the held-out model of issue 17, on which the
+    # library's default drag settings were checked without tuning. It has no drag settings of its own, on purpose.
+    ModelInfo("toy-faces-64-seed1", "toy-faces-64-seed1.safetensors", (64, 64),
+              "MIT, like this project (trained by scripts/train.py train.seed=1; see toy-faces-64-seed1.md)",
+              shipped=True),
     ModelInfo("stylegan2-ffhq-512", "stylegan2-ffhq-512x512.pkl", (512, 512), _NVIDIA_NC,
               url=_NGC + "stylegan2-ffhq-512x512.pkl",
               sha256="d2b1c92f41ce8a64c55f7a75ef06c4c0eef9e17b1eb29aae8c10fb37b3e60478", checksum_source=_DEMO),
