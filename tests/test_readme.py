@@ -78,6 +78,7 @@ PLAN = [
     ("python scripts/train_uclt.py", "slow", {}, ["iterations=2", "batch=4", "width=32", "layers=1", "heads=2",
                                                   "max_points=3", "out=uclt.safetensors"]),
     ("python scripts/drag_checks.py check=mask", "slow", {}, ["num_faces=1", "steps=5"]),
+    ("python scripts/drag_checks.py check=mouth", "slow", {}, ["num_faces=1", "steps=5"]),
     ("python scripts/make_toyfaces.py", "slow", {"num_images=10000": "num_images=8"}, []),
     ("python scripts/train_detector.py", "slow", {}, ["iterations=2", "batch=4", "out=detector.safetensors"]),
     ("python scripts/invert.py", "slow", {"stylegan2-ffhq-512": "toy-faces-64"}, FAST_INVERSION),
