@@ -40,5 +40,5 @@ def test_evaluate_tracks_during_another_methods_drags(tmp_path):
          "logger=none", "benchmark.trackers=[draggan_l1,lucas_kanade]", "drag.max_steps=20", f"hydra.run.dir={out}")
     results = json.loads((out / "results.json").read_text())
     assert results["method"] == "freedrag" and results["drag_config"]["method"] == "freedrag"
-    assert [r["tracker"] for r in results["rows"]] == ["draggan_l1", "lucas_kanade"]
+    assert [r["tracker"] for r in results["rows"]] == ["freedrag (in the loop)", "draggan_l1", "lucas_kanade"]
     assert all(r["available"] and r["estimates"] > 0 for r in results["rows"])
