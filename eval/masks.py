@@ -65,7 +65,7 @@ class MaskedDragResult:
 def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
                 seeds: Sequence[int] = range(8),  # faces
                 landmark: str = "left_eye_center",  # the dragged landmark
-                also: Sequence[str] = (),  # landmarks that move with it: their discs (start, start + offset) are movable too
+                also: Sequence[str] = (),  # landmarks moving with it: their discs (start, start + offset) are movable
                 offset: tuple[float, float] = (0.0, -3.0),  # (dx, dy) pixels of the drag
                 mask_radius: float = 6.0,  # disc of the movable region around handle and target, pixels
                 margin: float = 2.0,  # landmarks count as outside when this much beyond the disc
@@ -114,7 +114,8 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
             row[f"steps_{name}"] = len(result.history)
         faces.append(row)
     mean = lambda key: float(np.mean([f[key] for f in faces]))  # noqa: E731
-    return MaskedDragResult(landmark=landmark, also=tuple(also), offset=tuple(offset), mask_radius=mask_radius, num_faces=len(faces),
+    return MaskedDragResult(landmark=landmark, also=tuple(also), offset=tuple(offset), mask_radius=mask_radius,
+                            num_faces=len(faces),
                             dist_unmasked=mean("dist_unmasked"), dist_masked=mean("dist_masked"),
                             dist_start=float(np.hypot(*offset)), outside_unmasked=mean("outside_unmasked"),
                             outside_masked=mean("outside_masked"),

@@ -15,7 +15,8 @@ from typing import Any
 
 from eval.tables import markdown_table
 
-IGNORED_OVERRIDES = ("tracker", "drag_method", "benchmark.num_points", "logger", "progress", "threads", "out_dir", "examples", "hydra")
+IGNORED_OVERRIDES = ("tracker", "drag_method", "benchmark.num_points", "logger", "progress", "threads", "out_dir",
+                     "examples", "hydra")
 
 
 def find_runs(root: str | Path) -> list[tuple[Path, dict]]:

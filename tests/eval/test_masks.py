@@ -13,14 +13,6 @@ from eval.masks import disc_mask, masked_drag
 from eval.mouth import mouth_centres, red_pixels
 
 
-@pytest.fixture(scope="module")
-def toy():
-    from draggan.loading import load_generator
-    from draggan.apps.toyfaces.detector import load_detector
-
-    return load_generator("toy-faces-64", device="cpu"), load_detector()
-
-
 def test_disc_mask_covers_both_centres():
     m = disc_mask((20, 30), [(5.0, 5.0), (20.0, 10.0)], 2.0)
     assert m[5, 5] and m[10, 20] and m[5, 7] and not m[5, 8] and not m[0, 0] and m.sum() == 2 * 13
@@ -36,11 +28,11 @@ def test_red_pixels_find_a_red_mouth_in_the_window_only():
     assert mouth_centres(-torch.ones(1, 3, 64, 64)) == [None]
 
 
-def test_the_recommended_mask_term_lets_the_handle_move_and_holds_the_rest(toy):
+def test_the_recommended_mask_term_lets_the_handle_move_and_holds_the_rest(toy, detector):
     """One face, the left eye dragged 3 px up with a disc mask around it, 60 steps: the paper's L1 term at its
     weight 20 holds the eye still (the bug of issue 17); the recommended squared term lets it move, and the
     landmarks outside the disc move much less than without a mask."""
-    G, detector = toy
+    G = toy  # (the fixtures of tests/eval/conftest.py)
     recommended = DragConfig.for_generator(G)
     paper_mask = dataclasses.replace(recommended, mask_loss="l1")
     new = masked_drag(G, detector, recommended, seeds=[0], max_steps=60)
@@ -51,10 +43,10 @@ def test_the_recommended_mask_term_lets_the_handle_move_and_holds_the_rest(toy):
     assert np.isfinite(new.reach_ratio) and new.num_faces == 1
 
 
-def test_landmarks_that_move_along_join_the_movable_region(toy):
+def test_landmarks_that_move_along_join_the_movable_region(toy, detector):
     """`also`: on the toy faces both eyes share one height, so an eye drag may free the other eye too; its discs
     (at the start and moved by the offset) are movable and its landmarks no longer count as outside."""
-    G, detector = toy
+    G = toy  # (the fixtures of tests/eval/conftest.py)
     cfg = DragConfig.for_generator(G)
     one = masked_drag(G, detector, cfg, seeds=[0], max_steps=1)
     both = masked_drag(G, detector, cfg, seeds=[0], max_steps=1, also=["right_eye_center"])

@@ -10,8 +10,6 @@ import pytest
 import torch
 
 from draggan.drag import DragConfig
-from draggan.loading import load_generator
-from draggan.apps.toyfaces.detector import load_detector
 from eval.flow import make_flow
 from eval.landmarks import POINT_SETS, face_pairs, landmark_manipulation
 from eval.paired import paired_reconstruction, sample_flow_points
@@ -23,13 +21,8 @@ TOY_DRAG = DragConfig.for_generator("toy-faces-64")  # its own settings, from dr
 
 
 @pytest.fixture(scope="module")
-def G():
-    return load_generator("toy-faces-64", "cpu")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return load_detector()
+def G(toy):  # the embedded model and `detector`: tests/eval/conftest.py
+    return toy
 
 
 def test_landmarks_with_another_tracker_in_the_loop(G, detector):
