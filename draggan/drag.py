@@ -702,8 +702,13 @@ class DragSession:
         """Keep the first image's features at the handles `handles_rc` (and all of them for the mask term)."""
         rc = handles_rc.round().to(torch.int64)
         self.refs = resized_features_at(feat, self.size, rc[:, 0], rc[:, 1]).T.contiguous()
+        self._hold(feat)
+
+    def _hold(self, feat: torch.Tensor) -> None:
+        """Keep the first image's features for the mask term (every method's), with their RMS (the 'l2'
+        term's unit); nothing without a mask."""
         self.feat0 = feat if self.mask is not None else None
-        self.feat0_rms = _feature_scale(feat) if self.mask is not None else None  # the squared mask term's unit
+        self.feat0_rms = _feature_scale(feat) if self.mask is not None else None
 
 
 def _feature_scale(feat: torch.Tensor) -> torch.Tensor:

@@ -129,5 +129,5 @@ class MethodSession(DragSession):
         """Loaded from disk: the first image's features for the mask term; the method state is not restored."""
         with torch.no_grad():
             feat = self._features(self.ws0)
-        self.feat0 = feat if self.mask is not None else None
+        self._hold(feat)
         self.feature_scale0 = float(feat.to(torch.float32).square().mean().sqrt())

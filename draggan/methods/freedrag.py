@@ -153,7 +153,7 @@ class FreeDragSession(MethodSession):
         with torch.no_grad():
             fd = feat.detach()
             if self.template is None:  # the first step: templates from the first image, and l
-                self.feat0 = fd if self.mask is not None else None
+                self._hold(fd)
                 self.template = self._patch(fd, self.handles_rc)
                 if l_opt is None:  # the template distance of a one-pixel move (DragGAN's step), on the first image
                     probe = self._towards(self.handles_rc, L_PROBE_PX)

@@ -175,7 +175,7 @@ class StableDragSession(MethodSession):
             if self.filter_w is None:
                 fd = feat.detach()
                 self.feat_first = fd
-                self.feat0 = fd if self.mask is not None else None
+                self._hold(fd)
                 self._fit_tracker(fd)
                 handles_rc = self.handles_rc.clone()
             else:

@@ -87,6 +87,24 @@ def test_freedrag_moves_its_virtual_handles_along_the_drag_line(toy):
     assert state.distances[0] < 24
 
 
+@pytest.mark.parametrize("mask_loss", ["l1", "l2"])
+@pytest.mark.parametrize("method", OPTIMISING)
+def test_a_method_holds_the_features_outside_its_mask(toy, method, mask_loss):
+    """Every method adds the session's mask term, with either hold term (the squared one needs the first features'
+    RMS, which the methods once did not keep: a masked FreeDrag or StableDrag drag failed at its first step)."""
+    mask = np.zeros((64, 64), bool)
+    mask[30:50, 22:42] = True
+    config = dataclass_config(toy, method)
+    config.mask_loss = mask_loss
+    ws = initial_latent(toy, 0, 0.7)
+    losses = {}
+    for m in (None, mask):
+        s = make_session(toy, ws, [(32, 40)], [(32, 44)], mask=m, config=config)
+        losses[m is None] = [s.step().loss for _ in range(3)]
+    assert all(np.isfinite(losses[False]))
+    assert losses[False][1:] != pytest.approx(losses[True][1:], rel=1e-4)  # the hold term contributes once moved
+
+
 @pytest.mark.parametrize("method", OPTIMISING)
 def test_a_method_session_saved_to_disk_reloads_and_continues_only_as_a_new_segment(toy, tmp_path, method):
     from draggan.session_io import load_session, save_session
