@@ -1,11 +1,12 @@
 """Features at image positions, point tracking and motion supervision (Pan et al., SIGGRAPH 2023).
 
 The official implementation resizes the feature map of one synthesis block to the full image
-size (bilinear, `align_corners=False`) and samples it there. Here the resized map is never built:
-`resized_features_at` computes the resized map's values at the few integer pixels that tracking
-and the loss need, with the same arithmetic as `F.interpolate`, and `bilinear_at` interpolates
-between those pixels like `grid_sample(align_corners=True, padding_mode='zeros')`. The numbers are
-those of "resize, then sample", at a small fraction of the cost.
+size (bilinear, `align_corners=False`) and samples it there. Here the resized map is built only
+where the positions needed would take more interpolation taps than it has pixels (many handles on
+a small generator): otherwise `resized_features_at` computes the resized map's values at the few
+integer pixels that tracking and the loss need, with the same arithmetic as `F.interpolate`, and
+`bilinear_at` interpolates between those pixels like `grid_sample(align_corners=True,
+padding_mode='zeros')`. The numbers are those of "resize, then sample", at a small fraction of the cost.
 
 Everything is batched over handles (one set of kernels for all of them, whatever their number),
 builds its index and weight tensors on the features' device, and never reads a value back to the
@@ -18,6 +19,24 @@ from __future__ import annotations
 import torch
 
 from draggan.points import normalized_to_pixels, pixels_to_normalized
+
+
+RESIZE_TAPS = 4  # source cells per pixel of a bilinear resize
+
+
+def _needs_full_map(count: int, size: tuple[int, int]) -> bool:
+    """Whether `count` positions would take more interpolation taps than resizing the whole map once.
+
+    Then the map is resized like the official code (`F.interpolate` to the image, `grid_sample` in it):
+    the same numbers up to float rounding, cheaper with many handles on a small generator (17 handles
+    at 64 px); at the paper's sizes (512 px) the tap route is always taken."""
+    return RESIZE_TAPS * count > size[0] * size[1]
+
+
+def _resize_full(feat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The whole map resized to the image (`F.interpolate`, bilinear), in float32 at least."""
+    wide = feat.to(torch.promote_types(feat.dtype, torch.float32))
+    return torch.nn.functional.interpolate(wide, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _axis_taps(dst: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,6 +88,8 @@ def resized_features_at(feat: torch.Tensor, size: tuple[int, int], rows: torch.T
     Returns:
         [C, *rows.shape] features (float32, or feat's dtype if wider).
     """
+    if _needs_full_map(rows.numel(), size):
+        return _gather(_resize_full(feat, size), rows * size[1] + cols)
     index, weight = _resize_taps(feat.shape[2:], size, rows, cols)
     return _weighted_gather(feat, index, weight)
 
@@ -106,6 +127,12 @@ def bilinear_at(feat: torch.Tensor, size: tuple[int, int], ys: torch.Tensor, xs:
     h, w = feat.shape[2:]
     if h > H or w > W:
         raise ValueError(f"features of {h}x{w} are larger than the image ({H}x{W})")
+    if _needs_full_map(ys.numel(), size):
+        grid = torch.stack([pixels_to_normalized(xs.to(torch.float32), W),
+                            pixels_to_normalized(ys.to(torch.float32), H)], dim=-1).reshape(1, 1, -1, 2)
+        v = torch.nn.functional.grid_sample(_resize_full(feat, size), grid, mode="bilinear", padding_mode="zeros",
+                                            align_corners=True)  # [1, C, 1, M]
+        return v.reshape(v.shape[1], *ys.shape)
     ys = normalized_to_pixels(pixels_to_normalized(ys.to(torch.float32), H), H)
     xs = normalized_to_pixels(pixels_to_normalized(xs.to(torch.float32), W), W)
     iy, wy = _axis_sample_taps(ys, h, H)

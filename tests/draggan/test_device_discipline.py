@@ -102,7 +102,13 @@ def test_the_step_stays_on_the_device_and_reads_back_once(config):
     assert not watch.reads, f"reads of device values inside the drag step: {watch.reads[:5]}"
 
 
-def test_the_step_is_batched_over_handles():
+@pytest.mark.parametrize("taps", [0, 10**9], ids=["taps", "full map"])
+def test_the_step_is_batched_over_handles(taps, monkeypatch):
+    import draggan.features
+
+    # draggan.features picks a route by the number of positions (many handles: the whole map resized once);
+    # within each route, the count of operations is the same for any number of handles.
+    monkeypatch.setattr(draggan.features, "RESIZE_TAPS", taps)
     _, few = _run_steps(2)
     _, many = _run_steps(17)
     # Steps after the first track the handles; their operation counts must not grow with N.

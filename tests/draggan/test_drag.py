@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from draggan.drag import DragConfig, DragSession
-from draggan.features import bilinear_at, resized_features_at, track_points
+from draggan.features import bilinear_at, motion_supervision_loss, resized_features_at, track_points
 from draggan.points import pixels_to_normalized
 from draggan.apps.reference import FullResolutionDrag
 from draggan.session_io import load_session, save_session
@@ -21,7 +21,17 @@ def _config(**kw) -> DragConfig:
     return DragConfig(**{"feature_block": 3, "lr": 0.02, **kw})
 
 
-def test_sampling_returns_the_input_on_an_exact_grid():
+@pytest.fixture(params=["taps", "full map"])
+def sampling_route(request, monkeypatch):
+    """Both routes of draggan.features: taps at the positions needed (few handles), or the whole map resized once
+    (more positions than a quarter of the image's pixels: many handles on a small generator)."""
+    import draggan.features
+
+    monkeypatch.setattr(draggan.features, "RESIZE_TAPS", 0 if request.param == "taps" else 10**9)
+    return request.param
+
+
+def test_sampling_returns_the_input_on_an_exact_grid(sampling_route):
     feat = torch.randn(1, 5, 9, 7)
     rows, cols = torch.meshgrid(torch.arange(9), torch.arange(7), indexing="ij")
     torch.testing.assert_close(resized_features_at(feat, (9, 7), rows, cols), feat[0], rtol=0, atol=0)
@@ -30,7 +40,7 @@ def test_sampling_returns_the_input_on_an_exact_grid():
 
 @pytest.mark.parametrize("feat_size,size", [((16, 16), (64, 64)), ((32, 16), (128, 64)), ((8, 8), (20, 20)),
                                             ((32, 32), (32, 32))])
-def test_fast_sampling_equals_resize_then_sample(feat_size, size):
+def test_fast_sampling_equals_resize_then_sample(feat_size, size, sampling_route):
     torch.manual_seed(0)
     feat = torch.randn(1, 6, *feat_size)
     full = F.interpolate(feat, list(size), mode="bilinear")
@@ -43,11 +53,38 @@ def test_fast_sampling_equals_resize_then_sample(feat_size, size):
     torch.testing.assert_close(bilinear_at(feat, size, ys, xs), expected, rtol=0, atol=1e-5)
 
 
-def test_half_precision_features_are_sampled_in_float32():
+def test_half_precision_features_are_sampled_in_float32(sampling_route):
     feat = torch.randn(1, 3, 8, 8).half()  # the official fp16 policy's blocks on CUDA
     rows = torch.arange(4)
     assert resized_features_at(feat, (16, 16), rows, rows).dtype == torch.float32
     assert bilinear_at(feat, (16, 16), rows + 0.3, rows.float()).dtype == torch.float32
+
+
+def test_many_handles_take_the_full_map_route_with_the_same_step():
+    """17 handles at 64 px: tracking windows and motion disks need more taps than the image has pixels, so the
+    map is resized once; loss, gradient and tracked handles equal the tap route's (up to float rounding)."""
+    import draggan.features
+
+    torch.manual_seed(0)
+    feat = torch.randn(1, 16, 32, 32)
+    handles = torch.rand(17, 2) * 60 + 2
+    targets, refs = handles + torch.randn(17, 2) * 5, torch.randn(17, 16)
+    assert draggan.features._needs_full_map(17 * 13 * 13, (64, 64))
+    assert not draggan.features._needs_full_map(13 * 13, (64, 64))
+    results = []
+    for taps in (draggan.features.RESIZE_TAPS, 0):
+        draggan.features.RESIZE_TAPS = taps
+        try:
+            f = feat.clone().requires_grad_(True)
+            loss = motion_supervision_loss(f, (64, 64), handles, targets, 1.5)
+            loss.backward()
+            results.append((loss.detach(), f.grad, track_points(feat, (64, 64), handles, refs, 6)))
+        finally:
+            draggan.features.RESIZE_TAPS = 4
+    (loss_a, grad_a, track_a), (loss_b, grad_b, track_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-6, atol=0)
+    torch.testing.assert_close(grad_a, grad_b, rtol=0, atol=1e-7)
+    assert torch.equal(track_a, track_b)
 
 
 def test_sampling_refuses_features_larger_than_the_image():
