@@ -6,8 +6,9 @@ the model registry and the drag editor:
 
     G = load_generator("toy-faces-64")                 # registered name, path or URL
     ws = initial_latent(G, seed=0, truncation_psi=0.7)  # W+ latent [1, num_ws, w_dim]
-    session = DragSession(G, ws, [(32, 40)], [(32, 44)], config=DragConfig.for_generator(G))
+    session = DragSession(G, ws, [(32, 40)], [(32, 44)], config=DragConfig.for_generator(G))  # default: FreeDrag
     result = session.run()                              # DragResult: image, ws, handles, history, done
+    # DragConfig(method="draggan"), DragConfig() (the paper's) or DragConfig.preset("official"): DragGAN itself
 """
 
 from draggan.checkpoint import CheckpointError, save_generator

@@ -59,6 +59,8 @@ def save_session(session: DragSession, folder: str | os.PathLike, *, generator: 
         arrays[f"step{i}_handles_rc"] = snap["handles_rc"].numpy()
         for key, value in snap["adam"].items():
             arrays[f"step{i}_adam_{key}"] = value.numpy() if torch.is_tensor(value) else np.asarray(value)
+        for key, value in snap.get("method", {}).items():  # a drag method's own state (FreeDrag's templates...)
+            arrays[f"step{i}_method_{key}"] = value.numpy() if torch.is_tensor(value) else np.asarray(value)
     meta = {"generator": generator, "config": state["config"], "handles": state["handles"],
             "targets": state["targets"], "steps": len(state["history"]), "done": session.done,
             "final_handles": session.handles, "history": state["history"]}
@@ -126,6 +128,16 @@ def read_session_meta(path: str | os.PathLike) -> dict:
     return meta
 
 
+METHOD_ELEMENTS_PER_HANDLE = 512 * 9  # the largest state array of a drag method, per handle (FreeDrag's template)
+
+
+def _method_value(array: np.ndarray) -> Any:
+    """A saved entry of a method's state: whole numbers and flags as Python values, anything else a tensor."""
+    if array.ndim == 0 and array.dtype.kind in "biu":
+        return array.item()
+    return torch.from_numpy(array)
+
+
 def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
     """Rebuild a saved session at its last step; `rollback(k)` then returns to any earlier step."""
     folder = Path(folder)
@@ -133,6 +145,8 @@ def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
     latent = G.num_ws * G.w_dim
 
     def max_elements(name: str) -> int:  # the largest array of each kind a session of G holds
+        if "_method_" in name:  # per handle: a template of at most 512 channels x 9 samples
+            return MAX_POINTS * METHOD_ELEMENTS_PER_HANDLE
         return G.img_height * G.img_width if name == "mask" else 2 * MAX_POINTS if name.endswith("handles_rc") \
             else latent
 
@@ -151,6 +165,10 @@ def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
                 for key in ("step", "exp_avg", "exp_avg_sq") if f"step{i}_adam_{key}" in arrays}
         snapshots.append({"free": torch.from_numpy(arrays[f"step{i}_free"]),
                           "handles_rc": torch.from_numpy(arrays[f"step{i}_handles_rc"]), "adam": adam})
+        prefix = f"step{i}_method_"
+        method = {key[len(prefix):]: _method_value(value) for key, value in arrays.items() if key.startswith(prefix)}
+        if method:  # absent from sessions saved before methods kept their state: those continue only as a new segment
+            snapshots[-1]["method"] = method
     history = [{**h, "loss": math.nan if h.get("loss") is None else h["loss"]} for h in meta["history"]]
     state = {"config": meta["config"], "handles": meta["handles"], "targets": meta["targets"],
              "ws0": torch.from_numpy(arrays["ws0"]),

@@ -130,7 +130,11 @@ def test_every_group_option_composes_and_builds(name, group, option):
     assert_holds(OmegaConf.to_container(cfg[group]), option_values(group, option))  # and what it sets arrives
     built = build(name, cfg)
     if group == "drag":
-        assert built["drag"] == DragConfig.preset(option, generator=cfg.generator or DEFAULT_MODEL)
+        expected = DragConfig.preset(option, generator=cfg.generator or DEFAULT_MODEL)
+        if not OmegaConf.is_missing(cfg.drag, "method"):  # a drag_method chosen by the config's defaults (evaluate)
+            expected = dataclasses.replace(expected, method=cfg.drag.method,
+                                           method_options=OmegaConf.to_container(cfg.drag.method_options))
+        assert built["drag"] == expected
     elif group == "inversion":
         assert isinstance(built["inversion"], InversionSettings) and isinstance(built["inversion"].pti, PTISettings)
         assert built["inversion"].loss == option_values(group, option).get("loss", InversionSettings.loss)
@@ -153,8 +157,19 @@ def test_every_drag_method_option_composes_into_the_drag_settings(name):
             built = drag_config_from(cfg, DEFAULT_MODEL)
             assert built.method == option
             assert built.method_options == (option_values("drag_method", option).get("method_options") or {})
-            assert dataclasses.replace(built, method="draggan", method_options={}) == DragConfig.preset(
-                preset, generator=DEFAULT_MODEL)
+            apart = dict(method="draggan", method_options={})  # everything else is the preset's
+            assert dataclasses.replace(built, **apart) == dataclasses.replace(
+                DragConfig.preset(preset, generator=DEFAULT_MODEL), **apart)
+
+
+@pytest.mark.parametrize("name", ["edit", "drag_checks", "app", "edit_real", "evaluate"])
+def test_without_drag_method_a_command_runs_its_presets_method(name):
+    """The editing commands and the checks run the preset's method (recommended: FreeDrag, the library's default;
+    paper and official: DragGAN); the evaluation's protocols are the paper's, DragGAN's, unless drag_method= says."""
+    for preset, method in (("recommended", "freedrag"), ("paper", "draggan"), ("official", "draggan")):
+        cfg = compose(config_name=name, overrides=REQUIRED.get(name, []) + [f"drag={preset}"])
+        expected = "draggan" if name == "evaluate" else method
+        assert drag_config_from(cfg, DEFAULT_MODEL).method == expected, (name, preset)
 
 
 def test_every_config_and_group_has_a_registered_schema():

@@ -81,8 +81,9 @@ def method_options(options_class: type, config: DragConfig) -> Any:
 class MethodSession(DragSession):
     """What the methods other than DragGAN share: their step is their own `_forward_backward` (never a CUDA
     graph: their state changes between steps), and their extra per-step state is kept in each snapshot, so
-    that `rollback` works within a process. A session loaded from disk has no such state saved: it can be
-    rolled back and its latent used for a new segment, but not continued (an error says so)."""
+    that `rollback` works within a process, and saved with the session (`save_session`), so that a loaded
+    session continues. One saved without it (before the methods kept it) can be rolled back and its latent
+    used for a new segment, but not continued (an error says so)."""
 
     _packet_extra = 0  # values the method appends to the step's packet (read in the same host transfer)
 
@@ -119,14 +120,15 @@ class MethodSession(DragSession):
         if index < 0:
             self._load_method_state(None)
             self._continuable = True
-        elif "method" in self.snapshots[index]:
+        elif self.snapshots[index].get("method"):
             self._load_method_state(self.snapshots[index]["method"])
             self._continuable = True
         else:
             self._continuable = False
 
     def _first_step_features(self) -> None:
-        """Loaded from disk: the first image's features for the mask term; the method state is not restored."""
+        """Loaded from disk: the first image's features for the mask term; the method's state at each step
+        comes from the snapshots."""
         with torch.no_grad():
             feat = self._features(self.ws0)
         self._hold(feat)

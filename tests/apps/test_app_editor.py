@@ -291,7 +291,8 @@ def test_long_poll_returns_on_a_change(toy, tmp_path):
 
 def test_a_stalled_drag_says_so_in_the_status(toy, tmp_path):
     """A drag that cannot move (lr 1e-9) is told as stalled, with what to try, while it runs and when it stops."""
-    ed = make_editor(toy, tmp_path, drag=dataclasses.replace(TOY, lr=1e-9, stall_steps=4, max_steps=7))
+    ed = make_editor(toy, tmp_path, drag=dataclasses.replace(TOY, method="draggan", lr=1e-9, stall_steps=4,
+                                                             max_steps=7))  # DragGAN's tracked handles stand still
     tab = ed.open()
     tab.generate("toy", 0)
     st = drag(tab, [32, 40], [32, 46])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -370,7 +371,7 @@ def test_a_handle_on_the_pixel_nearest_a_target_between_pixels_has_arrived():
     ws = G.mapping(torch.randn(1, 16), None, truncation_psi=0.7)
     ends = {}
     for stop in (None, 0.5):
-        config = DragConfig.for_generator(None)
+        config = dataclasses.replace(DragConfig.for_generator(None), method="draggan")  # DragGAN's tracking
         if stop is not None:
             config.stop_distance = stop
         session = DragSession(G, ws, [(12.0, 30.0)], [(16.6, 30.6)], config=config,

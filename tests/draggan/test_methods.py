@@ -27,11 +27,15 @@ def toy():
     return load_generator("toy-faces-64", device="cpu")
 
 
-def test_the_default_method_is_draggan_and_others_need_the_factory(toy):
+def test_the_config_chooses_the_method_and_the_recommended_one_is_freedrag(toy):
     ws = initial_latent(toy, 0, 0.7)
-    assert type(make_session(toy, ws, [(32, 40)], [(32, 44)])) is DragSession
-    with pytest.raises(ValueError, match="make_session"):
-        DragSession(toy, ws, [(32, 40)], [(32, 44)], config=DragConfig(method="freedrag"))
+    assert type(make_session(toy, ws, [(32, 40)], [(32, 44)])) is DragSession  # DragConfig(): the paper's
+    assert type(DragSession(toy, ws, [(32, 40)], [(32, 44)], config=DragConfig.preset("official"))) is DragSession
+    for build in (DragSession, make_session):  # the library's default: FreeDrag (docs/evaluation.md)
+        assert type(build(toy, ws, [(32, 40)], [(32, 44)], config=DragConfig.for_generator(toy))) is FreeDragSession
+    assert type(DragSession(toy, ws, [(32, 40)], [(32, 44)], config=DragConfig(method="stabledrag"))) is StableDragSession
+    with pytest.raises(ValueError, match="tracker"):
+        DragSession(toy, ws, [(32, 40)], [(32, 44)], config=DragConfig(method="freedrag"), tracker=lambda s, f: None)
     with pytest.raises(ValueError, match="expected one of"):
         make_session(toy, ws, [(32, 40)], [(32, 44)], config=DragConfig(method="dragdiffusion"))
     with pytest.raises(ValueError, match="no option d_maxx"):
@@ -106,19 +110,31 @@ def test_a_method_holds_the_features_outside_its_mask(toy, method, mask_loss):
 
 
 @pytest.mark.parametrize("method", OPTIMISING)
-def test_a_method_session_saved_to_disk_reloads_and_continues_only_as_a_new_segment(toy, tmp_path, method):
-    from draggan.session_io import load_session, save_session
+def test_a_method_session_saved_to_disk_continues_as_if_never_saved(toy, tmp_path, method):
+    """The method's own state (templates, tracker) is saved with each step: a loaded session continues, or rolls
+    back and continues, exactly as the session in memory; one saved without it continues only as a new segment."""
+    from draggan.session_io import LATENT_FILE, load_session, save_session
 
-    s = make_session(toy, initial_latent(toy, 0, 0.7), [(32, 40)], [(32, 44)], config=dataclass_config(toy, method))
-    for _ in range(3):
+    s = make_session(toy, initial_latent(toy, 0, 0.7), [(32, 40), (24, 26)], [(32, 45), (22, 28)],
+                     config=dataclass_config(toy, method))
+    for _ in range(7):  # FreeDrag: past the end of a sub-motion (5 steps)
         s.step()
     save_session(s, tmp_path, generator="toy-faces-64")
     loaded = load_session(tmp_path, toy)
     assert type(loaded) is type(s) and torch.equal(loaded.ws, s.ws)
+    for session in (s, loaded):
+        session.rollback(4)
+    for a, b in zip([s.step() for _ in range(4)], [loaded.step() for _ in range(4)]):
+        assert a.handles == b.handles and a.loss == pytest.approx(b.loss, rel=1e-5, abs=1e-7)
+
+    with np.load(tmp_path / LATENT_FILE) as z:  # as saved before the methods kept their state
+        arrays = {k: z[k] for k in z.files if "_method_" not in k}
+    np.savez(tmp_path / LATENT_FILE, **arrays)
+    old = load_session(tmp_path, toy)
     with pytest.raises(RuntimeError, match="new segment"):
-        loaded.step()
-    loaded.rollback(-1)  # from the start, nothing is missing
-    assert loaded.step().step == 0
+        old.step()
+    old.rollback(-1)  # from the start, nothing is missing
+    assert old.step().step == 0
 
 
 # --- device discipline (the meta device stands in for a GPU; see test_device_discipline.py) ---------------------
@@ -168,7 +184,7 @@ def test_drag_method_group_composes_with_the_drag_presets(name):
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        assert drag_config_from(compose(name)).method == "draggan"
+        assert drag_config_from(compose(name)).method == ("draggan" if name == "evaluate" else "freedrag")
         for method in ("draggan", "freedrag", "stabledrag", "uclt"):
             config = drag_config_from(compose(name, overrides=[f"drag_method={method}", "drag=official"]))
             assert config.method == method and config.lr == 1e-3  # the preset still applies

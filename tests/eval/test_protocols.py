@@ -17,7 +17,8 @@ from eval.trackers import FeatureTracker, make_tracker
 from eval.tracking import record_drag, tracking_accuracy
 from draggan.weights import WeightsUnavailable
 
-TOY_DRAG = DragConfig.for_generator("toy-faces-64")  # its own settings, from draggan/registry.py
+# its own settings (draggan/registry.py), with DragGAN's step: the paper's protocols, and its tracker in the loop
+TOY_DRAG = dataclasses.replace(DragConfig.for_generator("toy-faces-64"), method="draggan")
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ def test_bad_input_is_one_line_on_stderr_and_a_non_zero_exit(tmp_path):
 
 def test_generator_as_a_path_or_url_and_a_stalled_drag_says_so(tmp_path):
     """`generator=` takes a file or an http(s) URL as typed; a drag that cannot move says so on screen and in
-    results.json (a learning rate of 1e-9: the latent cannot change)."""
+    results.json (a learning rate of 1e-9: the latent cannot change; DragGAN, whose tracked handles then stand still)."""
     import functools
     import http.server
     import threading
@@ -116,7 +116,7 @@ def test_generator_as_a_path_or_url_and_a_stalled_drag_says_so(tmp_path):
     env = dict(os.environ, DRAGGAN_CACHE=str(tmp_path / "cache"))
     try:
         r = subprocess.run([sys.executable, str(ROOT / "scripts/drag.py"), f"generator={url}", "points=[[10,12,20,12]]",
-                            "drag.lr=1e-9", "drag.stall_steps=4", "drag.max_steps=6",
+                            "drag_method=draggan", "drag.lr=1e-9", "drag.stall_steps=4", "drag.max_steps=6",
                             f"hydra.run.dir={tmp_path / 'u'}"],
                            cwd=tmp_path, capture_output=True, text=True, env=env)
     finally:
