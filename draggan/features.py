@@ -39,6 +39,16 @@ def _resize_full(feat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.nn.functional.interpolate(wide, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def _grid_sample(full: torch.Tensor, size: tuple[int, int], ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """The resized map `full` [1, C, H, W] sampled at float pixels like the official code's `grid_sample`
+    (align_corners=True, zeros outside) -> [C, *ys.shape]."""
+    H, W = size
+    grid = torch.stack([pixels_to_normalized(xs.to(torch.float32), W),
+                        pixels_to_normalized(ys.to(torch.float32), H)], dim=-1).reshape(1, 1, -1, 2)
+    v = torch.nn.functional.grid_sample(full, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return v.reshape(v.shape[1], *ys.shape)
+
+
 def _axis_taps(dst: torch.Tensor, in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lower and upper source index and the upper weight of bilinear resizing along one axis, as
     `F.interpolate(align_corners=False)` computes them."""
@@ -128,11 +138,7 @@ def bilinear_at(feat: torch.Tensor, size: tuple[int, int], ys: torch.Tensor, xs:
     if h > H or w > W:
         raise ValueError(f"features of {h}x{w} are larger than the image ({H}x{W})")
     if _needs_full_map(ys.numel(), size):
-        grid = torch.stack([pixels_to_normalized(xs.to(torch.float32), W),
-                            pixels_to_normalized(ys.to(torch.float32), H)], dim=-1).reshape(1, 1, -1, 2)
-        v = torch.nn.functional.grid_sample(_resize_full(feat, size), grid, mode="bilinear", padding_mode="zeros",
-                                            align_corners=True)  # [1, C, 1, M]
-        return v.reshape(v.shape[1], *ys.shape)
+        return _grid_sample(_resize_full(feat, size), size, ys, xs)
     ys = normalized_to_pixels(pixels_to_normalized(ys.to(torch.float32), H), H)
     xs = normalized_to_pixels(pixels_to_normalized(xs.to(torch.float32), W), W)
     iy, wy = _axis_sample_taps(ys, h, H)
@@ -236,9 +242,15 @@ def motion_supervision_loss(feat: torch.Tensor, size: tuple[int, int], handles_r
     direction = (targets_rc - handles_rc).to(torch.float32)
     direction = direction / (torch.linalg.norm(direction, dim=1, keepdim=True) + 1e-7)
     rows, cols, inside = disk_pixels(handles_rc, radius, size, grid)
-    with torch.no_grad():
-        fixed = resized_features_at(feat, size, rows, cols)  # [C, N, S, S]
-    moved = bilinear_at(feat, size, rows + direction[:, 0, None, None], cols + direction[:, 1, None, None])
+    ys, xs = rows + direction[:, 0, None, None], cols + direction[:, 1, None, None]
+    if _needs_full_map(rows.numel(), size):  # one resized map for both samplings
+        full = _resize_full(feat, size)
+        fixed = _gather(full.detach(), rows * size[1] + cols)  # [C, N, S, S]
+        moved = _grid_sample(full, size, ys, xs)
+    else:
+        with torch.no_grad():
+            fixed = resized_features_at(feat, size, rows, cols)  # [C, N, S, S]
+        moved = bilinear_at(feat, size, ys, xs)
     count = inside.sum(dim=(1, 2)).clamp(min=1) * feat.shape[1]
     per_handle = ((fixed - moved).abs() * inside).sum(dim=(0, 2, 3)) / count  # [N]
     if active is not None:
