@@ -138,14 +138,18 @@ class FeatureTracker(Tracker):
 
     kind = "features"
 
-    def __init__(self, distance: str = "l1", r2: float = 12.0, min_radius: float | None = 1.0):
+    def __init__(self, distance: str = "l1", r2: float = 12.0, min_radius: float | None = 1.0,
+                 radius_unit: str = "px512"):
         if distance not in ("l1", "l2"):
             raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
-        self.distance, self.r2, self.min_radius = distance, r2, min_radius
+        self.distance, self.r2, self.min_radius, self.radius_unit = distance, r2, min_radius, radius_unit
         self.name = f"draggan_{distance}"
 
-    def radius(self, height: int) -> int:
-        return int(DragConfig(r2=self.r2, min_radius=self.min_radius).radius_px(self.r2, height))
+    def radius(self, height: int, feature_resolution: int | None = None) -> int:
+        """The search window's half-size in image pixels, as `DragSession` computes it (r2 in 512-px pixels or in
+        cells of the feature map)."""
+        cfg = DragConfig(r2=self.r2, min_radius=self.min_radius, radius_unit=self.radius_unit)
+        return int(cfg.radius_px(self.r2, height, feature_resolution))
 
     def __call__(self, features: torch.Tensor, queries, *, size: tuple[int, int], **kwargs) -> TrackResult:
         t0 = time.perf_counter()
@@ -155,7 +159,8 @@ class FeatureTracker(Tracker):
         refs = resized_features_at(features[:1], size, idx[:, 0], idx[:, 1]).T.contiguous()
         out = [rc]
         for t in range(1, len(features)):
-            out.append(track_points(features[t:t + 1], size, out[-1], refs, self.radius(size[0]), self.distance))
+            out.append(track_points(features[t:t + 1], size, out[-1], refs, self.radius(size[0], features.shape[-2]),
+                                    self.distance))
         pts = torch.stack([rc_to_xy(p) for p in out]).cpu()
         return TrackResult(points=pts, visible=torch.ones(pts.shape[:2], dtype=torch.bool),
                            seconds=time.perf_counter() - t0)
@@ -206,10 +211,10 @@ class CoTracker(Tracker):
 
 def make_tracker(name: str, *, drag_config: DragConfig | None = None, weights: str | os.PathLike | None = None,
                  download: bool = False, device: str | torch.device = "cpu") -> Tracker:
-    """The tracker `name` (one of TRACKERS); DragGAN's take r2 and min_radius from `drag_config`."""
+    """The tracker `name` (one of TRACKERS); DragGAN's take r2, its unit and min_radius from `drag_config`."""
     cfg = drag_config or DragConfig()
     if name in ("draggan_l1", "draggan_l2"):
-        return FeatureTracker(name[-2:], r2=cfg.r2, min_radius=cfg.min_radius)
+        return FeatureTracker(name[-2:], r2=cfg.r2, min_radius=cfg.min_radius, radius_unit=cfg.radius_unit)
     if name == "none":
         return NoTracker()
     if name == "lucas_kanade":

@@ -69,7 +69,8 @@ def record_drag(G: Generator, ws: torch.Tensor, handles, targets, drag_config: D
 
     def grab() -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            feat = G.synthesis.features(session.ws.detach(), up_to=drag_config.feature_block, noise_mode=noise)[-1]
+            feat = G.synthesis.features(session.ws.detach(), up_to=session.config.feature_block,  # as adapted to G
+                                        noise_mode=noise)[-1]
         return session.render()[0].clamp(-1, 1), feat[0]
 
     first = grab()

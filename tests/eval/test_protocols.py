@@ -13,7 +13,7 @@ from draggan.drag import DragConfig
 from eval.flow import make_flow
 from eval.landmarks import POINT_SETS, face_pairs, landmark_manipulation
 from eval.paired import paired_reconstruction, sample_flow_points
-from eval.trackers import FeatureTracker, make_tracker
+from eval.trackers import make_tracker
 from eval.tracking import record_drag, tracking_accuracy
 from draggan.weights import WeightsUnavailable
 
@@ -44,7 +44,9 @@ def test_tracking_protocol_replays_draggan_exactly(G, detector):
     frames, feats, handles = record_drag(G, fp.ws[a:a + 1], fp.landmarks[a, idx].tolist(),
                                          fp.landmarks[b, idx].tolist(), TOY_DRAG)
     assert len(frames) == len(feats) == len(handles) >= 2
-    offline = FeatureTracker("l1", r2=TOY_DRAG.r2)(torch.stack(feats), fp.landmarks[a, idx], size=(64, 64))
+    tracker = make_tracker("draggan_l1", drag_config=TOY_DRAG)
+    assert tracker.radius(64, feats[0].shape[-2]) == 6  # r2 = 3 cells of the 32x32 block, as in the session
+    offline = tracker(torch.stack(feats), fp.landmarks[a, idx], size=(64, 64))
     assert torch.equal(offline.points, torch.stack(handles))  # the recorded clip is what the loop saw
 
     result = tracking_accuracy(G, detector, TOY_DRAG, [make_tracker(n) for n in ("draggan_l1", "none", "cotracker")],
@@ -59,6 +61,16 @@ def test_tracking_protocol_replays_draggan_exactly(G, detector):
     assert result.trackers[0] is own and own.seconds == 0.0
     assert (own.mean_error, own.within, own.num_estimates) == (by["draggan_l1"].mean_error, by["draggan_l1"].within,
                                                                by["draggan_l1"].num_estimates)
+
+
+def test_tracking_protocol_records_the_block_the_session_adapted_to(G, detector):
+    """The paper's block 5 does not exist at 64 px: the session uses block 3, and so must the recorded features (a
+    generator without settings of its own in the registry, toy-faces-64-seed1, failed here)."""
+    config = DragConfig(method="draggan", max_steps=6)  # the paper's settings: feature_block 5
+    result = tracking_accuracy(G, detector, config, [make_tracker("draggan_l1", drag_config=config)], num_points=1,
+                               num_pairs=1, seed=7, progress=False)
+    own, offline = result.trackers
+    assert offline.available and offline.num_estimates > 0 and own.mean_error == offline.mean_error
 
 
 @pytest.mark.parametrize("method", ["freedrag", "stabledrag"])
