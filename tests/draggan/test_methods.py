@@ -194,6 +194,8 @@ def test_drag_method_group_composes_with_the_drag_presets(name):
         assert config.method_options["l_expected"] == 0.3 and config.method_options["d_max"] == 3.0
         config = drag_config_from(compose(name, overrides=["drag_method=stabledrag", "drag.method_options.tau=0.5"]))
         assert config.method_options["tau"] == 0.5
+        config = drag_config_from(compose(name, overrides=["drag_method=uclt", "drag.method_options.weights=t.st"]))
+        assert config.method_options == {"weights": "t.st"}  # what the missing-weights error tells users to give
 
 
 # --- the latent transformer (UserControllableLT) -------------------------------------------------------------
