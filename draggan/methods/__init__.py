@@ -53,14 +53,7 @@ def make_session(G: Generator, ws: torch.Tensor, handles: Sequence[Sequence[floa
 
     `tracker` (an in-loop tracker of the evaluation) replaces DragGAN's point tracking; the other methods
     have their own localisation, so one given to them is an error rather than silently unused."""
-    config = config if config is not None else DragConfig()
-    cls = session_class(config.method)
-    if tracker is not None and cls is not DragSession:
-        raise ValueError(f"drag method {config.method!r} localises its handles itself; an in-loop tracker applies "
-                         "to method draggan only")
-    if cls is DragSession:
-        return DragSession(G, ws, handles, targets, mask=mask, config=config, tracker=tracker)
-    return cls(G, ws, handles, targets, mask=mask, config=config)
+    return DragSession(G, ws, handles, targets, mask=mask, config=config, tracker=tracker)  # dispatches on the method
 
 
 def method_options(options_class: type, config: DragConfig) -> Any:
