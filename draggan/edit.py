@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from draggan.configs import drag_config_from, given_drag_settings
-from draggan.drag import DragConfig, DragSession
 from draggan.image_io import load_mask
 from draggan.latents import initial_latent
 from draggan.loading import load_generator
-from draggan.methods import make_session
 from draggan.points import parse_points
 from draggan.registry import DEFAULT_MODEL
 from draggan.render import DragFrames, points_scale, to_uint8
+from draggan.session import DragSession
 from draggan.session_io import json_safe, load_session, read_session_meta, save_run
+from draggan.settings import DragConfig
 
 RUN_SETTINGS = ("max_steps", "stall_steps")  # drag settings that a resumed session takes from the command line
 
@@ -51,7 +51,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
             handles, targets = parse_points(cfg.points)
             mask = (load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else
                     None if session.mask is None else session.mask.cpu().numpy())
-            session = make_session(G, session.ws.detach(), handles, targets, mask=mask, config=config)
+            session = DragSession(G, session.ws.detach(), handles, targets, mask=mask, config=config)
             extra = {"resumed_from": str(cfg.resume), "new_segment": True}
         else:
             wanted = given_drag_settings(cfg)
@@ -68,7 +68,7 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
         handles, targets = parse_points(cfg.points)
         ws = initial_latent(G, cfg.seed, cfg.truncation_psi)
         mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
-        session = make_session(G, ws, handles, targets, mask=mask, config=config)
+        session = DragSession(G, ws, handles, targets, mask=mask, config=config)
     return edit_and_save(session, out, generator_name=str(generator), max_steps=config.max_steps,
                          frame_every=cfg.frame_every, video=cfg.video, progress=cfg.progress, extra_results=extra)
 

@@ -20,7 +20,6 @@ import torch
 
 from draggan.points import normalized_to_pixels, pixels_to_normalized
 
-
 RESIZE_TAPS = 4  # source cells per pixel of a bilinear resize
 
 
@@ -256,3 +255,8 @@ def motion_supervision_loss(feat: torch.Tensor, size: tuple[int, int], handles_r
     if active is not None:
         per_handle = torch.where(active, per_handle, torch.zeros_like(per_handle))
     return per_handle.sum()
+
+
+def feature_rms(feat: torch.Tensor) -> torch.Tensor:
+    """The RMS of a feature map, a 0-d float32 tensor on its device (the divergence check's and mask term's scale)."""
+    return feat.to(torch.float32).square().mean().sqrt()

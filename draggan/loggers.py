@@ -4,8 +4,20 @@ is the logger that logs nothing (`logger=none`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+
+@dataclass
+class LoggerConfig:
+    """The `logger` config group (conf/logger/): W&B (`eval.logging`) or none."""
+
+    kind: str = "wandb"  # wandb or none
+    project: str = "draggan"  # W&B project
+    mode: str = "offline"  # W&B mode: offline (default, no account needed), online or disabled
+    name: str | None = None  # run name, None = W&B's choice
+    tags: list[str] = field(default_factory=list)
 
 
 class Logger(Protocol):

@@ -57,7 +57,7 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     # rate and the stop rule were chosen by the landmark-manipulation measurement on held-out pairs (model
     # card). At 64 px one pixel is 1/64 of the image (8 px at 512), so the drag stops when the handle is on
     # its target's pixel instead of within 1 px: the tracker moves handles by whole pixels, and the pixel
-    # nearest a target is within 0.71 px of it (half a pixel's diagonal; `draggan.drag.ON_TARGET_PIXEL`).
+    # nearest a target is within 0.71 px of it (half a pixel's diagonal; `draggan.presets.ON_TARGET_PIXEL`).
     ModelInfo("toy-faces-64", "toy-faces-64.safetensors", (64, 64),
               "MIT, like this project (trained by scripts/train.py on procedural faces; see toy-faces-64.md)",
               shipped=True, drag=dict(feature_block=3, lr=1e-2, stop_distance=0.71)),

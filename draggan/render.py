@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 if TYPE_CHECKING:  # only for type hints: the drag session imports nothing from here
-    from draggan.drag import DragSession, DragState
+    from draggan.session import DragSession, DragState
 
 HANDLE_COLOR = (230, 40, 40)
 TARGET_COLOR = (40, 110, 240)

@@ -1,11 +1,14 @@
-"""Saving and loading edit sessions: `session.json` (points, config, per-step history) and
-`latent.npz` (start and final latents, and the per-step optimiser snapshots for resume/roll-back);
-`save_run` writes them with the pictures of the drag, as one run folder (the CLI's and the editor's).
+"""Saving and loading edit sessions: `session.json` (points, config, per-step history), `latent.npz` (start and
+final latents, and the per-step optimiser and method snapshots for resume/roll-back) and `drag_config.yaml` (every
+drag setting with its source, `draggan.settings`); `save_run` writes them with the pictures of the drag, as one run
+folder (the CLI's and the editor's).
 
 Loading reads untrusted files (a resumed run, a session uploaded to the editor): `session.json` is
 checked for its structure (a history as long as its step count, at most MAX_DRAG_STEPS steps and
 MAX_POINTS point pairs) and every array of `latent.npz` for its size from its header before it is
-read (`draggan.files.read_npz`); a truncated or malformed file is a SessionFileError naming it.
+read (`draggan.files.read_npz`); a truncated or malformed file is a SessionFileError naming it. A session from
+elsewhere (`trusted=False`: an upload to the editor) may name only registered drag methods and no file of this
+machine (a method's path options, such as the latent transformer's weights).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from draggan.drag import DragSession
 from draggan.files import FileFormatError, atomic_write, read_json, read_npz
 from draggan.limits import MAX_DRAG_STEPS, MAX_POINTS
+from draggan.methods.registry import get_method
 from draggan.networks import Generator
 from draggan.render import DragFrames, draw_points, points_scale, save_png, to_uint8
+from draggan.session import DragSession
+from draggan.settings import write_settings
 
 SESSION_FILE = "session.json"
 LATENT_FILE = "latent.npz"
@@ -63,7 +68,7 @@ def save_session(session: DragSession, folder: str | os.PathLike, *, generator: 
             arrays[f"step{i}_method_{key}"] = value.numpy() if torch.is_tensor(value) else np.asarray(value)
     meta = {"generator": generator, "config": state["config"], "handles": state["handles"],
             "targets": state["targets"], "steps": len(state["history"]), "done": session.done,
-            "final_handles": session.handles, "history": state["history"]}
+            "final_handles": session.handles, "history": state["history"], "settings": state["settings"]}
 
     def write_npz(p: Path) -> None:
         with open(p, "wb") as f:
@@ -72,6 +77,7 @@ def save_session(session: DragSession, folder: str | os.PathLike, *, generator: 
     atomic_write(folder / LATENT_FILE, write_npz)
     text = json.dumps(json_safe(meta), indent=1, allow_nan=False)  # a step's loss is null where it was NaN
     atomic_write(folder / SESSION_FILE, lambda p: p.write_text(text))
+    write_settings(session.settings, folder)
     return folder
 
 
@@ -138,10 +144,13 @@ def _method_value(array: np.ndarray) -> Any:
     return torch.from_numpy(array)
 
 
-def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
-    """Rebuild a saved session at its last step; `rollback(k)` then returns to any earlier step."""
+def load_session(folder: str | os.PathLike, G: Generator, *, trusted: bool = True) -> DragSession:
+    """Rebuild a saved session at its last step; `rollback(k)` then returns to any earlier step. `trusted=False`
+    (a session from elsewhere): its drag method must be a registered one, and it may name no file of this machine."""
     folder = Path(folder)
     meta = read_session_meta(folder)
+    if not trusted:
+        _check_untrusted_config(meta["config"], folder / SESSION_FILE)
     latent = G.num_ws * G.w_dim
 
     def max_elements(name: str) -> int:  # the largest array of each kind a session of G holds
@@ -173,8 +182,25 @@ def load_session(folder: str | os.PathLike, G: Generator) -> DragSession:
     state = {"config": meta["config"], "handles": meta["handles"], "targets": meta["targets"],
              "ws0": torch.from_numpy(arrays["ws0"]),
              "mask": torch.from_numpy(arrays["mask"]) if "mask" in arrays else None,
-             "history": history, "snapshots": snapshots}
+             "history": history, "snapshots": snapshots, "settings": meta.get("settings")}
     try:
-        return DragSession.from_state_dict(G, state)
+        return DragSession.from_state_dict(G, state, allow_import=trusted)
     except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
         raise SessionFileError(f"{folder} does not hold a session of this generator: {e}") from None
+
+
+def _check_untrusted_config(config: dict, path: Path) -> None:
+    """A session from elsewhere names a registered drag method and no file of this machine, or SessionFileError."""
+    method = config.get("method", "draggan")
+    try:
+        cls = get_method(method, allow_import=False) if isinstance(method, str) else None
+    except ValueError as e:
+        raise SessionFileError(f"{path}: {e}") from None
+    if cls is None:
+        raise SessionFileError(f"{path}: its drag method is {method!r}, not a name")
+    options = config.get("method_options") or {}
+    named = sorted(k for k in cls.path_options if isinstance(options, dict) and options.get(k) is not None)
+    if named:
+        raise SessionFileError(f"{path}: a session from elsewhere cannot name a file of this machine "
+                               f"(method_options.{', method_options.'.join(named)}); the method's files come from "
+                               "the model registry or the models folder")

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from draggan.drag import DragConfig, DragSession, DragState
-from draggan.methods import make_session
 from draggan.networks import Generator
 from draggan.render import DragFrames, points_scale, to_uint8
+from draggan.session import DragSession, DragState
 from draggan.session_io import save_run
+from draggan.settings import DragConfig
 
 
 class DragTimeline:
@@ -125,7 +125,7 @@ class DragTimeline:
         if self.session is None:
             if not self.handles:
                 raise ValueError("the timeline has no points to drag")
-            self.session = make_session(self.G, self.ws, self.handles, self.targets, mask=self.mask,
+            self.session = DragSession(self.G, self.ws, self.handles, self.targets, mask=self.mask,
                                         config=self.config)
         return self.session
 

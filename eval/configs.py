@@ -1,10 +1,6 @@
-"""Schemas of eval/ (`scripts/evaluate.py`, `scripts/model_gates.py`, `scripts/gpu_check.py`, the `benchmark` and
-`tracker` groups), and `register_configs`: the one place where every schema of the project is registered in
-Hydra's ConfigStore.
-
-Each schema lives beside what it configures (in the `configs` module of its package) and holds dataclasses only,
-so that registering them all imports no machinery: `scripts/download.py` pulls in neither `inversion.run` nor
-`eval.run` nor the training loop.
+"""Schemas of eval/ (`scripts/evaluate.py`, `scripts/model_gates.py`, `scripts/gpu_check.py`,
+`scripts/drag_checks.py`, the `benchmark` and `tracker` groups), and `register_configs`, which registers every
+schema of the project (the evaluation's on top of `inversion.configs.register_configs`). Dataclasses only.
 """
 
 from __future__ import annotations
@@ -14,15 +10,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from draggan.apps.editor.configs import AppConfig
-from draggan.apps.configs import BenchDragConfig, DownloadConfig, ExportConfig
-from draggan.configs import DragSettings, EditConfig
-from draggan.methods.configs import UCLTTrainConfig
+from draggan.configs import DragSettings
 from draggan.registry import DEFAULT_MODEL
-from draggan.apps.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
-from draggan.apps.training.configs import TrainScriptConfig
-from eval.logging import LoggerConfig
-from inversion.configs import EditRealConfig, InversionSettings, InvertConfig
 
 
 @dataclass
@@ -53,7 +42,7 @@ class EvaluateConfig:
     drag: DragSettings = field(default_factory=DragSettings)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    logger: Any = None  # eval.logging.LoggerConfig (the logger group)
+    logger: Any = None  # draggan.loggers.LoggerConfig (the logger group)
     n_pairs: int = 10  # pairs of images per point set
     seed: int = 0  # the same seed gives the same table
     detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
@@ -63,6 +52,7 @@ class EvaluateConfig:
     examples: int = 2  # pairs whose drags are saved (PNG + GIF) and logged
     out_dir: str | None = None  # None = Hydra's run folder
     progress: bool = True
+    explain: bool = False  # print every drag setting the benchmark would run with, and where it came from; then stop
 
 
 @dataclass
@@ -79,6 +69,7 @@ class GatesConfig:
     seed: int = 0
     device: str = "cpu"  # where G, the detector and the drags run: cpu, auto, cuda, cuda:N, mps
     progress: bool = True
+    explain: bool = False  # print every drag setting the gates' drags would run with, and their sources; then stop
 
 
 @dataclass
@@ -106,27 +97,22 @@ class DragChecksConfig:
     mask_radius: float = 6.0  # mask: the movable disc around the handle and its target, pixels
     also: list[str] = field(default_factory=list)  # mask: landmarks moving with the dragged one (their discs are movable)
     truncation_psi: float = 0.7
+    explain: bool = False  # print every drag setting the check would run with, and where it came from; then stop
 
 
 def schemas() -> list[tuple[str | None, str, type]]:
-    """(group, name, schema) of every config the scripts compose; conf/*.yaml and conf/<group>/*.yaml extend them."""
-    return [
-        (None, "download_schema", DownloadConfig), (None, "export_schema", ExportConfig),
-        (None, "edit_schema", EditConfig), (None, "bench_drag_schema", BenchDragConfig),
-        (None, "train_schema", TrainScriptConfig), (None, "train_detector_schema", TrainDetectorConfig),
-        (None, "make_toyfaces_schema", MakeToyFacesConfig), (None, "invert_schema", InvertConfig),
-        (None, "edit_real_schema", EditRealConfig), (None, "app_schema", AppConfig),
-        (None, "evaluate_schema", EvaluateConfig), (None, "gates_schema", GatesConfig),
-        (None, "gpu_check_schema", GpuCheckConfig), (None, "train_uclt_schema", UCLTTrainConfig),
-        (None, "drag_checks_schema", DragChecksConfig),
-        ("drag", "drag_schema", DragSettings), ("inversion", "inversion_schema", InversionSettings),
-        ("logger", "logger_schema", LoggerConfig), ("benchmark", "benchmark_schema", BenchmarkConfig),
-        ("tracker", "tracker_schema", TrackerConfig),
-    ]
+    """(group, name, schema) of the evaluation's configs; conf/*.yaml and conf/<group>/*.yaml extend them."""
+    return [(None, "evaluate_schema", EvaluateConfig), (None, "gates_schema", GatesConfig),
+            (None, "gpu_check_schema", GpuCheckConfig), (None, "drag_checks_schema", DragChecksConfig),
+            ("benchmark", "benchmark_schema", BenchmarkConfig), ("tracker", "tracker_schema", TrackerConfig)]
 
 
 def register_configs() -> None:
-    """Register every schema of `schemas()` in Hydra's ConfigStore (what each script does before composing)."""
+    """Register every schema of the project in Hydra's ConfigStore: the evaluation's (`schemas()`) on top of the
+    inversion's, the applications' and the library's (`inversion.configs.register_configs`)."""
+    from inversion.configs import register_configs as register_below
+
+    register_below()
     cs = ConfigStore.instance()
     for group, name, node in schemas():
         cs.store(group=group, name=name, node=node)

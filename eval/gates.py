@@ -26,14 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from draggan.apps.toyfaces.detector import (
+    Detection,
+    LandmarkDetector,
+    load_detector,
+    normalise_params,
+)
+from draggan.apps.toyfaces.renderer import images_per_second, render_seeds
 from draggan.configs import drag_config_from
-from draggan.drag import DragConfig
 from draggan.latents import z_from_seeds
 from draggan.loading import load_generator, resolve_device
 from draggan.networks import Generator
 from draggan.render import save_sample_grid
-from draggan.apps.toyfaces.detector import Detection, LandmarkDetector, load_detector, normalise_params
-from draggan.apps.toyfaces.renderer import images_per_second, render_seeds
+from draggan.settings import DragConfig
 from eval.fid import frechet_distance
 from eval.landmarks import detection_rate, landmark_manipulation
 

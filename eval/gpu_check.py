@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from draggan.drag import DragConfig, DragSession
 from draggan.loading import load_generator, resolve_device
+from draggan.methods import available, get_method
 from draggan.precision import repeatable
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 
 TOY = "toy-faces-64"
 # its recommended settings (draggan.registry), with DragGAN's step: the CUDA path this check is about
@@ -156,16 +158,23 @@ def check_drag(ctx: Context):
         raise AssertionError(f"roll-back or resume on {ctx.device} changed the trajectory")
     detail += "; mask, roll-back, save/resume ok"
     metrics = {"steps_equal": same, "max_ws_diff": diff}
-    if ctx.device.type == "cuda":  # the captured step against the same step launched kernel by kernel
-        graph = DragSession(G, _toy_ws(G), handles, targets, config=TOY_DRAG)
-        eager = DragSession(G, _toy_ws(G), handles, targets, config=dataclasses.replace(TOY_DRAG, cuda_graph=False))
-        pairs = [(graph.step().handles, eager.step().handles) for _ in range(min(steps, 20))]
-        equal = _agreement([p[0] for p in pairs], [p[1] for p in pairs])
-        captured = graph._graph is not None
-        detail += f"; CUDA graph {'captured' if captured else 'NOT captured'}, equal to eager for {equal} of {len(pairs)} steps"
-        metrics.update(graph_captured=captured, graph_steps_equal=equal)
-        if not captured or equal < 3:
-            raise AssertionError(detail)
+    if ctx.device.type == "cuda":  # each capture-safe method's captured step against the same step launched eagerly
+        for method in [m for m in available() if get_method(m).capture_safe]:
+            config = dataclasses.replace(TOY_DRAG, method=method)
+            graph = DragSession(G, _toy_ws(G), handles, targets, config=config)
+            eager = DragSession(G, _toy_ws(G), handles, targets, config=dataclasses.replace(config, cuda_graph=False))
+            pairs = []
+            for _ in range(min(steps, 20)):
+                if graph.done or eager.done:
+                    break
+                pairs.append((graph.step().handles, eager.step().handles))
+            equal = _agreement([p[0] for p in pairs], [p[1] for p in pairs])
+            captured = graph.captured
+            detail += (f"; {method}: CUDA graph {'captured' if captured else 'NOT captured'}, equal to eager for "
+                       f"{equal} of {len(pairs)} steps")
+            metrics.update({f"{method}_graph_captured": captured, f"{method}_graph_steps_equal": equal})
+            if not captured or equal < min(3, len(pairs)):
+                raise AssertionError(detail)
     return detail, metrics
 
 

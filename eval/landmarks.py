@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from draggan.drag import DragConfig
-from draggan.latents import latents_from_seeds, synthesize
-from draggan.methods import make_session
-from draggan.networks import Generator
-from draggan.render import DragFrames
 from draggan.apps.toyfaces.detector import Detection, LandmarkDetector
 from draggan.apps.toyfaces.renderer import LANDMARKS
+from draggan.latents import latents_from_seeds, synthesize
+from draggan.networks import Generator
+from draggan.render import DragFrames
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 from eval.trackers import in_loop
 
 # The landmark sets of the paper's 1-, 5- and 68-point rows, in this domain: the nose tip; the usual
@@ -137,7 +137,7 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
         handles = points[a, idx].tolist()
         targets = points[b, idx].tolist()
         t_edit = time.perf_counter()
-        session = make_session(G, fp.ws[a:a + 1], handles, targets, config=drag_config,
+        session = DragSession(G, fp.ws[a:a + 1], handles, targets, config=drag_config,
                                tracker=None if tracker is None else in_loop(tracker))
         frames = DragFrames.from_start(session) if len(recorded) < examples else None
         result = session.run(callback=frames.callback() if frames is not None else None)

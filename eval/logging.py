@@ -7,20 +7,10 @@ method below), and `draggan.loggers.NullLogger` logs nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from draggan.loggers import NullLogger
-
-
-@dataclass
-class LoggerConfig:
-    kind: str = "wandb"  # wandb or none
-    project: str = "draggan"  # W&B project
-    mode: str = "offline"  # W&B mode: offline (default, no account needed), online or disabled
-    name: str | None = None  # run name, None = W&B's choice
-    tags: list[str] = field(default_factory=list)
+from draggan.loggers import LoggerConfig, NullLogger
 
 
 class WandbLogger:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from draggan.drag import DragConfig
-from draggan.latents import latents_from_seeds, synthesize
-from draggan.methods import make_session
-from draggan.networks import Generator
 from draggan.apps.toyfaces.renderer import LANDMARKS
+from draggan.latents import latents_from_seeds, synthesize
+from draggan.networks import Generator
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 
 
 def disc_mask(size: tuple[int, int], centres_xy: Sequence[Sequence[float]], radius: float) -> np.ndarray:
@@ -105,7 +105,7 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
             row.update({key: v for key, v in unmasked[i].items() if key.endswith("_unmasked")})
             runs = runs[1:]
         for name, m in runs:
-            session = make_session(G, ws[i:i + 1], [handle], [target], mask=m, config=dataclasses.replace(drag_config))
+            session = DragSession(G, ws[i:i + 1], [handle], [target], mask=m, config=dataclasses.replace(drag_config))
             result = session.run(max_steps=max_steps)
             after = detector(result.image.clamp(-1, 1)).landmarks[0]
             row[f"dist_{name}"] = float(torch.linalg.norm(after[k] - torch.tensor(target)))

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from draggan.drag import DragConfig
 from draggan.latents import latents_from_seeds, synthesize
-from draggan.methods import make_session
 from draggan.networks import Generator
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 
 WINDOW = (0.5, 0.85, 0.3, 0.7)  # rows and columns (fractions of the image) searched for the mouth
 MIN_RED_PIXELS = 4  # a face with fewer red pixels in the window has no visible mouth
@@ -90,7 +90,7 @@ def mouth_drag(G: Generator, drag_config: DragConfig, *, num_faces: int = 10, se
         handle = (round(x), round(y))
         target = (min(max(handle[0] + offset[0], 0), W - 1), min(max(handle[1] + offset[1], 0), H - 1))
         t0 = time.perf_counter()
-        result = make_session(G, ws, [handle], [target], config=config).run()
+        result = DragSession(G, ws, [handle], [target], config=config).run()
         times.append(time.perf_counter() - t0)
         after = mouth_centres(result.image)[0]
         goal = (x + target[0] - handle[0], y + target[1] - handle[1])

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from draggan.drag import DragConfig
-from draggan.methods import make_session
+from draggan.latents import latents_from_seeds, synthesize
 from draggan.networks import Generator
 from draggan.render import DragFrames
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 from eval.flow import FlowEstimator
-from draggan.latents import latents_from_seeds, synthesize
 from eval.trackers import in_loop
 from inversion.metrics import psnr_from_mse
 
@@ -107,7 +107,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         field_ = flow(img1[0], img2[0])
         handles, targets = sample_flow_points(field_, num_points, rng, min_flow)
         t_edit = time.perf_counter()
-        session = make_session(G, w1, handles.tolist(), targets.tolist(), config=drag_config,
+        session = DragSession(G, w1, handles.tolist(), targets.tolist(), config=drag_config,
                                tracker=None if tracker is None else in_loop(tracker))
         frames = DragFrames.from_start(session) if k < examples else None
         result = session.run(callback=frames.callback() if frames is not None else None)

@@ -15,7 +15,7 @@ frame. Frames are [T, 3, H, W] images in [-1, 1] (the generator's range); DragGA
 
 A tracker whose weights are missing reports why through `availability()` and refuses to run; it is
 never run with random weights. `in_loop(tracker)` turns a tracker into the point-tracking step of a
-`DragSession` (a `draggan.drag.PointTracker`, for the paper's tracker ablation).
+`DragSession` (a `draggan.point_tracker.PointTracker`, for the paper's tracker ablation).
 """
 
 from __future__ import annotations
@@ -28,11 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from draggan.drag import DragConfig, TrackingStep
 from draggan.features import resized_features_at, track_points
+from draggan.point_tracker import TrackingStep
 from draggan.points import rc_to_xy, xy_to_rc
-from eval.flow import DISFlow, FarnebackFlow, FlowEstimator, RAFTFlow, sample_flow, to_uint8_gray
+from draggan.settings import DragConfig
 from draggan.weights import WeightsUnavailable, hub_checkpoint_path
+from eval.flow import (
+    DISFlow,
+    FarnebackFlow,
+    FlowEstimator,
+    RAFTFlow,
+    sample_flow,
+    to_uint8_gray,
+)
 
 TRACKERS = ("draggan_l1", "draggan_l2", "lucas_kanade", "dis", "farneback", "raft_small", "raft_large", "cotracker",
             "none")
@@ -231,7 +239,7 @@ def make_tracker(name: str, *, drag_config: DragConfig | None = None, weights: s
 
 
 class _InLoop:
-    """A `draggan.drag.PointTracker` made of an evaluation tracker: frame trackers see the images of the drag so
+    """A `draggan.point_tracker.PointTracker` made of an evaluation tracker: frame trackers see the images of the drag so
     far (the first one rendered from the start latent), DragGAN's feature tracker the session's features."""
 
     def __init__(self, tracker: Tracker):

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from draggan.drag import DragConfig
-from draggan.methods import make_session
 from draggan.networks import Generator
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 from eval.landmarks import face_pairs, point_indices
 from eval.trackers import Tracker
 
@@ -64,7 +64,7 @@ class TrackingResult:
 def record_drag(G: Generator, ws: torch.Tensor, handles, targets, drag_config: DragConfig) -> tuple[list, list, list]:
     """Run a drag of `drag_config.method` (DragGAN's own tracking by default); returns per tracked step its frame,
     features and handles (the method's localisation)."""
-    session = make_session(G, ws, handles, targets, config=drag_config)
+    session = DragSession(G, ws, handles, targets, config=drag_config)
     noise = session.config.noise_mode
 
     def grab() -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,8 @@
 """Schemas of the inversion: `InversionSettings` (with `PTISettings`, the settings of `inversion.run.invert_image`)
 and the commands `scripts/invert.py` and `scripts/edit_real.py` (`inversion.run.run_invert`, `run_edit_real`).
 
-Dataclasses only, so that `eval.configs.register_configs` (every script) imports no inversion machinery.
+Dataclasses only, so that registering them (`register_configs`, which the inversion's and evaluation's scripts call)
+imports no inversion machinery.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class InvertConfig:
     image: str = "???"  # the photo: any file PIL opens
     generator: str = DEFAULT_MODEL  # registered name, path or URL of a checkpoint
     inversion: InversionSettings = field(default_factory=InversionSettings)
-    logger: Any = None  # eval.logging.LoggerConfig (the logger group)
+    logger: Any = None  # draggan.loggers.LoggerConfig (the logger group)
     device: str = "auto"
     progress: bool = True
 
@@ -63,3 +64,18 @@ class EditRealConfig(InvertConfig):
     mask: str | None = None  # PNG of the region allowed to move (white = may move)
     frame_every: int = 2
     video: str = "gif"
+    explain: bool = False  # print every drag setting the edit would run with, and where it came from; then stop
+
+
+def register_configs() -> None:
+    """Register the inversion's schemas (`invert`, `edit_real`, the `inversion` group) on top of the library's and
+    the applications' (`draggan.apps.configs.register_configs`)."""
+    from hydra.core.config_store import ConfigStore
+
+    from draggan.apps import configs as applications
+
+    applications.register_configs()
+    cs = ConfigStore.instance()
+    cs.store(name="invert_schema", node=InvertConfig)
+    cs.store(name="edit_real_schema", node=EditRealConfig)
+    cs.store(group="inversion", name="inversion_schema", node=InversionSettings)

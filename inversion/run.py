@@ -26,10 +26,10 @@ from draggan.configs import drag_config_from, from_config
 from draggan.edit import edit_and_save
 from draggan.image_io import load_mask
 from draggan.loading import load_generator
-from draggan.methods import make_session
 from draggan.networks import Generator
 from draggan.points import parse_points
 from draggan.render import save_png, to_uint8
+from draggan.session import DragSession
 from draggan.session_io import TUNED_GENERATOR_FILE
 from inversion.configs import InversionSettings
 from inversion.images import align_face, load_image
@@ -193,7 +193,7 @@ def run_edit_real(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
         inverted = run_invert(cfg, inv_dir, logger=logger)
     G, ws = load_inversion(inv_dir, device=None if cfg.device == "auto" else cfg.device)
     mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
-    session = make_session(G, ws, handles, targets, mask=mask, config=drag_config_from(cfg))
+    session = DragSession(G, ws, handles, targets, mask=mask, config=drag_config_from(cfg))
     results = edit_and_save(session, out, generator_name=str(inv_dir / GENERATOR_FILE), frame_every=cfg.frame_every,
                             video=cfg.video, progress=cfg.progress)
     results["inversion"] = inverted if inverted is not None else str(inv_dir)

@@ -6,11 +6,10 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from draggan.apps.commands import explains_drag, one_line_errors
 from draggan.apps.editor import serve
-from draggan.apps.commands import one_line_errors
 from draggan.configs import from_config
-from eval.configs import register_configs
-from inversion.configs import InversionSettings
+from inversion.configs import InversionSettings, register_configs
 from inversion.run import invert_photo
 
 register_configs()
@@ -18,6 +17,7 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="app")
 @one_line_errors
+@explains_drag
 def main(cfg) -> None:
     serve(cfg, invert=partial(invert_photo, s=from_config(InversionSettings, cfg.inversion)),
           out_dir=Path(HydraConfig.get().runtime.output_dir) / "sessions")

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from draggan.apps.benchmark import bench_drag
 from draggan.apps.commands import one_line_errors
-from eval.configs import register_configs
+from draggan.apps.configs import register_configs
 
 register_configs()
 

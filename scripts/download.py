@@ -3,7 +3,7 @@
 import hydra
 
 from draggan.apps.commands import download_command, one_line_errors
-from eval.configs import register_configs
+from draggan.apps.configs import register_configs
 
 register_configs()
 

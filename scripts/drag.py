@@ -3,15 +3,16 @@
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.commands import explains_drag, one_line_errors
+from draggan.configs import register_configs
 from draggan.edit import run_drag
-from eval.configs import register_configs
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="edit")
 @one_line_errors
+@explains_drag
 def main(cfg) -> None:
     results = run_drag(cfg, out_dir=HydraConfig.get().runtime.output_dir)
     print(f"{results['steps']} steps, done={results['done']}; wrote {', '.join(results['files'].values())}")

@@ -6,7 +6,7 @@ import json
 
 import hydra
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.commands import explains_drag, one_line_errors
 from eval.configs import register_configs
 from eval.drag_checks import run_drag_checks
 
@@ -15,6 +15,7 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="drag_checks")
 @one_line_errors
+@explains_drag
 def main(cfg) -> None:
     print(json.dumps(run_drag_checks(cfg)))
 

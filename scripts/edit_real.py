@@ -5,9 +5,9 @@ import json
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import one_line_errors
-from eval.configs import register_configs
+from draggan.apps.commands import explains_drag, one_line_errors
 from eval.logging import run_logged
+from inversion.configs import register_configs
 from inversion.run import run_edit_real
 
 register_configs()
@@ -15,6 +15,7 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="edit_real")
 @one_line_errors
+@explains_drag
 def main(cfg) -> None:
     print(json.dumps(run_logged(cfg, HydraConfig.get().runtime.output_dir, run_edit_real)))
 

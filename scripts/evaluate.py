@@ -10,7 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.commands import explains_drag, one_line_errors
 from eval.configs import register_configs
 from eval.logging import run_logged
 from eval.run import run_evaluation
@@ -20,6 +20,7 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="evaluate")
 @one_line_errors
+@explains_drag
 def main(cfg) -> None:
     out = cfg.out_dir or HydraConfig.get().runtime.output_dir
     results = run_logged(cfg, out, run_evaluation)

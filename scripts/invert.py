@@ -6,8 +6,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from draggan.apps.commands import one_line_errors
-from eval.configs import register_configs
 from eval.logging import run_logged
+from inversion.configs import register_configs
 from inversion.run import run_invert
 
 register_configs()

@@ -9,7 +9,7 @@ import json
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.commands import explains_drag, one_line_errors
 from eval.configs import register_configs
 from eval.gates import run_gates
 
@@ -18,6 +18,7 @@ register_configs()
 
 @hydra.main(version_base=None, config_path="../conf", config_name="gates")
 @one_line_errors
+@explains_drag
 def main(cfg) -> None:
     print(json.dumps(run_gates(cfg, HydraConfig.get().runtime.output_dir)))
 

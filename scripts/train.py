@@ -8,10 +8,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from draggan.apps.commands import one_line_errors
-from draggan.configs import from_config
+from draggan.apps.configs import register_configs
 from draggan.apps.training.configs import TrainConfig
 from draggan.apps.training.loop import train
-from eval.configs import register_configs
+from draggan.configs import from_config
 from eval.logging import make_logger
 
 register_configs()

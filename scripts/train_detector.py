@@ -3,8 +3,8 @@
 import hydra
 
 from draggan.apps.commands import one_line_errors
+from draggan.apps.configs import register_configs
 from draggan.apps.toyfaces.detector import train_detector
-from eval.configs import register_configs
 
 register_configs()
 

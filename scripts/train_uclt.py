@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import hydra
+
 from draggan.apps.commands import one_line_errors
+from draggan.apps.configs import register_configs
 from draggan.configs import from_config
 from draggan.loading import load_generator
 from draggan.methods.configs import UCLTTrainConfig
-from draggan.methods.uclt import train_latent_transformer
-from eval.configs import register_configs
+from draggan.methods.uclt_training import train_latent_transformer
 
 register_configs()
 

@@ -12,18 +12,31 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from draggan.apps.editor.configs import AppConfig
 from draggan.apps.configs import BenchDragConfig, DownloadConfig, ExportConfig
-from draggan.configs import DragSettings, EditConfig, drag_config_from, from_config
-from draggan.drag import DragConfig
-from draggan.registry import DEFAULT_MODEL
-from draggan.methods.configs import UCLTTrainConfig
+from draggan.apps.editor.configs import AppConfig
 from draggan.apps.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
 from draggan.apps.training.configs import TrainConfig, TrainScriptConfig
-from eval.configs import (BenchmarkConfig, DragChecksConfig, EvaluateConfig, GatesConfig, GpuCheckConfig, TrackerConfig,
-                          register_configs, schemas)
+from draggan.configs import DragSettings, EditConfig, drag_config_from, from_config
+from draggan.methods.configs import UCLTTrainConfig
+from draggan.registry import DEFAULT_MODEL
+from draggan.settings import DragConfig
+from eval.configs import (
+    BenchmarkConfig,
+    DragChecksConfig,
+    EvaluateConfig,
+    GatesConfig,
+    GpuCheckConfig,
+    TrackerConfig,
+    register_configs,
+    schemas,
+)
 from eval.logging import LoggerConfig
-from inversion.configs import EditRealConfig, InversionSettings, InvertConfig, PTISettings
+from inversion.configs import (
+    EditRealConfig,
+    InversionSettings,
+    InvertConfig,
+    PTISettings,
+)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TOP = sorted(p.stem for p in CONF.glob("*.yaml"))

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from draggan.drag import DragConfig, DragSession
-from draggan.networks import Generator
 from draggan.apps.reference import FullResolutionDrag
+from draggan.networks import Generator
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 
 # Official StyleGAN2 widths per resolution (channel_base as in the official configs).
 CHANNEL_BASE = {256: 16384, 512: 32768, 1024: 32768}

@@ -84,3 +84,19 @@ def one_line_errors(task):
             sys.exit(1)
 
     return wrapper
+
+
+def explains_drag(task):
+    """Wrap a `@hydra.main` task whose config has a `drag` group: with `explain=true` it prints every drag setting
+    the command would run with and where each came from (`draggan.configs.explain_drag`), and does nothing else."""
+
+    @functools.wraps(task)
+    def wrapper(cfg):
+        if cfg.get("explain"):
+            from draggan.configs import explain_drag
+
+            print(explain_drag(cfg))
+            return None
+        return task(cfg)
+
+    return wrapper

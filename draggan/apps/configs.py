@@ -1,6 +1,7 @@
-"""Schemas of the small applications in `draggan.apps` (the download, export and bench_drag commands); the
-editor, the trainer and the toy domain keep theirs in their own `configs` modules. Registered with every other
-schema by `eval.configs.register_configs`."""
+"""Schemas of the small applications in `draggan.apps` (the download, export and bench_drag commands; the editor,
+the trainer and the toy domain keep theirs in their own `configs` modules), and `register_configs`, which registers
+every application's schema with the library's (`draggan.configs.register_configs`). Dataclasses only, so that a
+script that registers them (`scripts/download.py`) imports no machinery, and nothing of `inversion` or `eval`."""
 
 from __future__ import annotations
 
@@ -36,3 +37,22 @@ class BenchDragConfig:
     official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: also time the official step
     fp32: bool = True  # CUDA: time float32 synthesis (force_fp32)
     fp16: bool = True  # CUDA: time the official precision policy (float16 on the top 4 resolutions)
+
+
+def register_configs() -> None:
+    """Register the library's schemas and the applications' (download, export, bench_drag, train, train_detector,
+    make_toyfaces, app) in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    from draggan import configs as library
+    from draggan.apps.editor.configs import AppConfig
+    from draggan.apps.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
+    from draggan.apps.training.configs import TrainScriptConfig
+
+    library.register_configs()
+    cs = ConfigStore.instance()
+    for name, node in (("download_schema", DownloadConfig), ("export_schema", ExportConfig),
+                       ("bench_drag_schema", BenchDragConfig), ("train_schema", TrainScriptConfig),
+                       ("train_detector_schema", TrainDetectorConfig), ("make_toyfaces_schema", MakeToyFacesConfig),
+                       ("app_schema", AppConfig)):
+        cs.store(name=name, node=node)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from draggan.drag import DragConfig
 from draggan.networks import Generator
 from draggan.points import pixels_to_normalized, xy_to_rc
+from draggan.settings import DragConfig
 
 
 class FullResolutionDrag:

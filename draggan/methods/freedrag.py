@@ -32,8 +32,11 @@ sub-motion, lr 2e-3 (DragConfig.lr). The patch spans +-r1 image pixels (the GUI'
 +-3 px at 512 px, the paper's r1). l is an absolute feature distance that depends on the generator:
 `l_expected=None` (the default) measures it on the first image as the mean template distance of a
 one-pixel move of each handle towards its target (the size of DragGAN's step), so that a sub-motion asks
-for about a pixel's change of the features. Chosen on toy-faces-64 (3 pairs of the landmark protocol,
-seed 0: ratio 0.34 with l measured at d_max, 0.15 with l = 0.03, about this rule's value; DragGAN 0.15).
+for about a pixel's change of the features (the measurement that chose it: docs/evaluation.md).
+
+The step is capture-safe: after the first step every step runs the same operations, the end of a sub-motion
+(template update and line search) computed each step and applied where it is due, its state in device tensors
+updated in place, so that on CUDA it replays as one graph.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from dataclasses import dataclass
 import torch
 
 from draggan.features import bilinear_at
-from draggan.methods import MethodSession, method_options
+from draggan.methods.base import DragMethod, StepOutput
+from draggan.methods.registry import register_method
 
 CANDIDATES = 10  # candidate points of the line search (the official GUI's interval_number)
 L_PROBE_PX = 1.0  # l_expected=None: l is the template distance of a move of this many pixels on the first image
@@ -61,56 +65,45 @@ class FreeDragOptions:
     def validate(self) -> None:
         if not (isinstance(self.d_max, (int, float)) and math.isfinite(self.d_max) and self.d_max > 0):
             raise ValueError(f"freedrag d_max={self.d_max!r} must be a positive number")
-        if self.l_expected is not None and not (isinstance(self.l_expected, (int, float)) and self.l_expected > 0):
+        if self.l_expected is not None and not (isinstance(self.l_expected, (int, float))
+                                                and math.isfinite(self.l_expected) and self.l_expected > 0):
             raise ValueError(f"freedrag l_expected={self.l_expected!r} must be a positive number or null")
         if not (isinstance(self.steps_per_motion, int) and self.steps_per_motion >= 1):
             raise ValueError(f"freedrag steps_per_motion={self.steps_per_motion!r} must be a whole number >= 1")
 
 
-class FreeDragSession(MethodSession):
-    """A FreeDrag edit (see the module docstring); `handles` are the virtual positions v_i."""
+@register_method("freedrag")
+class FreeDrag(DragMethod):
+    """A FreeDrag edit (see the module docstring); the session's handles are the virtual positions v_i."""
 
-    _packet_extra = 2  # [largest loss of this step's handles, whether a sub-motion ends after this step]
+    Options = FreeDragOptions
+    state_names = ("template", "l", "loss_ini", "reached", "motion_step", "motion_ends")
+    tracks_handles = False
+    capture_safe = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.options = method_options(FreeDragOptions, self.config)
-        h = self.G.synthesis.block_resolutions[self.config.feature_block]
-        self.cell = self.size[0] / h  # image pixels per feature cell
+    def __init__(self, edit, options=None, tracker=None):
+        super().__init__(edit, options, tracker)
+        h = edit.G.synthesis.block_resolutions[edit.config.feature_block]
+        self.cell = edit.size[0] / h  # image pixels per feature cell
         self.d_max = self.options.d_max * self.cell  # in image pixels
-        offsets = torch.tensor([-self.r1, 0.0, self.r1], device=self.device)
+        offsets = torch.tensor([-edit.r1, 0.0, edit.r1], device=edit.device)
         self.patch = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)  # [P, 2] (dy, dx)
-        self._load_method_state(None)
 
-    # --- state -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        super().reset()  # template [N, C, P], l (0-d), loss_ini [N]: taken at the first step
+        n, device = len(self.edit.handles_rc), self.edit.device
+        self.reached = torch.zeros(n, dtype=torch.bool, device=device)  # [N] handles done
+        self.motion_step = torch.zeros((), dtype=torch.int64, device=device)  # steps into the current sub-motion
+        self.motion_ends = torch.ones((), dtype=torch.bool, device=device)  # a sub-motion ends before the next step
 
-    def _load_method_state(self, state: dict | None) -> None:
-        if state is None:
-            self.template = None  # [N, C, P]
-            self.l = None  # expected sub-motion loss (a 0-d tensor on the device)
-            self.loss_ini = None  # [N] loss at the first step of the current sub-motion
-            self.reached = torch.zeros(len(self.handles_rc), dtype=torch.bool, device=self.device)
-            self.motion_step = 0
-            self.motion_ends = True  # the first step starts with a line search
-            return
-        self.template, self.l, self.loss_ini = state["template"].clone(), state["l"].clone(), state["loss_ini"].clone()
-        self.reached = state["reached"].clone()
-        self.motion_step, self.motion_ends = state["motion_step"], state["motion_ends"]
-
-    def _method_state(self) -> dict:
-        if self.template is None:
-            return {}
-        return {"template": self.template.clone(), "l": self.l.clone(), "loss_ini": self.loss_ini.clone(),
-                "reached": self.reached.clone(), "motion_step": self.motion_step, "motion_ends": self.motion_ends}
-
-    # --- the step ----------------------------------------------------------------------------
+    # --- geometry ----------------------------------------------------------------------------
 
     def _patch(self, feat: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         """Patch features around `centres` [..., 2] (row, col) -> [..., C, P] (bilinear in the resized map)."""
         pts = centres[..., None, :] + self.patch  # [..., P, 2]
-        H, W = self.size
+        H, W = self.edit.size
         ys, xs = pts[..., 0].clamp(0, H - 1), pts[..., 1].clamp(0, W - 1)
-        v = bilinear_at(feat, self.size, ys, xs)  # [C, ..., P]
+        v = bilinear_at(feat, self.edit.size, ys, xs)  # [C, ..., P]
         return v.movedim(0, -2)
 
     def _distance(self, feat: torch.Tensor, centres: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
@@ -124,75 +117,77 @@ class FreeDragSession(MethodSession):
 
     def _towards(self, start: torch.Tensor, length: torch.Tensor | float) -> torch.Tensor:
         """The point `length` px from `start` towards the target, not beyond it."""
-        gap = self.targets_rc - start
+        gap = self.edit.targets_rc - start
         d = torch.linalg.norm(gap, dim=1, keepdim=True)
         return start + torch.clamp(length / (d + 1e-8), max=1.0) * gap
 
     def _relocate(self, feat: torch.Tensor, loss_end: torch.Tensor | None) -> torch.Tensor:
         """The line search with backtracking: the next virtual positions [N, 2]."""
-        cur = self.handles_rc
+        cur, targets = self.edit.handles_rc, self.edit.targets_rc
         l = self.l
         ahead = self._line(cur, self._towards(cur, self.d_max))
         pick = (self._distance(feat, ahead, self.template) - l).abs().argmin(dim=1)
         forward = ahead[torch.arange(len(cur), device=cur.device), pick]
         if loss_end is None:  # the first sub-motion
             return forward
-        back = cur - torch.clamp(self.d_max / (torch.linalg.norm(self.targets_rc - cur, dim=1, keepdim=True) + 1e-8),
-                                 max=1.0) * (self.targets_rc - cur)
+        back = cur - torch.clamp(self.d_max / (torch.linalg.norm(targets - cur, dim=1, keepdim=True) + 1e-8),
+                                 max=1.0) * (targets - cur)
         wide = self._line(back, self._towards(back, 2 * self.d_max))
         best = wide[torch.arange(len(cur), device=cur.device), self._distance(feat, wide, self.template).argmin(dim=1)]
         new = torch.where((loss_end < 0.5 * l)[:, None], forward,
                           torch.where((loss_end < self.loss_ini)[:, None], cur, best))
-        H, W = self.size
+        H, W = self.edit.size
         new = torch.stack([new[:, 0].clamp(0, H - 1), new[:, 1].clamp(0, W - 1)], 1)
         return torch.where(self.reached[:, None], cur, new)
 
-    def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        feat = self._features()
-        l_opt = self.options.l_expected
+    # --- the step ----------------------------------------------------------------------------
+
+    def _begin(self, fd: torch.Tensor) -> None:
+        """The first step: templates from the first image, l, and the first line search."""
+        edit = self.edit
+        self.template = self._patch(fd, edit.handles_rc)
+        if self.options.l_expected is None:  # the template distance of a one-pixel move (DragGAN's step)
+            probe = self._towards(edit.handles_rc, L_PROBE_PX)
+            self.l = self._distance(fd, probe[:, None], self.template).mean().clamp(min=1e-6)
+        else:
+            self.l = torch.tensor(float(self.options.l_expected), device=edit.device)
+        edit.handles_rc.copy_(self._relocate(fd, None))
+        self.loss_ini = torch.full((len(edit.handles_rc),), math.inf, device=edit.device)
+        self.motion_step.zero_()
+        self.motion_ends.fill_(False)
+
+    def _end_motion(self, fd: torch.Tensor) -> None:
+        """The end of a sub-motion, where it is due (`motion_ends`): done flags, template update, line search.
+        Computed every step and applied with `where`, so that every step runs the same operations."""
+        edit, ends, l = self.edit, self.motion_ends, self.l
+        loss_end = self._distance(fd, edit.handles_rc[:, None], self.template)[:, 0]
+        dist = torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1)
+        self.reached.copy_(torch.where(ends, (dist <= edit.stop_px) & (loss_end < 0.25 * l), self.reached))
+        a, b = math.log(9.0) / (0.6 * l), 0.2 * l
+        lam = torch.where(self.reached, torch.ones_like(loss_end), torch.sigmoid(-a * (loss_end - b)))
+        updated = lam[:, None, None] * self._patch(fd, edit.handles_rc) + (1 - lam[:, None, None]) * self.template
+        self.template.copy_(torch.where(ends, updated, self.template))
+        edit.handles_rc.copy_(torch.where(ends, self._relocate(fd, loss_end), edit.handles_rc))
+        self.motion_step.copy_(torch.where(ends, torch.zeros_like(self.motion_step), self.motion_step))
+
+    def step(self, first: bool) -> StepOutput:
+        edit = self.edit
+        feat = edit.features()
         with torch.no_grad():
             fd = feat.detach()
-            if self.template is None:  # the first step: templates from the first image, and l
-                self._hold(fd)
-                self.template = self._patch(fd, self.handles_rc)
-                if l_opt is None:  # the template distance of a one-pixel move (DragGAN's step), on the first image
-                    probe = self._towards(self.handles_rc, L_PROBE_PX)
-                    self.l = self._distance(fd, probe[:, None], self.template).mean().clamp(min=1e-6)
-                else:
-                    self.l = torch.tensor(float(l_opt), device=self.device)
-                self.handles_rc.copy_(self._relocate(fd, None))
-                self.loss_ini = torch.full((len(self.handles_rc),), math.inf, device=self.device)
-                self.motion_step, self.motion_ends = 0, False
-            elif self.motion_ends:  # the end of a sub-motion: done flags, template update, line search
-                l = self.l
-                loss_end = self._distance(fd, self.handles_rc[:, None], self.template)[:, 0]
-                dist = torch.linalg.norm(self.targets_rc - self.handles_rc, dim=1)
-                self.reached = (dist <= self.stop_px) & (loss_end < 0.25 * l)
-                a, b = math.log(9.0) / (0.6 * l), 0.2 * l
-                lam = torch.where(self.reached, torch.ones_like(loss_end), torch.sigmoid(-a * (loss_end - b)))
-                self.template = lam[:, None, None] * self._patch(fd, self.handles_rc) + (1 - lam[:, None, None]) * self.template
-                self.handles_rc.copy_(self._relocate(fd, loss_end))
-                self.motion_step, self.motion_ends = 0, False
-        handles_rc = self.handles_rc.clone()
+            if first:
+                self._begin(fd)
+            else:
+                self._end_motion(fd)
+        handles_rc = edit.handles_rc.clone()
         per_handle = (self._patch(feat, handles_rc) - self.template).abs().mean(dim=(-2, -1))  # [N]
-        if self.motion_step == 0:
-            self.loss_ini = per_handle.detach()
+        self.loss_ini.copy_(torch.where(self.motion_step == 0, per_handle.detach(), self.loss_ini))
         active = ~self.reached
         loss = torch.where(active, per_handle, torch.zeros_like(per_handle)).sum()
-        if self.mask is not None:  # the session's mask term (its motion part is off: no handle active)
-            loss = loss + self._loss(feat, handles_rc, torch.zeros_like(active))
-        loss.backward()
-        self.motion_step += 1
-        scale = feat.detach().to(torch.float32).square().mean().sqrt()
-        dist = torch.linalg.norm(self.targets_rc - handles_rc, dim=1)
+        hold = edit.mask_loss(feat)
+        if hold is not None:
+            loss = loss + hold
+        self.motion_step.add_(1)
         worst = torch.where(active, per_handle.detach(), torch.zeros_like(per_handle)).max()
-        early = (worst < 0.25 * self.l).to(torch.float32)
-        packet = torch.cat([self.reached.all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
-                            scale[None], dist.to(torch.float32), handles_rc.reshape(-1),
-                            worst.to(torch.float32)[None], early[None]])
-        return packet, handles_rc
-
-    def _to_host(self, packet: torch.Tensor) -> list[float]:
-        values = super()._to_host(packet)  # (before the step's snapshot, which then holds this)
-        self.motion_ends = self.motion_step >= self.options.steps_per_motion or self.extra[1] > 0
-        return values
+        self.motion_ends.copy_((self.motion_step >= self.options.steps_per_motion) | (worst < 0.25 * self.l))
+        return StepOutput(handles_rc=handles_rc, done=self.reached.all(), loss=loss, features=feat)

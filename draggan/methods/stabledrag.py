@@ -35,6 +35,9 @@ takes the first image's features as the reference instead:
 
 plus the session's mask term. Chosen here: sigma = r1 px, mu = 0.1, beta = 0.5, tau = 0.8, fit_steps = 100,
 fit_lr = 0.01 (the paper's GAN setting optimises the tracker at the first step, then uses it unchanged).
+
+The step is capture-safe: after the first step (which fits the filters) every step runs the same operations, the
+confidences updated in place, so that on CUDA it replays as one graph.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from dataclasses import dataclass
 import torch
 
 from draggan.features import bilinear_at, disk_pixels, resized_features_at
-from draggan.methods import MethodSession, method_options
+from draggan.methods.base import DragMethod, StepOutput
+from draggan.methods.registry import register_method
 
 
 @dataclass
@@ -61,64 +65,51 @@ class StableDragOptions:
     def validate(self) -> None:
         for name in ("tau", "beta", "mu", "fit_lr"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"stabledrag {name}={v!r} must be a number >= 0")
-        if self.sigma is not None and not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0 or v == float("inf"):
+                raise ValueError(f"stabledrag {name}={v!r} must be a finite number >= 0")
+        if self.sigma is not None and not (isinstance(self.sigma, (int, float)) and 0 < self.sigma < float("inf")):
             raise ValueError(f"stabledrag sigma={self.sigma!r} must be a positive number or null")
-        if not (isinstance(self.fit_steps, int) and self.fit_steps >= 0):
-            raise ValueError(f"stabledrag fit_steps={self.fit_steps!r} must be a whole number >= 0")
+        if not (isinstance(self.fit_steps, int) and 0 <= self.fit_steps <= 100_000):
+            raise ValueError(f"stabledrag fit_steps={self.fit_steps!r} must be a whole number in [0, 100000]")
 
 
-class StableDragSession(MethodSession):
-    """A StableDrag edit (see the module docstring)."""
+@register_method("stabledrag")
+class StableDrag(DragMethod):
+    """A StableDrag edit (see the module docstring); each step reports the tracking confidences (`confidence`)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.options = method_options(StableDragOptions, self.config)
-        self.handles0_rc = self.handles_rc.clone()
+    Options = StableDragOptions
+    state_names = ("filter_w", "filter_b", "template", "scale", "confidence", "response0")
+    capture_safe = True
+
+    def __init__(self, edit, options=None, tracker=None):
+        super().__init__(edit, options, tracker)
         self.feat_first: torch.Tensor | None = None  # the first image's features (the fallback reference)
-        self._packet_extra = len(self.handles_rc)  # the confidences c_i
-        self._load_method_state(None)
 
-    def _load_method_state(self, state: dict | None) -> None:
-        if state is None:
-            self.filter_w = self.filter_b = self.template = self.scale = self.confidence = self.response0 = None
-            return
-        for k in ("filter_w", "filter_b", "template", "scale", "confidence", "response0"):
-            setattr(self, k, state[k].clone())
-
-    def _method_state(self) -> dict:
-        if self.filter_w is None:
-            return {}
-        return {k: getattr(self, k).clone() for k in ("filter_w", "filter_b", "template", "scale", "confidence", "response0")}
-
-    @property
-    def confidences(self) -> list[float]:
-        """The tracking confidence c_i of each handle at the last step (read with the step's packet)."""
-        return list(self.extra)
+    def resume(self, first_features: torch.Tensor) -> None:
+        self.feat_first = first_features
 
     def _window(self, feat: torch.Tensor, centre_rc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                              torch.Tensor]:
         """Features of the (2 r2 + 1)^2 window around each centre: [C, N, K, K], rows, cols, valid [N, K, K]."""
-        H, W = self.size
-        r = self.r2
+        H, W = self.edit.size
+        r = self.edit.r2
         k = 2 * r + 1
         centre = centre_rc.round().to(torch.int64)
         offsets = torch.arange(-r, r + 1, device=feat.device)
         rows = (centre[:, 0, None] + offsets)[:, :, None].expand(-1, k, k)
         cols = (centre[:, 1, None] + offsets)[:, None, :].expand(-1, k, k)
         valid = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-        return resized_features_at(feat, self.size, rows.clamp(0, H - 1), cols.clamp(0, W - 1)), rows, cols, valid
+        return resized_features_at(feat, self.edit.size, rows.clamp(0, H - 1), cols.clamp(0, W - 1)), rows, cols, valid
 
     def _fit_tracker(self, feat0: torch.Tensor) -> None:
         """The tracking filters z_i = (w_i, b_i), fitted to a Gaussian label on the first window."""
-        opts = self.options
-        window, rows, cols, valid = self._window(feat0, self.handles0_rc)  # [C, N, K, K]
-        c0 = self.handles0_rc.round()
-        sigma = float(opts.sigma) if opts.sigma is not None else float(self.r1)
+        opts, edit = self.options, self.edit
+        window, rows, cols, valid = self._window(feat0, edit.handles0_rc)  # [C, N, K, K]
+        c0 = edit.handles0_rc.round()
+        sigma = float(opts.sigma) if opts.sigma is not None else float(edit.r1)
         d2 = (rows.to(torch.float32) - c0[:, 0, None, None]) ** 2 + (cols.to(torch.float32) - c0[:, 1, None, None]) ** 2
         label = torch.exp(-d2 / (2 * sigma ** 2))
-        self.template = resized_features_at(feat0, self.size, c0[:, 0].to(torch.int64), c0[:, 1].to(torch.int64)).T  # [N, C]
+        self.template = resized_features_at(feat0, edit.size, c0[:, 0].to(torch.int64), c0[:, 1].to(torch.int64)).T  # [N, C]
         weight = valid.to(torch.float32)
         rms = ((window.square().mean(0) * weight).sum() / weight.sum()).sqrt().clamp(min=1e-12)
         x = window.movedim(0, -1) / rms  # [N, K, K, C], fitted at unit scale (Adam's steps then suit any generator)
@@ -142,7 +133,7 @@ class StableDragSession(MethodSession):
 
     def _track(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Handles at the best score S_i of their windows, and their confidences c_i."""
-        window, rows, cols, valid = self._window(feat, self.handles_rc)
+        window, rows, cols, valid = self._window(feat, self.edit.handles_rc)
         response = torch.einsum("cnij,nc->nij", window, self.filter_w) + self.filter_b[:, None, None]
         dist = (window - self.template.T[:, :, None, None]).abs().sum(0) / self.scale[:, None, None]
         score = (response - self.options.beta * dist).masked_fill(~valid, -float("inf")).flatten(1)
@@ -153,50 +144,40 @@ class StableDragSession(MethodSession):
 
     def _motion_loss(self, feat: torch.Tensor, handles_rc: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """DragGAN's motion supervision with the first image's features as the reference where c_i < tau."""
-        direction = (self.targets_rc - handles_rc).to(torch.float32)
+        edit = self.edit
+        direction = (edit.targets_rc - handles_rc).to(torch.float32)
         direction = direction / (torch.linalg.norm(direction, dim=1, keepdim=True) + 1e-7)
-        rows, cols, inside = disk_pixels(handles_rc, self.r1, self.size, self.pixel_grid)
-        shift = (self.handles0_rc.floor() - handles_rc.floor()).to(torch.int64)  # disk offsets around p_i^0
-        H, W = self.size
+        rows, cols, inside = disk_pixels(handles_rc, edit.r1, edit.size, edit.pixel_grid)
+        shift = (edit.handles0_rc.floor() - handles_rc.floor()).to(torch.int64)  # disk offsets around p_i^0
+        H, W = edit.size
         rows0 = (rows + shift[:, 0, None, None]).clamp(0, H - 1)
         cols0 = (cols + shift[:, 1, None, None]).clamp(0, W - 1)
-        current = resized_features_at(feat, self.size, rows, cols).detach()
-        first = resized_features_at(self.feat_first, self.size, rows0, cols0)
+        current = resized_features_at(feat, edit.size, rows, cols).detach()
+        first = resized_features_at(self.feat_first, edit.size, rows0, cols0)
         confident = (self.confidence >= self.options.tau)[None, :, None, None]
         fixed = torch.where(confident, current, first)
-        moved = bilinear_at(feat, self.size, rows + direction[:, 0, None, None], cols + direction[:, 1, None, None])
+        moved = bilinear_at(feat, edit.size, rows + direction[:, 0, None, None], cols + direction[:, 1, None, None])
         count = inside.sum(dim=(1, 2)).clamp(min=1) * feat.shape[1]
         per_handle = ((fixed - moved).abs() * inside).sum(dim=(0, 2, 3)) / count
         return torch.where(active, per_handle, torch.zeros_like(per_handle)).sum()
 
-    def _forward_backward(self, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        feat = self._features()
+    def step(self, first: bool) -> StepOutput:
+        edit = self.edit
+        feat = edit.features()
         with torch.no_grad():
-            if self.filter_w is None:
+            if first:
                 fd = feat.detach()
                 self.feat_first = fd
-                self._hold(fd)
                 self._fit_tracker(fd)
-                handles_rc = self.handles_rc.clone()
+                handles_rc = edit.handles_rc.clone()
             else:
-                handles_rc, self.confidence = self._track(feat.detach())
-        dist = torch.linalg.norm(self.targets_rc - handles_rc, dim=1)
-        active = dist > min(1.0, self.stop_px)
+                handles_rc, confidence = self._track(feat.detach())
+                self.confidence.copy_(confidence)
+        dist = torch.linalg.norm(edit.targets_rc - handles_rc, dim=1)
+        active = dist > min(1.0, edit.stop_px)
         loss = self._motion_loss(feat, handles_rc, active)
-        if self.mask is not None:  # the session's mask term (its motion part is off: no handle active)
-            loss = loss + self._loss(feat, handles_rc, torch.zeros_like(active))
-        loss.backward()
-        scale = feat.detach().to(torch.float32).square().mean().sqrt()
-        packet = torch.cat([(dist <= self.stop_px).all().to(torch.float32)[None], loss.detach().to(torch.float32)[None],
-                            scale[None], dist.to(torch.float32), handles_rc.reshape(-1),
-                            self.confidence.to(torch.float32)])
-        return packet, handles_rc
-
-    def _load_first(self) -> None:
-        with torch.no_grad():
-            self.feat_first = self._features(self.ws0)
-
-    def _restore(self, index: int) -> None:
-        super()._restore(index)
-        if index >= 0 and self._continuable and getattr(self, "feat_first", None) is None:
-            self._load_first()
+        hold = edit.mask_loss(feat)
+        if hold is not None:
+            loss = loss + hold
+        return StepOutput(handles_rc=handles_rc, done=(dist <= edit.stop_px).all(), loss=loss, features=feat,
+                          extras={"confidence": self.confidence})

@@ -14,12 +14,19 @@ import pytest
 import torch
 from PIL import Image
 
-from draggan.apps.editor.editor import Busy, Editor, EditorError, EditorLimits, GeneratorChoice
-from draggan.drag import DragConfig, DragSession
+from draggan.apps.editor.editor import (
+    Busy,
+    Editor,
+    EditorError,
+    EditorLimits,
+    GeneratorChoice,
+)
 from draggan.latents import initial_latent
 from draggan.loading import load_generator
 from draggan.registry import DEFAULT_MODEL
+from draggan.session import DragSession
 from draggan.session_io import save_session
+from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 
 TOY = DragConfig.for_generator(DEFAULT_MODEL)  # toy-faces-64's own settings, from draggan/registry.py

@@ -24,8 +24,9 @@ import pytest
 from PIL import Image
 
 from draggan.apps.editor.editor import Editor, EditorLimits, GeneratorChoice
-from draggan.drag import DragConfig, DragSession
+from draggan.session import DragSession
 from draggan.session_io import save_session
+from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 from tests.helpers.editor_server import serving
 from tests.helpers.hostile_files import huge_png, npz_bomb, session_zip
@@ -242,7 +243,7 @@ def test_a_tab_with_a_request_in_flight_is_not_reaped(server):
 EDITOR_CHILD = """
 import numpy as np
 from draggan.apps.editor.editor import Editor, EditorLimits, GeneratorChoice
-from draggan.drag import DragConfig
+from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 G = tiny_generator(32)
 def invert(G, path, callback):

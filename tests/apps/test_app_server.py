@@ -15,9 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from draggan.apps.editor.editor import Editor, EditorError, EditorLimits, GeneratorChoice
+from draggan.apps.editor.editor import (
+    Editor,
+    EditorError,
+    EditorLimits,
+    GeneratorChoice,
+)
 from draggan.apps.editor.server import EditorServer
-from draggan.drag import DragConfig
+from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 from tests.helpers.editor_server import serving
 

@@ -18,8 +18,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from draggan.drag import DragConfig, DragSession
 from draggan.networks import Generator
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 
 
 class DeviceWatch(TorchDispatchMode):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from draggan.drag import DragConfig, DragSession
+from draggan.session import DragSession
+from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 
 
@@ -21,7 +22,7 @@ def test_a_runaway_latent_stops_with_the_state_before_the_update_that_did_it():
     assert result.done and last.error is not None and "diverged" in last.error and "lr" in last.error
     k = len(result.history) - 1  # the failed update was that of step k; the state after step k - 1 is kept
     torch.testing.assert_close(result.ws, s.ws_at(k - 1), rtol=0, atol=0)
-    features = s._features(result.ws.detach())
+    features = s.features(result.ws.detach())
     scale = float(features.square().mean().sqrt())
     assert scale <= 1.05 * s.feature_scale0  # what was kept is within the limit
 

@@ -10,11 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from draggan.drag import DragConfig, DragSession
-from draggan.features import bilinear_at, motion_supervision_loss, resized_features_at, track_points
-from draggan.points import pixels_to_normalized
 from draggan.apps.reference import FullResolutionDrag
+from draggan.features import (
+    bilinear_at,
+    motion_supervision_loss,
+    resized_features_at,
+    track_points,
+)
+from draggan.points import pixels_to_normalized
+from draggan.session import DragSession
 from draggan.session_io import load_session, save_session
+from draggan.settings import DragConfig
 from tests.conftest import STYLEGAN2, load_fixture_generator, tiny_generator
 
 
@@ -215,7 +221,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_state():
     for _ in range(3):
         s.step()
     good = s.ws.detach().clone()
-    s._loss = lambda feat, handles, active: feat.sum() * float("nan")
+    real_step = s.method.step
+
+    def nan_step(first):  # the method's step, with a loss that became NaN
+        out = real_step(first)
+        return dataclasses.replace(out, loss=out.loss * float("nan"))
+
+    s.method.step = nan_step
     result = s.run(max_steps=5)
     assert result.done and "nan" in result.history[-1].error
     torch.testing.assert_close(result.ws, good, rtol=0, atol=0)
@@ -249,7 +261,8 @@ def test_bad_input_is_a_clear_error_before_any_work(kwargs, match):
 
 def test_stop_distance_below_one_pixel_keeps_optimising():
     # A stop distance under a pixel: handles between it and 1 px still get a motion loss (no crash).
-    from draggan.drag import DragConfig, DragSession
+    from draggan.session import DragSession
+    from draggan.settings import DragConfig
     from tests.conftest import tiny_generator
 
     G = tiny_generator(32)
@@ -288,32 +301,31 @@ def test_the_official_preset_runs_on_a_small_generator_with_its_stated_adaptatio
 
 def test_recommended_settings_come_from_the_registry():
     from draggan.loading import load_generator
+    from draggan.presets import DEFAULT_METHOD, RECOMMENDED
     from draggan.registry import MODELS
 
-    from draggan.drag import RECOMMENDED
-
     toy = DragConfig.for_generator("toy-faces-64")
-    assert toy == DragConfig(**{**RECOMMENDED, **MODELS["toy-faces-64"].drag}) and toy.feature_block == 3 and toy.lr == 1e-2
+    assert toy == DragConfig(**{**RECOMMENDED, **MODELS["toy-faces-64"].drag}, method=DEFAULT_METHOD)
+    assert toy.feature_block == 3 and toy.lr == 1e-2 and toy.method == "freedrag"
     assert DragConfig.for_generator(load_generator("toy-faces-64", device="cpu")) == toy  # G keeps its name
     assert DragConfig.preset("recommended", "toy-faces-64") == toy
     # no settings of its own: the library's rules on top of the paper's
-    assert DragConfig.for_generator("stylegan2-ffhq-512") == DragConfig(**RECOMMENDED)
-    assert DragConfig.for_generator("/some/net.pkl") == DragConfig.for_generator(tiny_generator(32)) == DragConfig(**RECOMMENDED)
+    assert DragConfig.for_generator("stylegan2-ffhq-512") == DragConfig(**RECOMMENDED, method=DEFAULT_METHOD)
+    assert (DragConfig.for_generator("/some/net.pkl") == DragConfig.for_generator(tiny_generator(32))
+            == DragConfig(**RECOMMENDED, method=DEFAULT_METHOD))
     assert DragConfig.preset("paper") == DragConfig() and DragConfig().radius_unit == "px512"  # the paper's stay
-    assert DragConfig().mask_loss == "l1" and DragConfig().handle_stop == "together"
-    with pytest.raises(ValueError, match="unknown drag preset 'offical'"):
-        DragConfig.preset("offical")
+    assert DragConfig.preset("recommended", method="draggan") == DragConfig(**RECOMMENDED)
 
 
 def _history(handles_per_step, losses, done_at=None):
-    from draggan.drag import DragState
+    from draggan.session import DragState
 
     return [DragState(step=i, handles=[h], loss=loss, distances=[5.0], done=i == done_at)
             for i, (h, loss) in enumerate(zip(handles_per_step, losses))]
 
 
 def test_stall_is_no_movement_and_no_loss_decrease_for_n_steps():
-    from draggan.drag import stall
+    from draggan.stall import stall
 
     still = [(10.0, 10.0)] * 12
     assert stall(_history(still, [0.036 + 0.001 * i for i in range(12)]), 10).startswith("stalled: no handle has moved")
@@ -360,7 +372,7 @@ def test_each_handle_stops_once_it_has_reached_its_target():
     states = [together.step() for _ in range(4)]
     assert not any(s.done for s in states)  # never both on their targets at one step
     each.rollback(0)  # the finished handles are those of the history that remains
-    assert not each.done and each._finished.tolist() == [False, False]
+    assert not each.done and each.finished.tolist() == [False, False]
 
 
 def test_a_handle_on_the_pixel_nearest_a_target_between_pixels_has_arrived():
@@ -389,7 +401,7 @@ def test_a_reached_handle_that_drifts_off_is_pushed_back():
     each = [a.step() for _ in range(3)]
     together = [b.step() for _ in range(3)]
     assert each[2].loss == pytest.approx(together[2].loss) and each[2].loss > each[1].loss > 0
-    assert a._finished.tolist() == [True, False]
+    assert a.finished.tolist() == [True, False]
 
 
 def test_a_stalled_handle_is_given_up_after_its_patience():

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from draggan.drag import DragConfig, DragSession
 from draggan.image_io import load_mask
-from draggan.points import parse_points
 from draggan.limits import MAX_POINTS
+from draggan.points import parse_points
+from draggan.session import DragSession
 from draggan.session_io import load_session, save_session
+from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 from tests.helpers.hostile_files import huge_png, npz_bomb
 

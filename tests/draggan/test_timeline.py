@@ -8,9 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from draggan.drag import DragConfig, DragSession, TrackingStep
+from draggan.point_tracker import TrackingStep
 from draggan.render import DragFrames, to_uint8
+from draggan.session import DragSession
 from draggan.session_io import load_session, read_session_meta
+from draggan.settings import DragConfig
 from draggan.timeline import DragTimeline
 from tests.conftest import tiny_generator
 
@@ -128,7 +130,7 @@ def test_save_writes_a_run_folder_that_loads_back(G, tmp_path):
     files = tl.save(tmp_path / "run", generator="tiny")
     names = {p.name for p in (tmp_path / "run").iterdir()}
     assert names == {"before.png", "before_points.png", "after.png", "after_points.png", "drag.gif",
-                     "session.json", "latent.npz"}
+                     "session.json", "latent.npz", "drag_config.yaml"}
     assert set(files) == {"before", "after", "animation", "session", "latent"}
     assert read_session_meta(tmp_path / "run")["generator"] == "tiny"
     loaded = load_session(tmp_path / "run", G)  # the current segment: its own 2 steps, from its own start

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from draggan.drag import DragConfig
-from eval.gates import THRESHOLDS, detector_error
 from draggan.latents import latents_from_seeds, synthesize
+from draggan.settings import DragConfig
+from eval.gates import THRESHOLDS, detector_error
 from eval.landmarks import POINT_SETS, detection_rate, landmark_manipulation
 
 
 def toy_drag_config() -> DragConfig:
     from hydra import compose, initialize_config_dir
 
-    from eval.configs import register_configs
     from draggan.configs import drag_config_from
+    from eval.configs import register_configs
     register_configs()
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base=None):
         return drag_config_from(compose("gates"))

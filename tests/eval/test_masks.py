@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from draggan.drag import DragConfig
+from draggan.settings import DragConfig
 from eval.masks import disc_mask, masked_drag
 from eval.mouth import mouth_centres, red_pixels
 

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from draggan.drag import DragConfig
+from draggan.settings import DragConfig
 from eval.landmarks import landmark_manipulation
 
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from draggan.drag import DragConfig
+from draggan.settings import DragConfig
+from draggan.weights import WeightsUnavailable
 from eval.flow import make_flow
 from eval.landmarks import POINT_SETS, face_pairs, landmark_manipulation
 from eval.paired import paired_reconstruction, sample_flow_points
 from eval.trackers import make_tracker
 from eval.tracking import record_drag, tracking_accuracy
-from draggan.weights import WeightsUnavailable
 
 # its own settings (draggan/registry.py), with DragGAN's step: the paper's protocols, and its tracker in the loop
 TOY_DRAG = dataclasses.replace(DragConfig.for_generator("toy-faces-64"), method="draggan")

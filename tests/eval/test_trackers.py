@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from draggan.drag import DragConfig, DragSession
+from draggan.session import DragSession
+from draggan.settings import DragConfig
+from draggan.weights import WeightsUnavailable
 from eval.flow import make_flow, sample_flow
 from eval.trackers import TRACKERS, CoTracker, FeatureTracker, in_loop, make_tracker
-from draggan.weights import WeightsUnavailable
 from tests.conftest import tiny_generator
 
 H = W = 64

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from draggan.drag import DragSession
-from draggan.loading import load_generator
 from draggan.apps.toyfaces.detector import load_detector
 from draggan.apps.toyfaces.renderer import LANDMARKS, render_seeds
 from draggan.latents import latents_from_seeds, synthesize
+from draggan.loading import load_generator
+from draggan.session import DragSession
 from inversion import apply_noise, pivotal_tune, project
 from inversion.metrics import psnr
 

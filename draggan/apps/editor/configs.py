@@ -1,5 +1,5 @@
-"""The web editor's schema (`scripts/app.py`, conf/app.yaml). Dataclasses only: `eval.configs.register_configs`
-imports it for every script, and the editor stays free of `inversion` (the script passes the inversion in)."""
+"""The web editor's schema (`scripts/app.py`, conf/app.yaml). Dataclasses only: `draggan.apps.configs.register_configs`
+imports it, and the editor stays free of `inversion` (the script passes the inversion in)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,4 @@ class AppConfig:
     max_sessions: int = 16  # open tabs at once
     session_timeout: float = 60.0  # seconds a silent tab keeps its session
     max_fps: float = 10.0  # image updates per second while a drag runs
+    explain: bool = False  # print every drag setting the editor would drag with, and where it came from; then stop

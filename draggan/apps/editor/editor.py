@@ -45,14 +45,22 @@ from PIL import Image
 
 from draggan import limits as input_limits
 from draggan.checkpoint import CheckpointError, load_generator_file, save_generator
-from draggan.drag import DragConfig, DragSession, stall
 from draggan.files import FileFormatError, read_zip
 from draggan.image_io import ImageError, open_image, read_mask
 from draggan.latents import initial_latent
 from draggan.networks import Generator
 from draggan.points import as_points, check_inside
 from draggan.render import save_animation
-from draggan.session_io import LATENT_FILE, SESSION_FILE, TUNED_GENERATOR_FILE, load_session, read_session_meta
+from draggan.session import DragSession
+from draggan.session_io import (
+    LATENT_FILE,
+    SESSION_FILE,
+    TUNED_GENERATOR_FILE,
+    load_session,
+    read_session_meta,
+)
+from draggan.settings import DragConfig
+from draggan.stall import stall
 from draggan.timeline import DragTimeline
 
 log = logging.getLogger(__name__)

@@ -53,6 +53,6 @@ class TrainScriptConfig:
     """`scripts/train.py` (conf/train.yaml)."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
-    logger: Any = None  # eval.logging.LoggerConfig, chosen in the logger group (registered by eval.configs)
+    logger: Any = None  # draggan.loggers.LoggerConfig, chosen in the logger group (registered by draggan.configs)
     out_dir: str | None = None  # None = Hydra's run folder; an existing folder with a state resumes there
     resume: bool = True  # continue from out_dir/training-state.pt when it exists
