@@ -19,10 +19,21 @@ def _device(G: Generator) -> torch.device:
     return next(G.parameters()).device
 
 
+def _normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal values of numpy's `RandomState(seed)`: the one place where a seed becomes z."""
+    return np.random.RandomState(seed).randn(*shape)
+
+
 def z_from_seeds(G: Generator, seeds: Sequence[int]) -> torch.Tensor:
     """z [N, z_dim] of `seeds` on G's device, one RandomState per seed."""
-    z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])
+    z = np.stack([_normal(s, (G.z_dim,)) for s in seeds])
     return torch.from_numpy(z).to(_device(G), torch.float32)
+
+
+def z_samples(G: Generator, num: int, seed: int) -> torch.Tensor:
+    """z [num, z_dim] drawn at once from one RandomState(seed), on G's device (how the official projector draws the
+    samples of its w statistics)."""
+    return torch.from_numpy(_normal(seed, (num, G.z_dim))).to(_device(G), torch.float32)
 
 
 def ws_from_z(G: Generator, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:

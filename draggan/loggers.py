@@ -35,6 +35,9 @@ class Logger(Protocol):
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
         """A table of `rows`, each with a value per column."""
 
+    def log_config(self, values: dict[str, Any]) -> None:
+        """Values to keep with the run's configuration (the drag settings and their sources, say)."""
+
     def finish(self) -> None:
         """Flush and close the run."""
 
@@ -52,6 +55,9 @@ class NullLogger:
         pass
 
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
+        pass
+
+    def log_config(self, values: dict[str, Any]) -> None:
         pass
 
     def finish(self) -> None:

@@ -106,10 +106,10 @@ class DragSession:
         if self.r1 <= 0 or self.r2 <= 0:
             raise ValueError(f"r1/r2 scale to {self.r1}/{self.r2} px at {self.size[0]} px; "
                              "set min_radius=1 or larger radii")
-        limit = max(self.size)
+        limit = max(self.size) / 2  # a search window or motion disk no larger than the image (the resized map)
         if self.r1 > limit or self.r2 > limit:
-            raise ValueError(f"r1/r2 scale to {self.r1:g}/{self.r2} px, larger than this {self.size[0]}x{self.size[1]} "
-                             "image: give radii that fit the feature map")
+            raise ValueError(f"r1/r2 scale to {self.r1:g}/{self.r2} px, more than half this {self.size[0]}x{self.size[1]} "
+                             f"image ({limit:g} px): give radii that fit the feature map")
         self.mask = self._check_mask(mask)
         self.mask_term = None if self.mask is None else MaskTerm(
             self.mask, self.size, feature_resolution, loss=cfg.mask_loss, weight=cfg.lambda_mask, margin=cfg.mask_margin)

@@ -329,7 +329,7 @@ def with_sources(config: DragConfig, record: Any) -> DragConfig:
 
     def source(entry: Any) -> str:
         src = entry.get("source") if isinstance(entry, dict) else None
-        return src if isinstance(src, str) and _SOURCE.match(src) else "override"
+        return src if isinstance(src, str) and _SOURCE.fullmatch(src) else "override"
 
     sources = {name: source(record.get(name)) for name in values if name != "method_options"}
     options = record.get("method_options")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from draggan.latents import z_from_seeds
 from draggan.loading import load_generator, resolve_device
 from draggan.methods import available, get_method
 from draggan.precision import repeatable
@@ -102,7 +103,7 @@ def _agreement(a: list, b: list) -> int:
 def check_generator(ctx: Context):
     with repeatable():
         G_cpu, G_dev = _toy("cpu"), _toy(ctx.device)
-        z = torch.from_numpy(np.random.RandomState(0).randn(4, G_cpu.z_dim)).float()
+        z = z_from_seeds(G_cpu, range(4))
         with torch.no_grad():
             a = G_cpu.synthesis(G_cpu.mapping(z, None, truncation_psi=0.7))
             b = G_dev.synthesis(G_dev.mapping(z.to(ctx.device), None, truncation_psi=0.7)).cpu()
@@ -395,7 +396,8 @@ def check_bench_drag(ctx: Context):
         raise Skip("no resolutions to benchmark")
     rows = bench_drag(ctx.resolutions, [str(ctx.device)], steps=2 if ctx.quick else 10, warmup=1 if ctx.quick else 3,
                       handles=(2, 17) if ctx.quick else (2, 68), official_repo=ctx.official_repo,
-                      make_generator=_narrow_generator if ctx.quick else official_sized_generator)
+                      make_generator=_narrow_generator if ctx.quick else official_sized_generator,
+                      methods=tuple(m for m in available() if get_method(m).capture_safe and m != "draggan"))
     if ctx.out is not None:
         (ctx.out / "bench_drag.txt").write_text("\n".join(format_row(r) for r in rows) + "\n")
     best = {r["resolution"]: r for r in rows if r["handles"] == 2}  # the last precision of each resolution

@@ -40,6 +40,9 @@ class WandbLogger:
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
         self.run.log({name: self._wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
 
+    def log_config(self, values: dict[str, Any]) -> None:
+        self.run.config.update(values, allow_val_change=True)
+
     def finish(self) -> None:
         self.run.finish()
 

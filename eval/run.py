@@ -21,9 +21,10 @@ from draggan.configs import drag_config_from, from_config
 from draggan.files import atomic_write
 from draggan.loading import load_generator
 from draggan.session_io import json_safe
+from draggan.settings import settings_record, write_settings
+from draggan.weights import WeightsUnavailable
 from eval.configs import BenchmarkConfig, TrackerConfig
 from eval.tables import markdown_table
-from draggan.weights import WeightsUnavailable
 
 BENCHMARKS = ("landmarks", "paired", "tracking")
 
@@ -180,7 +181,10 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
         torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
     G = load_generator(cfg.generator, device=cfg.device)
-    drag_config = drag_config_from(cfg)
+    drag_config = drag_config_from(cfg, G)
+    settings = settings_record(drag_config, G)  # every drag setting and where it came from
+    write_settings(settings, out)
+    logger.log_config({"drag_settings": settings})
     results: dict[str, Any] = dict(benchmark=name, generator=cfg.generator, n_pairs=cfg.n_pairs, seed=cfg.seed,
                                    method=drag_config.method, drag_config=dataclasses.asdict(drag_config))
     if name == "tracking":

@@ -15,12 +15,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from draggan.latents import ws_from_z
+from draggan.latents import ws_from_z, z_samples
 from draggan.networks import Generator
 
 LOSSES = ("lpips", "mse")
@@ -87,9 +86,7 @@ def noise_regularization(noise: list[torch.Tensor]) -> torch.Tensor:
 
 def w_statistics(G: Generator, num_samples: int = 10_000, seed: int = 123) -> tuple[torch.Tensor, float]:
     """Mean w [1, 1, w_dim] and the root mean squared distance to it, from `num_samples` mapped z."""
-    device = next(G.parameters()).device
-    z = torch.from_numpy(np.random.RandomState(seed).randn(num_samples, G.z_dim)).to(device, torch.float32)
-    w = ws_from_z(G, z)[:, :1, :]
+    w = ws_from_z(G, z_samples(G, num_samples, seed))[:, :1, :]
     w_avg = w.mean(dim=0, keepdim=True)
     return w_avg, float(((w - w_avg).square().sum() / num_samples).sqrt())
 

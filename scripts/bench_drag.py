@@ -19,7 +19,7 @@ register_configs()
 def main(cfg) -> None:
     rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, rounds=cfg.rounds,
                       handles=list(cfg.handles),
-                      official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16)
+                      official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16, methods=tuple(cfg.methods))
     (Path(HydraConfig.get().runtime.output_dir) / "results.json").write_text(json.dumps(rows, indent=1))
 
 

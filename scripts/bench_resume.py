@@ -9,7 +9,7 @@ import sys
 import tempfile
 
 from draggan.apps.training.loop import TrainConfig
-from draggan.apps.training.state import measure_resume
+from draggan.apps.training.resume_check import measure_resume
 
 if __name__ == "__main__":
     kimg = float(sys.argv[1]) if len(sys.argv) > 1 else 3.2

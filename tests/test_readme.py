@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,8 @@ PLAN = [
     ("python scripts/drag.py generator=stylegan2-ffhq-512", "fast",
      {"stylegan2-ffhq-512": "toy-faces-64", "[[250,300,250,340]]": LIP}, ["drag.max_steps=20", "progress=false"]),
     ("python scripts/drag.py drag_method=draggan", "fast", {}, ["drag.max_steps=5", "progress=false"]),
+    ("python scripts/drag.py drag=paper drag.lr=0.01 explain=true", "fast", {}, []),
+    ("python scripts/drag.py drag.method=mymethods:Straight", "fast", {}, ["progress=false"]),
     ("python scripts/drag.py generator=/path/to/", "fast",
      {"/path/to/network-snapshot.pkl": "{pkl}", "[[x,y,tx,ty]]": LIP}, ["drag.max_steps=5", "progress=false"]),
     ("python scripts/drag.py resume=outputs/drag/<run> rollback_to=20", "fast", {"outputs/drag/<run>": "{run}"},
@@ -89,6 +92,8 @@ PLAN = [
     ("python scripts/evaluate.py benchmark=paired", "slow", {}, FAST_EVAL + ["n_pairs=1", "benchmark.paired_points=4",
                                                                             "drag.max_steps=4"]),
     ("python scripts/evaluate.py benchmark=tracking", "slow", {}, FAST_EVAL + ["n_pairs=1", "drag.max_steps=4"]),
+    ("python scripts/evaluate.py drag.method=mymethods:Straight", "slow", {"n_pairs=10": "n_pairs=1"},
+     FAST_EVAL[:-1] + ["'benchmark.num_points=[1,5]'"]),
     ("python scripts/evaluate.py -m", "slow", {}, FAST_EVAL + ["n_pairs=1", "drag.max_steps=4",
                                                                "hydra.sweep.dir=multirun/sweep"]),
     ("python scripts/evaluate.py +experiment=", "elsewhere: hours of sweeps; composed here, and each of its runs "
@@ -167,6 +172,7 @@ def places(tmp_path_factory):
     mask = Image.new("L", (64, 64), 0)
     ImageDraw.Draw(mask).ellipse((20, 28, 44, 52), fill=255)  # the mouth and around it may move
     mask.save(cwd / "mask.png")
+    (cwd / "mymethods.py").write_text(blocks("python")[1])  # "Add your own method": the README's file
     return {"cwd": cwd, "pkl": str(cwd / "net.pkl"), "run": str(cwd / "outputs/drag/first"),
             "inversion": str(cwd / "outputs/invert/first")}
 
@@ -190,6 +196,16 @@ def test_fast_readme_commands_run(places):
     """The drag commands and the export, as the README writes them (with the substitutions of PLAN)."""
     lines = {plan_of(c)[0]: c for c in command_lines() if plan_of(c)[1] == "fast"}
     cwd = places["cwd"]
+    r = run_readme(lines["python scripts/drag.py drag=paper drag.lr=0.01 explain=true"], places, str(cwd / "explain"))
+    assert re.search(r"^lr +0\.01 +override$", r.stdout, re.M) and re.search(r"^method +'draggan' +preset:paper$",
+                                                                            r.stdout, re.M), r.stdout
+    assert re.search(r"^feature_block +3 +adapted:", r.stdout, re.M) and not (cwd / "explain" / "results.json").exists()
+    run_readme(lines["python scripts/drag.py drag.method=mymethods:Straight"], places, str(cwd / "mine"))
+    mine = _results(cwd / "mine")
+    assert mine["done"] and mine["steps"] == 5 and mine["final_handles"] == [[32.0, 44.0]]
+    settings = yaml.safe_load((cwd / "mine" / "drag_config.yaml").read_text())
+    assert settings["method"] == {"value": "mymethods:Straight", "source": "override"}
+    assert settings["lr"] == {"value": 0.01, "source": "model:toy-faces-64"}
     run_readme(lines["python scripts/drag.py seed=0"], places, places["run"])
     first = _results(places["run"])
     assert first["done"] and first["steps"] > 20  # enough steps for the README's rollback_to=20
@@ -211,6 +227,7 @@ def test_fast_readme_commands_run(places):
 
 README_BLOCK_CHECKS = [  # what each ```python block must print or write, in order
     (r"^True \[\(3\d\.0, 4\d\.0\)\] \d+ None$", "outputs/my_edit/session.json"),
+    (r"^5 \[\(32\.0, 44\.0\)\]$", None),  # "Add your own method": 4 one-pixel steps, then the stop
     (r"^\[\(\d+\.\d+, \d+\.\d+\)\]$", None),  # FreeDrag's handles lie on the line, between pixels
     (r"^landmarks \d+\.\d\d px from their targets, \d+\.\d\d px after the drags$", None),
 ]

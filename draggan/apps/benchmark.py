@@ -2,7 +2,8 @@
 
 For one generator of the official widths (random weights: speed only) at each resolution, the
 seconds per step of:
-- `editor`: `DragSession.step` (sparse features, batched handles, one host read per step);
+- `editor`: `DragSession.step` of DragGAN (sparse features, batched handles, one host read per step), and
+  `method_<name>` the same for each other method asked for (FreeDrag, StableDrag: their captured step on CUDA);
 - `full_res`: `draggan.apps.reference.FullResolutionDrag`, the official recipe re-written here (whole
   synthesis, feature map resized to the image size, per-handle Python loops);
 - `floor`: forward and backward of the synthesis blocks up to the feature block alone, the work any
@@ -160,10 +161,21 @@ class OfficialDragStep:
         return bool(res.stop)
 
 
+def _endless(session: DragSession) -> Callable[[], object]:
+    """`session.step`, going back to the state after its first step whenever the drag has finished."""
+
+    def step():
+        if session.done:
+            session.rollback(0)
+        return session.step()
+
+    return step
+
+
 def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, warmup: int = 1, rounds: int = 1,
                      handles: int = 2, config: DragConfig | None = None, official_repo: str | None = None,
-                     full_res: bool = True, make_generator: Callable[[int], Generator] = official_sized_generator
-                     ) -> dict:
+                     full_res: bool = True, make_generator: Callable[[int], Generator] = official_sized_generator,
+                     methods: tuple[str, ...] = ()) -> dict:
     """Seconds per step of the editor, the references and the floor, and whether editor and full_res agree."""
     G = make_generator(resolution).to(device)
     cfg, _ = (config or DragConfig()).adapted_to(G)  # e.g. block 3 below 128 px, as the editor does (and says)
@@ -171,8 +183,11 @@ def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, w
         ws = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(device), None,
                        truncation_psi=0.7)
     h, t = drag_points(resolution, handles)
-    fast = DragSession(G, ws, h, t, config=cfg)
+    fast = DragSession(G, ws, h, t, config=dataclasses.replace(cfg, method="draggan"))
     steps_of = {"editor": fast.step, "floor": floor_step(G, ws, cfg)}
+    for method in methods:  # the other methods' steps, with the same settings
+        if method != "draggan":
+            steps_of[f"method_{method}"] = _endless(DragSession(G, ws, h, t, config=dataclasses.replace(cfg, method=method)))
     if device.type == "cuda":  # the step launched kernel by kernel, and the floor as one graph
         eager = DragSession(G, ws, h, t, config=dataclasses.replace(cfg, cuda_graph=False))
         steps_of.update(editor_eager=eager.step, floor_graph=floor_step(G, ws, cfg, graph=True))
@@ -185,9 +200,12 @@ def bench_resolution(resolution: int, device: torch.device, *, steps: int = 3, w
     row = {"resolution": resolution, "device": str(device), "handles": handles,
            "precision": "fp32" if cfg.force_fp32 or device.type != "cuda" else "official fp16 policy",
            **{f"{name}_s": s for name, s in seconds.items()}}
+    floor = row["floor_graph_s"] if "floor_graph_s" in row else row["floor_s"]
     row["editor_over_floor"] = row["editor_s"] / row["floor_s"]
     if "floor_graph_s" in row:
         row["editor_over_floor_graph"] = row["editor_s"] / row["floor_graph_s"]
+    for name in [k for k in seconds if k.startswith("method_")]:
+        row[f"{name}_over_floor"] = row[f"{name}_s"] / floor  # against the graphed floor on CUDA
     if full_res:
         row["full_res_over_editor"] = row["full_res_s"] / row["editor_s"]
         row["same_tracked_points"] = fast.handles == [tuple(p) for p in full.handles.flip(-1).tolist()]
@@ -204,12 +222,15 @@ def format_row(row: dict) -> str:
             f"editor {ms('editor_s')} (eager {ms('editor_eager_s')}) floor {ms('floor_s')} (graph {ms('floor_graph_s')}) "
             f"full-res {ms('full_res_s')} official {ms('official_s')}  editor/floor {ratio('editor_over_floor')} "
             f"(/graph floor {ratio('editor_over_floor_graph')})  full-res/editor {ratio('full_res_over_editor')}  "
-            f"official/editor {ratio('official_over_editor')}  same points: {row.get('same_tracked_points', '-')}")
+            f"official/editor {ratio('official_over_editor')}  same points: {row.get('same_tracked_points', '-')}"
+            + "".join(f"  {k[7:-2]} {ms(k)} ({ratio(k[:-2] + '_over_floor')} floor)" for k in row
+                      if k.startswith("method_") and k.endswith("_s")))
 
 
 def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, rounds: int = 1, handles=(2,),
                official_repo: str | None = None, fp32: bool = True, fp16: bool = True,
-               make_generator: Callable[[int], Generator] = official_sized_generator) -> list[dict]:
+               make_generator: Callable[[int], Generator] = official_sized_generator,
+               methods: tuple[str, ...] = ()) -> list[dict]:
     """Every resolution, handle count and precision on every device present; prints a line per row."""
     rows = []
     for name in devices:
@@ -225,7 +246,8 @@ def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, rounds:
                     row = bench_resolution(int(res), device, steps=steps, warmup=warmup, rounds=rounds, handles=int(n),
                                            config=cfg,
                                            official_repo=official_repo if n == handles[0] else None,
-                                           full_res=n == handles[0], make_generator=make_generator)
+                                           full_res=n == handles[0], make_generator=make_generator,
+                                           methods=tuple(methods))
                     rows.append(row)
                     print(format_row(row), flush=True)
     return rows

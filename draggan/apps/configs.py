@@ -37,6 +37,7 @@ class BenchDragConfig:
     official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: also time the official step
     fp32: bool = True  # CUDA: time float32 synthesis (force_fp32)
     fp16: bool = True  # CUDA: time the official precision policy (float16 on the top 4 resolutions)
+    methods: list[str] = field(default_factory=list)  # other drag methods to time beside DragGAN's step (freedrag, ...)
 
 
 def register_configs() -> None:

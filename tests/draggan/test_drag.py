@@ -244,6 +244,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_state():
     (dict(ws="shape"), "ws must have shape"),
     (dict(config=DragConfig(feature_block=9)), "feature_block"),
     (dict(config=DragConfig(feature_block=3, tracking_distance="cosine")), "tracking_distance"),
+    (dict(config=DragConfig(feature_block=3, r2=4096)), "more than half this 64x64 image"),  # ~GBs per handle
+    (dict(config=DragConfig(feature_block=3, min_radius=4096)), "more than half"),
+    (dict(config=DragConfig(feature_block=3, radius_unit="cells", r1=0.75, r2=17)), "fit the feature map"),
 ])
 def test_bad_input_is_a_clear_error_before_any_work(kwargs, match):
     G = tiny_generator(64)

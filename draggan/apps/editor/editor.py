@@ -640,7 +640,7 @@ class TabSession:
             else:
                 choice = self.editor.choice(name)
                 G, tuned = self.editor.generator(choice), False
-            session = load_session(folder, G)
+            session = load_session(folder, G, trusted=False)  # an upload names no code and no file
         except EditorError:
             raise
         except (ValueError, KeyError, TypeError, OSError, RuntimeError, CheckpointError) as e:
