@@ -61,8 +61,8 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in [
     ModelInfo("toy-faces-64", "toy-faces-64.safetensors", (64, 64),
               "MIT, like this project (trained by scripts/train.py on procedural faces; see toy-faces-64.md)",
               shipped=True, drag=dict(feature_block=3, lr=1e-2, stop_distance=0.71)),
-    # A second run of the same recipe (train.seed=1, 117k images): the held-out model of issue 17, on which the
-    # library's default drag settings were checked without tuning. It has no drag settings of its own, on purpose.
+    # A second run of the same recipe (train.seed=1): a held-out model on which the library's default drag settings
+    # are checked without tuning (its card). It has no drag settings of its own, on purpose.
     ModelInfo("toy-faces-64-seed1", "toy-faces-64-seed1.safetensors", (64, 64),
               "MIT, like this project (trained by scripts/train.py train.seed=1; see toy-faces-64-seed1.md)",
               shipped=True),

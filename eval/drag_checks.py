@@ -1,4 +1,4 @@
-"""`python scripts/drag_checks.py check=mask|mouth`: issue 17's two measures of drag quality, from the command line.
+"""`python scripts/drag_checks.py check=mask|mouth`: two measures of drag quality, from the command line.
 
 - `mask` (`eval.masks.masked_drag`): a landmark dragged with and without a disc mask around it; prints the
   distance left to the target and the motion of the landmarks outside the mask, both ways.

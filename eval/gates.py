@@ -45,7 +45,7 @@ from eval.landmarks import detection_rate, landmark_manipulation
 HELD_OUT_SEED = 10 ** 6  # renders for the detector's error use seeds from here (training uses seed streams [seed, i])
 
 THRESHOLDS = dict(renderer_images_per_second=1000.0, detector_error_px=0.5, detection_rate=0.9, md_ratio_1pt=0.3)
-RENDERER_IPS_ABOVE_64 = 300.0  # the renderer's gate above 64 px (issue 18: on one core, or on the training device)
+RENDERER_IPS_ABOVE_64 = 300.0  # the renderer's gate above 64 px (on one core, or on the training device)
 
 
 def thresholds(resolution: int) -> dict[str, float]:

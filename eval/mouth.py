@@ -1,6 +1,6 @@
 """The red-pixel mouth measure: drag the mouth down and see where the red of the lips went.
 
-Issue 17's check of drag settings on a toy-faces generator the settings were not tuned on: it needs no
+A check of drag settings on a toy-faces generator the settings were not tuned on: it needs no
 landmark detector, only the lips' colour, so it applies to any generator of the toy-faces domain. For each
 face (the first `num_faces` seeds from `seed` whose mouth is visible), the mouth is the centroid of the red
 pixels in the lower middle of the image; it is dragged `offset` pixels (the handle at the centroid, the

@@ -21,6 +21,7 @@ never run with random weights. `in_loop(tracker)` turns a tracker into the point
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from draggan.features import resized_features_at, track_points
+from draggan.plugins import is_spec, load_object
 from draggan.point_tracker import TrackingStep
 from draggan.points import rc_to_xy, xy_to_rc
 from draggan.settings import DragConfig
@@ -42,8 +44,6 @@ from eval.flow import (
     to_uint8_gray,
 )
 
-TRACKERS = ("draggan_l1", "draggan_l2", "lucas_kanade", "dis", "farneback", "raft_small", "raft_large", "cotracker",
-            "none")
 
 
 @dataclass
@@ -217,25 +217,43 @@ class CoTracker(Tracker):
         return self(torch.stack(frames), queries).points[-1].numpy()
 
 
+TrackerFactory = Callable[..., "Tracker"]  # (drag_config, weights, download, device) -> Tracker
+_TRACKERS: dict[str, TrackerFactory] = {
+    "draggan_l1": lambda cfg, **_: FeatureTracker("l1", r2=cfg.r2, min_radius=cfg.min_radius, radius_unit=cfg.radius_unit),
+    "draggan_l2": lambda cfg, **_: FeatureTracker("l2", r2=cfg.r2, min_radius=cfg.min_radius, radius_unit=cfg.radius_unit),
+    "lucas_kanade": lambda cfg, **_: LucasKanadeTracker(),
+    "dis": lambda cfg, **_: FlowTracker(DISFlow()),
+    "farneback": lambda cfg, **_: FlowTracker(FarnebackFlow()),
+    "raft_small": lambda cfg, weights, download, device: FlowTracker(RAFTFlow("small", weights=weights, download=download,
+                                                                             device=device)),
+    "raft_large": lambda cfg, weights, download, device: FlowTracker(RAFTFlow("large", weights=weights, download=download,
+                                                                             device=device)),
+    "cotracker": lambda cfg, device, **_: CoTracker(device=device),
+    "none": lambda cfg, **_: NoTracker(),
+}
+TRACKERS = tuple(_TRACKERS)  # the shipped trackers (the tracking benchmark's default set)
+
+
+def register_tracker(name: str, factory: TrackerFactory) -> None:
+    """Make `factory(drag_config, weights=, download=, device=) -> Tracker` the tracker `name` (`tracker.name=name`)."""
+    if name in _TRACKERS and _TRACKERS[name] is not factory:
+        raise ValueError(f"tracker {name!r} is already registered")
+    _TRACKERS[name] = factory
+
+
 def make_tracker(name: str, *, drag_config: DragConfig | None = None, weights: str | os.PathLike | None = None,
                  download: bool = False, device: str | torch.device = "cpu") -> Tracker:
-    """The tracker `name` (one of TRACKERS); DragGAN's take r2, its unit and min_radius from `drag_config`."""
+    """The tracker `name`: a registered one (TRACKERS, or `register_tracker`), or `module:Class` (a `Tracker`
+    subclass of the user's, made without arguments); DragGAN's take r2, its unit and min_radius from `drag_config`."""
     cfg = drag_config or DragConfig()
-    if name in ("draggan_l1", "draggan_l2"):
-        return FeatureTracker(name[-2:], r2=cfg.r2, min_radius=cfg.min_radius, radius_unit=cfg.radius_unit)
-    if name == "none":
-        return NoTracker()
-    if name == "lucas_kanade":
-        return LucasKanadeTracker()
-    if name == "dis":
-        return FlowTracker(DISFlow())
-    if name == "farneback":
-        return FlowTracker(FarnebackFlow())
-    if name in ("raft_small", "raft_large"):
-        return FlowTracker(RAFTFlow(name.split("_")[1], weights=weights, download=download, device=device))
-    if name == "cotracker":
-        return CoTracker(device=device)
-    raise ValueError(f"unknown tracker {name!r} (expected one of {', '.join(TRACKERS)})")
+    if name in _TRACKERS:
+        return _TRACKERS[name](cfg, weights=weights, download=download, device=device)
+    if is_spec(name):
+        cls = load_object(name, "tracker")
+        if not (isinstance(cls, type) and issubclass(cls, Tracker)):
+            raise ValueError(f"tracker {name!r} is not a subclass of eval.trackers.Tracker")
+        return cls()
+    raise ValueError(f"unknown tracker {name!r} (expected one of {', '.join(_TRACKERS)}, or module:Class)")
 
 
 class _InLoop:

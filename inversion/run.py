@@ -194,6 +194,8 @@ def run_edit_real(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     G, ws = load_inversion(inv_dir, device=None if cfg.device == "auto" else cfg.device)
     mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
     session = DragSession(G, ws, handles, targets, mask=mask, config=drag_config_from(cfg))
+    if logger is not None:
+        logger.log_config({"drag_settings": session.settings})  # as the run folder's drag_config.yaml
     results = edit_and_save(session, out, generator_name=str(inv_dir / GENERATOR_FILE), frame_every=cfg.frame_every,
                             video=cfg.video, progress=cfg.progress)
     results["inversion"] = inverted if inverted is not None else str(inv_dir)

@@ -1,4 +1,4 @@
-"""Issue 17's drag-quality checks: `python scripts/drag_checks.py check=mask|mouth [generator=...] [drag.<setting>=...]`.
+"""Drag-quality checks: `python scripts/drag_checks.py check=mask|mouth [generator=...] [drag.<setting>=...]`.
 
 Prints the figures as one JSON object on the last line (see eval/drag_checks.py)."""
 

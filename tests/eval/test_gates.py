@@ -27,5 +27,16 @@ def test_parameter_distance_sees_a_lack_of_variety():
     assert near < 0.1 and far > 4 * near, (near, far)  # each squeezed parameter adds (0.29 - 0.03)^2 = 0.07
 
 
-def test_renderer_speed_is_measured_on_the_given_device():
-    assert images_per_second(32, batch=8, repeats=1, device=torch.device("cpu")) > 0
+def test_renderer_speed_is_measured_on_the_given_device(monkeypatch):
+    """Images per second = batch x repeats over the timed renders only (not the untimed first one)."""
+    import time
+
+    import draggan.apps.toyfaces.renderer as renderer
+
+    clock = iter([100.0, 102.5])  # the two readings around the timed repeats
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    calls = []
+    real = renderer.render
+    monkeypatch.setattr(renderer, "render", lambda params, res: calls.append(params.device) or real(params, res))
+    assert images_per_second(32, batch=8, repeats=5, device=torch.device("cpu")) == 8 * 5 / 2.5
+    assert len(calls) == 6 and {d.type for d in calls} == {"cpu"}

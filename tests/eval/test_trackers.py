@@ -124,3 +124,22 @@ def test_frame_trackers_in_the_loop():
     assert all(s.handles == [(12.0, 14.0)] for s in frozen.history)
     dis = DragSession(G, ws, [[12, 14]], [[18, 14]], config=cfg, tracker=in_loop(make_tracker("dis"))).run()
     assert len(dis.history) == 5 and all(np.isfinite(s.handles).all() for s in dis.history)
+
+
+def test_a_tracker_of_ones_own_is_taken_by_module_and_class(tmp_path, monkeypatch):
+    """`tracker.name=<module>:<Class>` (a Tracker subclass from the working directory), or `register_tracker`."""
+    import sys
+
+    from eval.trackers import NoTracker, register_tracker
+
+    (tmp_path / "mytrackers.py").write_text("from eval.trackers import NoTracker\n\n\nclass Still(NoTracker):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "mytrackers", raising=False)
+    tracker = make_tracker("mytrackers:Still")
+    assert type(tracker).__name__ == "Still" and isinstance(tracker, NoTracker)
+    with pytest.raises(ValueError, match="not a subclass of eval.trackers.Tracker"):
+        make_tracker("textwrap:dedent")
+    with pytest.raises(ValueError, match="unknown tracker 'nope'"):
+        make_tracker("nope")
+    register_tracker("still-test", lambda cfg, **_: NoTracker())
+    assert isinstance(make_tracker("still-test"), NoTracker)
