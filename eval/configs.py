@@ -107,6 +107,16 @@ def schemas() -> list[tuple[str | None, str, type]]:
             ("benchmark", "benchmark_schema", BenchmarkConfig), ("tracker", "tracker_schema", TrackerConfig)]
 
 
+def all_schemas() -> list[tuple[str | None, str, type]]:
+    """(group, name, schema) of every config of the project, layer by layer (the method registry's `drag_method`
+    entries aside)."""
+    from draggan import configs as library
+    from draggan.apps import configs as applications
+    from inversion import configs as inversion
+
+    return library.schemas() + applications.schemas() + inversion.schemas() + schemas()
+
+
 def register_configs() -> None:
     """Register every schema of the project in Hydra's ConfigStore: the evaluation's (`schemas()`) on top of the
     inversion's, the applications' and the library's (`inversion.configs.register_configs`)."""

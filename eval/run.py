@@ -20,6 +20,7 @@ import torch
 from draggan.configs import drag_config_from, from_config
 from draggan.files import atomic_write
 from draggan.loading import load_generator
+from draggan.methods import get_method
 from draggan.session_io import json_safe
 from draggan.settings import settings_record, write_settings
 from draggan.weights import WeightsUnavailable
@@ -201,6 +202,9 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
         else:
             # DragGAN's own trackers run as the session's built-in tracking (identical, and faster).
             in_loop = None if tracker_name == f"draggan_{drag_config.tracking_distance}" else tracker
+            if in_loop is not None and not get_method(drag_config.method).accepts_tracker:
+                raise ValueError(f"tracker={tracker_name} replaces DragGAN's point tracking inside the loop, but drag "
+                                 f"method {drag_config.method!r} localises its handles itself: add drag_method=draggan")
             run = _landmarks if name == "landmarks" else _paired
             results.update(available=True, **run(cfg, b, G, drag_config, in_loop, out, logger))
     results["wall_seconds"] = time.perf_counter() - t0

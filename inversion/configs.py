@@ -67,15 +67,20 @@ class EditRealConfig(InvertConfig):
     explain: bool = False  # print every drag setting the edit would run with, and where it came from; then stop
 
 
+def schemas() -> list[tuple[str | None, str, type]]:
+    """(group, name, schema) of the inversion's configs."""
+    return [(None, "invert_schema", InvertConfig), (None, "edit_real_schema", EditRealConfig),
+            ("inversion", "inversion_schema", InversionSettings)]
+
+
 def register_configs() -> None:
-    """Register the inversion's schemas (`invert`, `edit_real`, the `inversion` group) on top of the library's and
-    the applications' (`draggan.apps.configs.register_configs`)."""
+    """Register the inversion's schemas (`schemas()`) on top of the library's and the applications'
+    (`draggan.apps.configs.register_configs`)."""
     from hydra.core.config_store import ConfigStore
 
     from draggan.apps import configs as applications
 
     applications.register_configs()
     cs = ConfigStore.instance()
-    cs.store(name="invert_schema", node=InvertConfig)
-    cs.store(name="edit_real_schema", node=EditRealConfig)
-    cs.store(group="inversion", name="inversion_schema", node=InversionSettings)
+    for group, name, node in schemas():
+        cs.store(group=group, name=name, node=node)

@@ -27,10 +27,10 @@ from eval.configs import (
     GatesConfig,
     GpuCheckConfig,
     TrackerConfig,
+    all_schemas,
     register_configs,
-    schemas,
 )
-from eval.logging import LoggerConfig
+from draggan.loggers import LoggerConfig
 from inversion.configs import (
     EditRealConfig,
     InversionSettings,
@@ -163,30 +163,33 @@ def test_every_group_option_composes_and_builds(name, group, option):
 
 @pytest.mark.parametrize("name", ["edit", "evaluate"])
 def test_every_drag_method_option_composes_into_the_drag_settings(name):
-    """conf/drag_method/*.yaml (package `drag`) set `drag.method` and its options on top of any preset."""
-    for option in options("drag_method"):
+    """The `drag_method` group, made from the method registry (no YAML copy of a method's defaults), sets
+    `drag.method` on top of any preset: the result is that preset of that method, exactly."""
+    from draggan.methods import available
+
+    shipped = [m for m in available() if ":" not in m and not m.endswith("-test")]
+    assert {"draggan", "freedrag", "stabledrag", "uclt"} <= set(shipped)
+    for option in shipped:
         for preset in options("drag"):
             cfg = compose(config_name=name, overrides=[f"drag_method={option}", f"drag={preset}"])
             built = drag_config_from(cfg, DEFAULT_MODEL)
-            assert built.method == option
-            assert built.method_options == (option_values("drag_method", option).get("method_options") or {})
-            apart = dict(method="draggan", method_options={})  # everything else is the preset's
-            assert dataclasses.replace(built, **apart) == dataclasses.replace(
-                DragConfig.preset(preset, generator=DEFAULT_MODEL), **apart)
+            assert built == DragConfig.preset(preset, generator=DEFAULT_MODEL, method=option), (option, preset)
 
 
 @pytest.mark.parametrize("name", ["edit", "drag_checks", "app", "edit_real", "evaluate"])
 def test_without_drag_method_a_command_runs_its_presets_method(name):
     """The editing commands and the checks run the preset's method (recommended: FreeDrag, the library's default;
-    paper and official: DragGAN); the evaluation's protocols are the paper's, DragGAN's, unless drag_method= says."""
+    paper and official: DragGAN), the evaluation included (its paper's tables pin DragGAN in conf/experiment/)."""
     for preset, method in (("recommended", "freedrag"), ("paper", "draggan"), ("official", "draggan")):
         cfg = compose(config_name=name, overrides=REQUIRED.get(name, []) + [f"drag={preset}"])
-        expected = "draggan" if name == "evaluate" else method
-        assert drag_config_from(cfg, DEFAULT_MODEL).method == expected, (name, preset)
+        assert drag_config_from(cfg, DEFAULT_MODEL).method == method, (name, preset)
+    for experiment in ("table1", "table2", "tracking") if name == "evaluate" else ():
+        cfg = compose(config_name=name, overrides=[f"+experiment={experiment}"])
+        assert drag_config_from(cfg, DEFAULT_MODEL).method == "draggan", experiment
 
 
 def test_every_config_and_group_has_a_registered_schema():
-    registered = {(group, name): node for group, name, node in schemas()}
+    registered = {(group, name): node for group, name, node in all_schemas()}
     for name in TOP:
         first = yaml.safe_load((CONF / f"{name}.yaml").read_text())["defaults"][0]
         assert registered[(None, first)] is SCHEMA_OF[name], name

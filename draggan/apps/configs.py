@@ -40,20 +40,25 @@ class BenchDragConfig:
     methods: list[str] = field(default_factory=list)  # other drag methods to time beside DragGAN's step (freedrag, ...)
 
 
-def register_configs() -> None:
-    """Register the library's schemas and the applications' (download, export, bench_drag, train, train_detector,
-    make_toyfaces, app) in Hydra's ConfigStore."""
-    from hydra.core.config_store import ConfigStore
-
-    from draggan import configs as library
+def schemas() -> list[tuple[str | None, str, type]]:
+    """(group, name, schema) of the applications' configs."""
     from draggan.apps.editor.configs import AppConfig
     from draggan.apps.toyfaces.configs import MakeToyFacesConfig, TrainDetectorConfig
     from draggan.apps.training.configs import TrainScriptConfig
 
+    return [(None, "download_schema", DownloadConfig), (None, "export_schema", ExportConfig),
+            (None, "bench_drag_schema", BenchDragConfig), (None, "train_schema", TrainScriptConfig),
+            (None, "train_detector_schema", TrainDetectorConfig), (None, "make_toyfaces_schema", MakeToyFacesConfig),
+            (None, "app_schema", AppConfig)]
+
+
+def register_configs() -> None:
+    """Register the library's schemas and the applications' (`schemas()`) in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    from draggan import configs as library
+
     library.register_configs()
     cs = ConfigStore.instance()
-    for name, node in (("download_schema", DownloadConfig), ("export_schema", ExportConfig),
-                       ("bench_drag_schema", BenchDragConfig), ("train_schema", TrainScriptConfig),
-                       ("train_detector_schema", TrainDetectorConfig), ("make_toyfaces_schema", MakeToyFacesConfig),
-                       ("app_schema", AppConfig)):
-        cs.store(name=name, node=node)
+    for group, name, node in schemas():
+        cs.store(group=group, name=name, node=node)

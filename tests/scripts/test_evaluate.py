@@ -40,7 +40,7 @@ def test_landmarks_run_writes_results_examples_and_wandb_and_is_deterministic(tm
 
 def test_submitit_sweep_then_report(tmp_path):
     sweep = tmp_path / "sweep"
-    evaluate("hydra/launcher=submitit_local", "benchmark=paired", "tracker=none,dis,raft_small",
+    evaluate("hydra/launcher=submitit_local", "benchmark=paired", "drag_method=draggan", "tracker=none,dis,raft_small",
              "benchmark.paired_points=4", "drag.max_steps=4", "logger=none", "examples=0",
              f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=10", cwd=tmp_path,
              multirun=True)
