@@ -1,0 +1,178 @@
+"""Reading a network pickle as data: a restricted unpickler that runs no code from the file.
+
+Official network pickles (StyleGAN2-ADA PyTorch, the StyleGAN3 repository's `stylegan2` networks, the
+self-distilled models, StyleGAN-Human, and the original TensorFlow StyleGAN2 pickles) embed the source code
+of their network classes; unpickling them the normal way imports and runs that code. This unpickler lets
+through only
+
+- the persistence records of the official `torch_utils.persistence` (read as plain data: class name, init
+  arguments and state; the embedded source is never compiled),
+- the TensorFlow `dnnlib.tflib.network.Network` records (read as data: kwargs and variables),
+- tensors, parameters and their storages (the storages are read by `torch.load(weights_only=True)`),
+- numpy arrays and scalars, and plain containers,
+
+and refuses every other global with a `CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import math
+import os
+import pickle
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from draggan import limits
+from draggan.checkpoint.errors import CheckpointError
+
+# --------------------------------------------------------------------------------------------
+# Records standing in for the official classes while unpickling.
+
+
+class EasyDictRecord(dict):
+    """`dnnlib.EasyDict`: a dict with attribute access, read as a plain dict."""
+
+
+class PersistentRecord:
+    """An object saved by the official `torch_utils.persistence` (its embedded source is ignored)."""
+
+    def __init__(self, class_name: str, state: Mapping[str, Any]):
+        self.class_name = class_name
+        self.state = dict(state)
+
+    @property
+    def init_args(self) -> tuple:
+        return tuple(self.state.get("_init_args", ()))
+
+    @property
+    def init_kwargs(self) -> dict:
+        return plain_data(self.state.get("_init_kwargs", {}))
+
+    @property
+    def submodules(self) -> dict[str, Any]:
+        return dict(self.state.get("_modules", {}))
+
+
+class TFNetworkRecord:
+    """A `dnnlib.tflib.network.Network` of the TensorFlow StyleGAN2 (its embedded source is ignored)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.state = dict(state)
+
+
+def _persistent_record(meta: Mapping[str, Any]) -> PersistentRecord:
+    if not isinstance(meta, Mapping) or meta.get("type") != "class" or "class_name" not in meta:
+        raise CheckpointError("malformed persistence record in the pickle")
+    return PersistentRecord(str(meta["class_name"]), meta.get("state") or {})
+
+
+def _storage_from_bytes(data: bytes):
+    """Storages inside pickled tensors are small `torch.save` files: read them weights-only."""
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - any failure here means a corrupt or hostile file
+        raise CheckpointError(f"a tensor storage in the pickle could not be read safely: {e}") from e
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *args):
+    """`torch._utils._rebuild_tensor_v2`, refusing views that reach outside their storage or repeat its
+    elements: a 1-element storage expanded (stride 0) to 20000 x 20000 costs nothing to unpickle but
+    1.6 GB to any later copy, so a tensor may have no more elements than its storage holds."""
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise CheckpointError(f"a tensor in the pickle is built on a {type(storage).__name__}, not a storage")
+    if (not isinstance(size, tuple) or not isinstance(stride, tuple) or len(size) != len(stride) or len(size) > 8
+            or not all(type(v) is int and v >= 0 for v in size + stride) or type(storage_offset) is not int):
+        raise CheckpointError(f"a tensor in the pickle has a malformed size {size!r} or stride {stride!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage's deprecation notice
+        available = storage.size()
+    numel = math.prod(size)
+    if numel:
+        extent = storage_offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1
+        if storage_offset < 0 or extent > available or numel > available:
+            raise CheckpointError(f"a tensor in the pickle claims {list(size)} = {numel} elements (stride "
+                                  f"{list(stride)}) of a storage of {available}: it is not a network's weight")
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
+
+
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("torch", "Size"): torch.Size,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_record,
+    ("dnnlib.util", "EasyDict"): EasyDictRecord,
+    ("dnnlib", "EasyDict"): EasyDictRecord,
+    ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
+}
+_NUMPY_MULTIARRAY = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _NUMPY_MULTIARRAY._reconstruct
+    _ALLOWED_GLOBALS[(_module, "scalar")] = _NUMPY_MULTIARRAY.scalar
+for _dtype_class in ("Float32DType", "Float64DType", "Int64DType", "Int32DType", "UInt8DType", "BoolDType"):
+    if hasattr(np, "dtypes") and hasattr(np.dtypes, _dtype_class):
+        _ALLOWED_GLOBALS[("numpy.dtypes", _dtype_class)] = getattr(np.dtypes, _dtype_class)
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals in `_ALLOWED_GLOBALS`."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise CheckpointError(
+                f"refusing to load '{module}.{name}' from the pickle: only network weights, tensors and plain "
+                "data are allowed (the pickle is not an official network pickle, or it carries code)"
+            ) from None
+
+    def persistent_load(self, pid):
+        raise CheckpointError("the pickle uses persistent ids (it is a torch.save file, not a network pickle)")
+
+
+def read_network_pickle(path: str | os.PathLike) -> Any:
+    """Unpickle an official network pickle with the restricted unpickler (no code is run)."""
+    with open(path, "rb") as f:
+        try:
+            return RestrictedUnpickler(f).load()
+        except CheckpointError:
+            raise
+        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError,
+                AttributeError, RuntimeError, MemoryError, OverflowError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path}: the pickle is truncated or corrupt ({type(e).__name__}: {e})") from e
+
+
+
+def plain_data(obj: Any, _depth: int = 0, _budget: list[int] | None = None) -> Any:
+    """EasyDicts and OrderedDicts to plain dicts, numpy scalars to Python numbers, recursively; a structure
+    nested more than MAX_KWARGS_DEPTH levels (a self-referencing list, say) or holding more than
+    MAX_KWARGS_ITEMS values is a CheckpointError."""
+    budget = [limits.MAX_KWARGS_ITEMS] if _budget is None else _budget
+    budget[0] -= 1
+    if _depth > limits.MAX_KWARGS_DEPTH or budget[0] < 0:
+        raise CheckpointError(f"the generator settings are nested more than {limits.MAX_KWARGS_DEPTH} levels deep "
+                              f"or hold more than {limits.MAX_KWARGS_ITEMS} values (a recursive structure?)")
+    if isinstance(obj, Mapping):
+        return {str(k): plain_data(v, _depth + 1, budget) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain_data(v, _depth + 1, budget) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
