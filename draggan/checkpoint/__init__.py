@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from draggan import limits
 from draggan.checkpoint.errors import CheckpointError
 from draggan.checkpoint.generator_kwargs import (build_generator, check_generator_kwargs, check_state_shapes,
                                                  planned_shapes)
@@ -64,6 +65,10 @@ def sniff_format(path: str | os.PathLike) -> str:
         return "safetensors"
     if head[0] == 0x80:
         return "pickle"
+    claimed = int.from_bytes(head[:8], "little")
+    if head[8:9] == b"{" and limits.MAX_SAFETENSORS_HEADER < claimed <= size - 8:
+        raise CheckpointError(f"{path}: a safetensors header of {claimed} bytes; at most {limits.MAX_SAFETENSORS_HEADER} "
+                              "are read (a generator's takes about 50 KB)")
     raise CheckpointError(f"{path}: not a network pickle nor a safetensors file (starts with {head[:8]!r})")
 
 

@@ -11,17 +11,17 @@ through only
 - tensors, parameters and their storages (the storages are read by `torch.load(weights_only=True)`),
 - numpy arrays and scalars, and plain containers,
 
-and refuses every other global with a `CheckpointError`.
+and refuses every other global with a `CheckpointError`. Before it runs, the scan of the pickle's opcodes
+(`pickle_scan`) bounds the number of values, the memo and the nesting; numpy's and torch's reconstructors
+are replaced by versions that check sizes before allocating (`pickle_arrays`).
 """
 
 from __future__ import annotations
 
 import collections
-import io
-import math
+import mmap
 import os
 import pickle
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +30,9 @@ import torch
 
 from draggan import limits
 from draggan.checkpoint.errors import CheckpointError
+from draggan.checkpoint.pickle_arrays import (NDARRAY, numpy_dtype, numpy_scalar, rebuild_tensor, reconstruct_array,
+                                             storage_from_bytes)
+from draggan.checkpoint.pickle_scan import scan_pickle
 
 # --------------------------------------------------------------------------------------------
 # Records standing in for the official classes while unpickling.
@@ -75,56 +78,26 @@ def _persistent_record(meta: Mapping[str, Any]) -> PersistentRecord:
     return PersistentRecord(str(meta["class_name"]), meta.get("state") or {})
 
 
-def _storage_from_bytes(data: bytes):
-    """Storages inside pickled tensors are small `torch.save` files: read them weights-only."""
-    try:
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - any failure here means a corrupt or hostile file
-        raise CheckpointError(f"a tensor storage in the pickle could not be read safely: {e}") from e
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, *args):
-    """`torch._utils._rebuild_tensor_v2`, refusing views that reach outside their storage or repeat its
-    elements: a 1-element storage expanded (stride 0) to 20000 x 20000 costs nothing to unpickle but
-    1.6 GB to any later copy, so a tensor may have no more elements than its storage holds."""
-    if not isinstance(storage, torch.storage.TypedStorage):
-        raise CheckpointError(f"a tensor in the pickle is built on a {type(storage).__name__}, not a storage")
-    if (not isinstance(size, tuple) or not isinstance(stride, tuple) or len(size) != len(stride) or len(size) > 8
-            or not all(type(v) is int and v >= 0 for v in size + stride) or type(storage_offset) is not int):
-        raise CheckpointError(f"a tensor in the pickle has a malformed size {size!r} or stride {stride!r}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TypedStorage's deprecation notice
-        available = storage.size()
-    numel = math.prod(size)
-    if numel:
-        extent = storage_offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1
-        if storage_offset < 0 or extent > available or numel > available:
-            raise CheckpointError(f"a tensor in the pickle claims {list(size)} = {numel} elements (stride "
-                                  f"{list(stride)}) of a storage of {available}: it is not a network's weight")
-    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
-
-
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "slice"): slice,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("torch.storage", "_load_from_bytes"): storage_from_bytes,
     ("torch", "Size"): torch.Size,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): NDARRAY,
+    ("numpy", "dtype"): numpy_dtype,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_record,
     ("dnnlib.util", "EasyDict"): EasyDictRecord,
     ("dnnlib", "EasyDict"): EasyDictRecord,
     ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
 }
-_NUMPY_MULTIARRAY = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _NUMPY_MULTIARRAY._reconstruct
-    _ALLOWED_GLOBALS[(_module, "scalar")] = _NUMPY_MULTIARRAY.scalar
+    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = reconstruct_array
+    _ALLOWED_GLOBALS[(_module, "scalar")] = numpy_scalar
 for _dtype_class in ("Float32DType", "Float64DType", "Int64DType", "Int32DType", "UInt8DType", "BoolDType"):
     if hasattr(np, "dtypes") and hasattr(np.dtypes, _dtype_class):
         _ALLOWED_GLOBALS[("numpy.dtypes", _dtype_class)] = getattr(np.dtypes, _dtype_class)
@@ -147,8 +120,15 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_network_pickle(path: str | os.PathLike) -> Any:
-    """Unpickle an official network pickle with the restricted unpickler (no code is run)."""
+    """Unpickle an official network pickle with the restricted unpickler (no code is run), once the scan of its
+    opcodes (`pickle_scan`) bounded what it builds."""
     with open(path, "rb") as f:
+        try:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                scan_pickle(data, source=str(path))
+        except ValueError:  # an empty file cannot be mapped
+            raise CheckpointError(f"{path}: the file is empty") from None
+        f.seek(0)
         try:
             return RestrictedUnpickler(f).load()
         except CheckpointError:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from draggan import limits
 from draggan.checkpoint.errors import CheckpointError
 from draggan.checkpoint.generator_kwargs import build_generator, planned_shapes
 from draggan.checkpoint.pickle_reader import TFNetworkRecord, plain_data
@@ -38,12 +39,28 @@ _TF_IGNORED = {"truncation_psi", "truncation_cutoff", "style_mixing_prob", "stru
                "components", "func_name"}
 
 
-def _tf_variables(net: TFNetworkRecord, prefix: str = "") -> dict[str, np.ndarray]:
-    out = {prefix + name: np.asarray(value) for name, value in net.state.get("variables", [])}
+def _tf_variables(net: TFNetworkRecord, prefix: str = "", depth: int = 0) -> dict[str, np.ndarray]:
+    """The float arrays of `net` and its components by their TF names, no more elements in all than a generator
+    of the limits holds (so that converting them costs no more)."""
+    if depth > limits.MAX_KWARGS_DEPTH:
+        raise CheckpointError(f"the TensorFlow networks are nested more than {limits.MAX_KWARGS_DEPTH} levels deep")
+    out = {}
+    for entry in net.state.get("variables", []):
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2 or not isinstance(entry[0], str):
+            raise CheckpointError("a TensorFlow variable is not a (name, array) pair")
+        name, value = entry
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise CheckpointError(f"TF variable {prefix + name} is a {type(value).__name__} of "
+                                  f"{getattr(value, 'dtype', None)}, not an array of floats")
+        out[prefix + name] = value
     for name, child in (net.state.get("components") or {}).items():
         if not isinstance(child, TFNetworkRecord):
             raise CheckpointError(f"TF component {name} is not a network")
-        out.update(_tf_variables(child, prefix + name + "/"))
+        out.update(_tf_variables(child, prefix + name + "/", depth + 1))
+    total = sum(v.size for v in out.values())
+    if total > 2 * limits.MAX_GENERATOR_PARAMETERS:
+        raise CheckpointError(f"the TensorFlow generator holds {total:,} values; a generator within the limits "
+                              f"holds at most {limits.MAX_GENERATOR_PARAMETERS:,}")
     return out
 
 
@@ -122,9 +139,9 @@ def generator_from_tf(net: TFNetworkRecord) -> Generator:
         if name.endswith("resample_filter"):
             state[name] = tensor
             continue
-        value = np.array(_tf_value(name, tf), dtype=np.float32)  # a copy, C-contiguous
+        value = _tf_value(name, tf)
         if value.shape != tuple(tensor.shape):
             raise CheckpointError(f"TF variable for {name} has shape {value.shape}, expected {tuple(tensor.shape)}")
-        state[name] = torch.from_numpy(value)
+        state[name] = torch.from_numpy(np.array(value, dtype=np.float32))  # a copy, C-contiguous
     return build_generator(kwargs, state, source="the TensorFlow pickle")
 

@@ -76,7 +76,8 @@ CASES = [
     Case("14", "editor: session with r2=4096 and min_radius=4096, then Start", "editor", "lead", seconds=60.0),
     Case("15", "download cut, resumed after the server's file changed", "download"),
     Case("16", "checkpoint URL ending in /..", "download"),
-    Case("U1", "safetensors header of 16 MB of `[],` (27x when parsed)", "library"),
+    Case("U1a", "safetensors header of 16 MB of `[],` (27x when parsed)", "library"),
+    Case("U1b", "safetensors header of 1 MB of `[],` (within the header's byte limit)", "library"),
     Case("U2", "editor: multipart body of 10 MB of tiny parts", "editor"),
     Case("U3", "download: an HTML page served with 200 for a checkpoint URL", "download"),
     Case("U4a", "download: Content-Length of 10 TB", "download"),
@@ -138,7 +139,7 @@ def _library_action(key: str, work: Path):
                                           "5": hf.strided_ndarray}[key]()})
         return lambda: load_generator_file(path)
     if key in ("7a", "7b"):
-        from draggan.files import read_npz
+        from draggan.archives import read_npz
 
         descr = "|V1073741824" if key == "7a" else "<U268435456"
         path = path_of("row7.npz", hf.npz_of({"ws0": hf.npy_member(descr, (1,))}))
@@ -148,10 +149,10 @@ def _library_action(key: str, work: Path):
 
         path = path_of("session.json", hf.json_of_empty_lists(64 << 20))
         return lambda: read_session_meta(path)
-    if key == "U1":
+    if key in ("U1a", "U1b"):
         from draggan.checkpoint import load_generator_file
 
-        header = b'{"x": ' + hf.json_of_empty_lists((16 << 20) - 64) + b"}"
+        header = b'{"x": ' + hf.json_of_empty_lists(((16 << 20) if key == "U1a" else (1 << 20)) - 64) + b"}"
         header += b" " * (-len(header) % 8)
         path = path_of("header.safetensors", len(header).to_bytes(8, "little") + header)
         return lambda: load_generator_file(path)

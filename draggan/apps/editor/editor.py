@@ -45,7 +45,8 @@ from PIL import Image
 
 from draggan import limits as input_limits
 from draggan.checkpoint import CheckpointError, load_generator_file, save_generator
-from draggan.files import FileFormatError, read_zip
+from draggan.archives import read_zip
+from draggan.files import FileFormatError
 from draggan.image_io import ImageError, open_image, read_mask
 from draggan.latents import initial_latent
 from draggan.networks import Generator
