@@ -38,6 +38,7 @@ MAX_JSON_BYTES = 16 << 20  # a JSON file (session.json) read whole (5,000 steps 
 MAX_JSON_CONTAINERS = 200_000  # lists and objects of one JSON text (5,000 steps of 32 handles: 175,000)
 MAX_JSON_VALUES = 1_000_000  # values of one JSON text (5,000 steps of 32 handles: about 550,000)
 MAX_JSON_DEPTH = 32  # nesting of one JSON text (session.json: 5)
+MAX_DOWNLOAD_BYTES = 2 << 30  # a checkpoint download without a registered size (the largest official one: 382 MB)
 MAX_DRAG_STEPS = 5_000  # DragConfig.max_steps and the steps of a saved session (each keeps a snapshot)
 
 # Generators described by a checkpoint (its init_kwargs), checked before the network is built.

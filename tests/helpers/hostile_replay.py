@@ -476,15 +476,18 @@ def _run_editor_case(case: Case, server: LiveEditor, session: bytes) -> dict:
                     time.sleep(0.25)
                 answers.append((400 if state.get("level") == "error" else status, state.get("message", "")))
                 continue
-            if case.key == "7c":  # three uploads at once
+            if case.key == "7c":  # three uploads at once, each in its own tab
                 results: list = []
-                threads = [threading.Thread(target=lambda b=body, h=headers: results.append(
-                    server.call(f"/api/s/{server.tab()}/{action}", b, headers=h))) for _ in range(3)]
+                tabs = [server.tab() for _ in range(3)]
+                threads = [threading.Thread(target=lambda b=body, h=headers, t=t: results.append(
+                    server.call(f"/api/s/{t}/{action}", b, headers=h))) for t in tabs]
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join(case.seconds + 60)
                 answers += [(s, a.get("error", "") if isinstance(a, dict) else "") for s, a in results]
+                for t in tabs:
+                    server.call(f"/api/s/{t}/close", b"")
                 break
             path = f"/api/s/{sid}/{action}" if action != "state" else f"/api/s/{sid}/state?since=-1"
             status, answer = server.call(path, body, headers=headers, timeout=case.seconds + 60)
@@ -497,6 +500,11 @@ def _run_editor_case(case: Case, server: LiveEditor, session: bytes) -> dict:
     seconds = time.monotonic() - start
     alive = server.alive()
     growth = (_status(pid, "VmHWM") - before) / 2**20 if alive else float("nan")
+    if alive:
+        try:
+            server.call(f"/api/s/{sid}/close", b"")
+        except Exception:  # noqa: BLE001 - judged by the normal request below
+            pass
     serving = alive and server.serves()
     for _, message in answers:
         if re.search(r"/tmp/|draggan-app-|tab-[\w-]{6}", message):
