@@ -21,6 +21,7 @@ import math
 import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,8 @@ def zip_directory(fp: BinaryIO, source: str, *, max_members: int = MAX_ARCHIVE_M
         extra = fp.read(extra_len)
         fp.seek(comment_len, io.SEEK_CUR)
         read += _ENTRY.size + name_len + extra_len + comment_len
+        if not name:
+            raise FileFormatError(f"{source}: a member of its central directory has no name (a corrupt or crafted zip)")
         if inflated == 0xFFFFFFFF or compressed == 0xFFFFFFFF:
             inflated, compressed = _zip64_sizes(extra, inflated, compressed, source)
         members.append(ZipMember(name.decode("utf-8", "replace"), method, compressed, inflated))
@@ -140,7 +143,7 @@ def _open_zip(fp: BinaryIO, source: str, names: Iterable[str] | None, max_bytes:
 
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError,
-               struct.error, ValueError)
+               struct.error, ValueError, zlib.error)  # zlib.error: a corrupt deflate stream
 
 
 def read_zip(data: bytes, *, names: Iterable[str], max_bytes: int = MAX_ARCHIVE_BYTES,
