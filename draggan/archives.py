@@ -93,8 +93,9 @@ def zip_directory(fp: BinaryIO, source: str, *, max_members: int = MAX_ARCHIVE_M
         extra = fp.read(extra_len)
         fp.seek(comment_len, io.SEEK_CUR)
         read += _ENTRY.size + name_len + extra_len + comment_len
-        if not name:
-            raise FileFormatError(f"{source}: a member of its central directory has no name (a corrupt or crafted zip)")
+        if not name or b"\0" in name:  # zipfile cuts a name at its first NUL: an empty name breaks it
+            raise FileFormatError(f"{source}: a member of its central directory has no name, or a NUL in it (a "
+                                  "corrupt or crafted zip)")
         if inflated == 0xFFFFFFFF or compressed == 0xFFFFFFFF:
             inflated, compressed = _zip64_sizes(extra, inflated, compressed, source)
         members.append(ZipMember(name.decode("utf-8", "replace"), method, compressed, inflated))

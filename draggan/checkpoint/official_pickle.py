@@ -15,6 +15,7 @@ import torch
 from draggan import limits
 from draggan.checkpoint.errors import CheckpointError
 from draggan.checkpoint.generator_kwargs import build_generator
+from draggan.checkpoint.pickle_arrays import Built
 from draggan.checkpoint.pickle_reader import PersistentRecord
 from draggan.networks import Generator
 
@@ -33,9 +34,9 @@ def _state_dict_of(record: PersistentRecord, prefix: str = "", depth: int = 0) -
         for name, value in (state.get(group) or {}).items():
             if value is None or name in non_persistent:
                 continue
-            if not isinstance(value, torch.Tensor):
+            if not isinstance(value, Built) or not isinstance(value.value, torch.Tensor):
                 raise CheckpointError(f"{prefix}{name} is a {type(value).__name__}, not a tensor")
-            out[prefix + name] = value.detach()
+            out[prefix + name] = value.value.detach()
     for name, child in (state.get("_modules") or {}).items():
         if child is None:
             continue

@@ -16,7 +16,10 @@ instead of the originals, whose inputs a crafted pickle controls:
 - a tensor's storage, a small `torch.save` file, is read weights-only after its own pickles were scanned
   (`pickle_scan`) and, in the zip format, after its directory showed stored (not deflated) members of no
   more bytes than the file: a deflated record of 1 GB in 1 MB would be inflated by torch before it
-  compares the record's size with the storage's.
+  compares the record's size with the storage's;
+- tensors, parameters and storages are handed to the rest of the pickle inside a `Built`, whose state
+  cannot be set: the pickle opcode BUILD on a tensor calls `Tensor.__setstate__`, which with four values
+  is `set_(storage, offset, size, stride)` (a stride-0 view of any size, or a storage resized to it).
 """
 
 from __future__ import annotations
@@ -39,6 +42,26 @@ NUMBER_DTYPES = ("b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4
 _NUMPY_CORE = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
 MAX_STORAGE_MEMBERS = 64  # members of the zip of one pickled storage (torch writes 7)
 LEGACY_STORAGE_PICKLES = 5  # a legacy torch.save file: magic number, protocol, system info, the object, its keys
+
+
+class Built:
+    """A tensor, parameter or storage as the unpickler holds it: `value`, out of the reach of BUILD."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __setstate__(self, state):
+        raise CheckpointError("the pickle sets the state of a tensor or storage after building it (a tensor's "
+                              "__setstate__ makes a view of any size); torch's own pickles never do")
+
+
+def _inner(value, kind: type, what: str):
+    if not isinstance(value, Built) or not isinstance(value.value, kind):
+        inner = value.value if isinstance(value, Built) else value
+        raise CheckpointError(f"{what} in the pickle is built on a {type(inner).__name__}, not a {kind.__name__}")
+    return value.value
 
 
 def numpy_dtype(spec, align=False, copy=False) -> np.dtype:
@@ -111,7 +134,7 @@ def numpy_scalar(dtype, data) -> np.generic:
     return np.frombuffer(data, dtype)[0]
 
 
-def storage_from_bytes(data: bytes):
+def storage_from_bytes(data: bytes) -> Built:
     """`torch.storage._load_from_bytes`: the storage of a pickled tensor, a small `torch.save` file, read
     weights-only once its own sizes were checked (the module docstring says which)."""
     if not isinstance(data, bytes):
@@ -133,16 +156,15 @@ def storage_from_bytes(data: bytes):
     except (FileFormatError, LimitError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"a tensor storage in the pickle is not a torch.save file: {e}") from None
     try:
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        return Built(torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"))
     except Exception as e:  # noqa: BLE001 - any failure here means a corrupt or hostile file
         raise CheckpointError(f"a tensor storage in the pickle could not be read safely: "
                               f"{' '.join(str(e).split())[:200]}") from e
 
 
-def rebuild_tensor(storage, storage_offset, size, stride, *args):
+def rebuild_tensor(storage, storage_offset, size, stride, *args) -> Built:
     """`torch._utils._rebuild_tensor_v2`, refusing views that reach outside their storage or repeat its elements."""
-    if not isinstance(storage, torch.storage.TypedStorage):
-        raise CheckpointError(f"a tensor in the pickle is built on a {type(storage).__name__}, not a storage")
+    storage = _inner(storage, torch.storage.TypedStorage, "a tensor")
     if (not isinstance(size, tuple) or not isinstance(stride, tuple) or len(size) != len(stride) or len(size) > 8
             or not all(type(v) is int and v >= 0 for v in size + stride) or type(storage_offset) is not int):
         raise CheckpointError(f"a tensor in the pickle has a malformed size {str(size)[:60]} or stride "
@@ -156,4 +178,16 @@ def rebuild_tensor(storage, storage_offset, size, stride, *args):
         if storage_offset < 0 or extent > available or numel > available:
             raise CheckpointError(f"a tensor in the pickle claims {list(size)} = {numel} elements (stride "
                                   f"{list(stride)}) of a storage of {available}: it is not a network's weight")
-    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args)
+    return Built(torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *args))
+
+
+def rebuild_parameter(data, requires_grad, backward_hooks) -> Built:
+    """`torch._utils._rebuild_parameter` of a tensor built by `rebuild_tensor`."""
+    return Built(torch._utils._rebuild_parameter(_inner(data, torch.Tensor, "a parameter"), requires_grad,
+                                                 backward_hooks))
+
+
+def rebuild_parameter_with_state(data, requires_grad, backward_hooks, state) -> Built:
+    """`torch._utils._rebuild_parameter_with_state` of a tensor built by `rebuild_tensor`."""
+    return Built(torch._utils._rebuild_parameter_with_state(_inner(data, torch.Tensor, "a parameter"), requires_grad,
+                                                            backward_hooks, state))

@@ -30,7 +30,8 @@ import torch
 
 from draggan import limits
 from draggan.checkpoint.errors import CheckpointError
-from draggan.checkpoint.pickle_arrays import (NDARRAY, numpy_dtype, numpy_scalar, rebuild_tensor, reconstruct_array,
+from draggan.checkpoint.pickle_arrays import (NDARRAY, numpy_dtype, numpy_scalar, rebuild_parameter,
+                                             rebuild_parameter_with_state, rebuild_tensor, reconstruct_array,
                                              storage_from_bytes)
 from draggan.checkpoint.pickle_scan import scan_pickle
 
@@ -84,8 +85,8 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("builtins", "slice"): slice,
     ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter_with_state,
     ("torch.storage", "_load_from_bytes"): storage_from_bytes,
     ("torch", "Size"): torch.Size,
     ("numpy", "ndarray"): NDARRAY,

@@ -9,6 +9,9 @@ memo with one integer per value, so that it costs little whatever the file claim
 `CheckpointError`, a pickle in which
 
 - a counted argument (bytes, strings, long integers, a frame) is longer than what is left of the data;
+- a frame (protocol 4) begins before the previous one ended, or an opcode crosses a frame's end: the
+  standard library's Python unpickler refuses both, and its C unpickler, which does not, then reads the
+  stream at other offsets than this scan (a mutated file made it ask the file for gigabytes);
 - a memo index is above the number of opcodes read so far (a real pickler numbers its memo from 0) or
   above `max_memo`;
 - more than `max_objects` values are built;
@@ -83,6 +86,7 @@ def scan_pickle(data, start: int = 0, *, source: str = "the pickle",
     depth = array("l", [0])  # per node: how deep its value nests (node 0: values that hold nothing)
     inside = bytearray(1)  # per node: it was placed into another value
     objects = opcodes = 0
+    frame_end = None  # where the current frame ends (None: outside any frame)
 
     def refuse(why: str) -> CheckpointError:
         return CheckpointError(f"{source}: {why} (at byte {pos}); not a network pickle")
@@ -116,6 +120,11 @@ def scan_pickle(data, start: int = 0, *, source: str = "the pickle",
         if entry is None:
             raise refuse(f"unknown opcode {bytes(data[pos:pos + 1])!r}")
         name, arg, below_mark, takes, pushes, leaf = entry
+        if frame_end is not None and pos >= frame_end:
+            frame_end = None
+        if name == "FRAME" and frame_end is not None:
+            raise cut(f"a frame begins {frame_end - pos} bytes before the previous one ends")
+        opcode_start = pos
         pos += 1
         opcodes += 1
         argument = None
@@ -147,6 +156,8 @@ def scan_pickle(data, start: int = 0, *, source: str = "the pickle",
                 if name in _INDEXED:
                     argument = int.from_bytes(bytes(data[pos:pos + width]), "little")
                 pos += width
+        if frame_end is not None and pos > frame_end:
+            raise cut(f"{name} at byte {opcode_start} crosses the end of its frame")
         if name == "STOP":
             if len(stack) != 1 or stack[0] == _MARK:
                 raise refuse("the pickle stops with its stack not holding one value")
@@ -154,6 +165,7 @@ def scan_pickle(data, start: int = 0, *, source: str = "the pickle",
         if name == "FRAME":
             if argument > size - pos:
                 raise cut(f"a frame of {argument} bytes, more than the data holds")
+            frame_end = pos + argument if argument else None
         elif name == "PROTO":
             if argument > 5:
                 raise refuse(f"pickle protocol {argument}")

@@ -139,3 +139,19 @@ def test_hostile_archives_and_json_cost_little_memory(tmp_path):
     for label, r in results.items():
         assert r["error"] in ("FileFormatError", "LimitError") and "\n" not in r["message"], (label, r)
         assert r["growth_mb"] < 150, (label, r)
+
+
+def test_the_crashes_fuzzing_found_are_file_format_errors(tmp_path):
+    """A member whose name begins with NUL (zipfile cuts it to '' and then fails on it) and a corrupt deflate
+    stream (zlib.error) were crashes of the readers; both are refused in one line."""
+    data = bytearray(_zip({"ws0.npy": hf.npy_member("<f4", (2,), b"\0" * 8)}))
+    for at in [i for i in range(len(data)) if data[i:i + 7] == b"ws0.npy"]:
+        data[at] = 0
+    with pytest.raises(FileFormatError, match="no name, or a NUL in it"):
+        read_zip(bytes(data), names=["ws0.npy"])
+    data = bytearray(_zip({"ws0.npy": hf.npy_member("<f4", (64,), bytes(range(256)))}))
+    start = data.index(b"ws0.npy") + len("ws0.npy")  # the deflate stream of the first local member
+    data[start + 5:start + 9] = b"\xff\xff\xff\xff"
+    (tmp_path / "a.npz").write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match="not an .npz file|not a .npy array|truncated"):
+        read_npz(tmp_path / "a.npz", max_elements=lambda name: 100)

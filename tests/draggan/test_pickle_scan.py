@@ -139,3 +139,35 @@ def test_hostile_pickles_cost_little_memory(tmp_path):
         r = results[label]
         assert r["error"] == "CheckpointError" and "MemoryError" not in r["message"], (label, r)
         assert r["growth_mb"] < GROWTH_MB, (label, r)
+
+
+def test_the_holes_fuzzing_found_are_closed(tmp_path):
+    """A frame that begins inside the previous one made the C unpickler read the file at other offsets than the
+    scan and ask it for gigabytes; the opcode BUILD on a tensor calls `Tensor.__setstate__`, which makes a view
+    of any size of its storage (or resizes it). Both are refused in one line."""
+    import torch
+
+    data = bytearray(pickle.dumps({"G_ema": list(range(20000)), "x": list(range(20000))}, protocol=4))
+    frames = [i for i in range(len(data) - 9) if data[i] == 0x95 and int.from_bytes(data[i + 1:i + 9], "little") < len(data)]
+    first = frames[0]
+    data[first + 1:first + 9] = (int.from_bytes(data[first + 1:first + 9], "little") + 2).to_bytes(8, "little")
+    with pytest.raises(CheckpointError, match="a frame begins 2 bytes before the previous one ends"):
+        scan_pickle(bytes(data))
+    storage = hf._Reduce(torch.storage._load_from_bytes, _storage_bytes(torch.zeros(1)))
+    tensor = hf._Reduce(torch._utils._rebuild_tensor_v2, storage, 0, (1,), (1,), False, {},
+                        state=(storage, 0, (2**28,), (0,)))  # set_(storage, 0, [2^28], [0]): a stride-0 view
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps({"G_ema": tensor}, protocol=4))
+    with pytest.raises(CheckpointError, match="sets the state of a tensor or storage"):
+        load_generator_file(tmp_path / "t.pkl")
+
+
+def _storage_bytes(t) -> bytes:
+    import warnings
+
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(t.storage(), buf, _use_new_zipfile_serialization=False)
+    return buf.getvalue()
