@@ -26,7 +26,11 @@ def _state_dict_of(record: PersistentRecord, prefix: str = "", depth: int = 0) -
         raise CheckpointError(f"the network's modules are nested more than {limits.MAX_KWARGS_DEPTH} levels deep")
     out: dict[str, torch.Tensor] = {}
     state = record.state
-    non_persistent = set(state.get("_non_persistent_buffers_set", ()) or ())
+    non_persistent = state.get("_non_persistent_buffers_set") or ()
+    if not isinstance(non_persistent, (set, frozenset, list, tuple)):
+        raise CheckpointError(f"{prefix or 'the network'}: its non-persistent buffers are a "
+                              f"{type(non_persistent).__name__}, not a set of names")
+    non_persistent = set(non_persistent)
     for group in ("_parameters", "_buffers", "_modules"):
         if not isinstance(state.get(group) or {}, Mapping):
             raise CheckpointError(f"{prefix or 'the network'}: its {group} is not a mapping")

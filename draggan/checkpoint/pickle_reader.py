@@ -39,8 +39,19 @@ from draggan.checkpoint.pickle_scan import scan_pickle
 # Records standing in for the official classes while unpickling.
 
 
+def _of_kind(value: Any, kinds: type | tuple[type, ...], what: str) -> Any:
+    """`value` if it is of `kinds` (plain containers: an array would be boxed element by element when copied)."""
+    if not isinstance(value, kinds):
+        raise CheckpointError(f"{what} in the pickle is a {type(value).__name__}, not a "
+                              f"{getattr(kinds, '__name__', None) or ' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
 class EasyDictRecord(dict):
     """`dnnlib.EasyDict`: a dict with attribute access, read as a plain dict."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*(_of_kind(a, (Mapping, list, tuple), "an EasyDict's items") for a in args), **kwargs)
 
 
 class PersistentRecord:
@@ -48,11 +59,11 @@ class PersistentRecord:
 
     def __init__(self, class_name: str, state: Mapping[str, Any]):
         self.class_name = class_name
-        self.state = dict(state)
+        self.state = dict(_of_kind(state, Mapping, "a persistence record's state"))
 
     @property
     def init_args(self) -> tuple:
-        return tuple(self.state.get("_init_args", ()))
+        return tuple(_of_kind(self.state.get("_init_args", ()), (list, tuple), "a network's init args"))
 
     @property
     def init_kwargs(self) -> dict:
@@ -60,7 +71,7 @@ class PersistentRecord:
 
     @property
     def submodules(self) -> dict[str, Any]:
-        return dict(self.state.get("_modules", {}))
+        return dict(_of_kind(self.state.get("_modules", {}), Mapping, "a network's modules"))
 
 
 class TFNetworkRecord:
@@ -70,25 +81,39 @@ class TFNetworkRecord:
         self.state: dict[str, Any] = {}
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
-        self.state = dict(state)
+        self.state = dict(_of_kind(state, Mapping, "a TensorFlow network's state"))
 
 
 def _persistent_record(meta: Mapping[str, Any]) -> PersistentRecord:
     if not isinstance(meta, Mapping) or meta.get("type") != "class" or "class_name" not in meta:
         raise CheckpointError("malformed persistence record in the pickle")
-    return PersistentRecord(str(meta["class_name"]), meta.get("state") or {})
+    state = meta.get("state")
+    return PersistentRecord(str(meta["class_name"]), {} if state is None else state)
+
+
+def _from_items(kind: type):
+    """`kind(items)` for a list or tuple of items only, as pickles of sets, OrderedDicts and torch.Size make it:
+    `set(array)` of a 4 MB array would box a million numpy scalars (70 MB)."""
+    def build(items=()):
+        if not isinstance(items, (list, tuple)):
+            raise CheckpointError(f"the pickle builds a {kind.__name__} from a {type(items).__name__}, not from a list "
+                                  "of its items")
+        return kind(items)
+
+    build.__name__ = kind.__name__
+    return build
 
 
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
+    ("collections", "OrderedDict"): _from_items(collections.OrderedDict),
+    ("builtins", "set"): _from_items(set),
+    ("builtins", "frozenset"): _from_items(frozenset),
     ("builtins", "slice"): slice,
     ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter_with_state,
     ("torch.storage", "_load_from_bytes"): storage_from_bytes,
-    ("torch", "Size"): torch.Size,
+    ("torch", "Size"): _from_items(torch.Size),
     ("numpy", "ndarray"): NDARRAY,
     ("numpy", "dtype"): numpy_dtype,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_record,
@@ -111,8 +136,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
+            shown = f"{module}.{name}"
             raise CheckpointError(
-                f"refusing to load '{module}.{name}' from the pickle: only network weights, tensors and plain "
+                f"refusing to load {shown[:120]!r} from the pickle: only network weights, tensors and plain "
                 "data are allowed (the pickle is not an official network pickle, or it carries code)"
             ) from None
 

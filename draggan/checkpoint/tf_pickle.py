@@ -132,16 +132,16 @@ def generator_from_tf(net: TFNetworkRecord) -> Generator:
     if any(k.startswith("ToRGB_lod") for k in tf):
         raise CheckpointError("progressive-growing ('orig') TensorFlow generators are not supported")
     kwargs = tf_generator_kwargs(net.state.get("static_kwargs") or {})
-    planned_shapes(kwargs, "the TensorFlow pickle")  # the settings within bounds before the template is built
-    template = Generator(**kwargs)
+    shapes = planned_shapes(kwargs, "the TensorFlow pickle")  # on the meta device: nothing allocated yet
     state = {}
-    for name, tensor in template.state_dict().items():
-        if name.endswith("resample_filter"):
-            state[name] = tensor
-            continue
-        value = _tf_value(name, tf)
-        if value.shape != tuple(tensor.shape):
-            raise CheckpointError(f"TF variable for {name} has shape {value.shape}, expected {tuple(tensor.shape)}")
-        state[name] = torch.from_numpy(np.array(value, dtype=np.float32))  # a copy, C-contiguous
+    for name, shape in shapes.items():  # every variable of the planned shape before any is converted
+        if not name.endswith("resample_filter"):
+            value = _tf_value(name, tf)
+            if value.shape != shape:
+                raise CheckpointError(f"TF variable for {name} has shape {value.shape}, expected {shape}")
+            state[name] = value
+    state = {name: torch.from_numpy(np.array(value, dtype=np.float32)) for name, value in state.items()}  # copies
+    template = Generator(**kwargs)  # its resample filters (buffers the TF pickle does not hold); weights: the file's
+    state.update({k: v for k, v in template.state_dict().items() if k.endswith("resample_filter")})
     return build_generator(kwargs, state, source="the TensorFlow pickle")
 

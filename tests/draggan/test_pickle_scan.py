@@ -171,3 +171,29 @@ def _storage_bytes(t) -> bytes:
         warnings.simplefilter("ignore")
         torch.save(t.storage(), buf, _use_new_zipfile_serialization=False)
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("build", ["set", "frozenset", "OrderedDict", "Size", "EasyDict", "record state", "init args"])
+def test_containers_are_built_from_lists_of_items_not_from_arrays(tmp_path, build):
+    """`set(array)` of a 4 MB float array boxes a million numpy scalars (70 MB, 20 times the file): containers
+    are made from lists and tuples of the pickle's own items only."""
+    import collections
+
+    import torch
+
+    from tests.helpers.official_layout import EasyDict, _Persistent, _stand_in_modules
+
+    arr = np.arange(2_000, dtype=np.float32)
+    with _stand_in_modules():
+        value = {"set": lambda: hf._Reduce(set, arr), "frozenset": lambda: hf._Reduce(frozenset, arr),
+                 "OrderedDict": lambda: hf._Reduce(collections.OrderedDict, arr.reshape(-1, 2)),
+                 "Size": lambda: hf._Reduce(torch.Size, arr), "EasyDict": lambda: hf._Reduce(EasyDict, arr.reshape(-1, 2)),
+                 "record state": lambda: _Persistent(dict(type="class", class_name="Generator", state=arr.reshape(-1, 2))),
+                 "init args": lambda: _Persistent(dict(type="class", class_name="Generator", state={
+                     "_init_args": arr, "_modules": {"synthesis": _Persistent(dict(
+                         type="class", class_name="SynthesisNetwork", state={"_modules": {"b4": None}}))}}))}[build]()
+        data = pickle.dumps({"G_ema": value}, protocol=4)
+    (tmp_path / "p.pkl").write_bytes(data)
+    with pytest.raises(CheckpointError, match="not from a list of its items|not a (Mapping|list or tuple)") as e:
+        load_generator_file(tmp_path / "p.pkl")
+    assert "\n" not in str(e.value)
