@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.fuzz_targets import GROWTH_MB, run_fuzz
 
-EXAMPLES = 60
+EXAMPLES = 40
 
 
 def test_fuzzed_requests_are_answered_200_or_4xx():

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.fuzz_targets import GROWTH_MB, run_fuzz
 
-BUDGET = {"pickle": 80, "npz": 150, "session_json": 60}
+BUDGET = {"pickle": 60, "npz": 150, "session_json": 40}
 
 
 @pytest.mark.parametrize("target", sorted(BUDGET))

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 
 GROWTH_MB = 200
@@ -135,6 +135,8 @@ def fuzz_pickle(examples: int, seed_value: int, work: Path) -> None:
     load_generator_file(work / "official.pkl")  # PyTorch loads its meta-device code once (150 MB): not a growth
 
     @given(st.sampled_from(bases).flatmap(lambda b: mutated(b)))
+    @example(bases[0])  # the files as written: read, whatever the budget
+    @example(bases[1])
     def read_pickle(data):
         path.write_bytes(data)
         _measured(lambda: load_generator_file(path), (CheckpointError,))
@@ -169,6 +171,7 @@ def fuzz_npz(examples: int, seed_value: int, work: Path) -> None:
     path = work / "fuzzed.npz"
 
     @given(st.one_of(mutated(base), crafted()))
+    @example(base)
     def read_archive(data):
         path.write_bytes(data)
         _measured(lambda: read_npz(path, max_elements=lambda name: 4096), (FileFormatError, LimitError))
@@ -215,6 +218,7 @@ def fuzz_session_json(examples: int, seed_value: int, work: Path) -> None:
     edits = st.one_of(st.builds(replaced, st.sampled_from(paths), JSON_VALUES), mutated(text))
 
     @given(edits)
+    @example(text)
     def read_session(data):
         (folder / "session.json").write_bytes(data)
         _measured(lambda: load_session(folder, G), (SessionFileError,))
@@ -266,6 +270,8 @@ def fuzz_editor(examples: int, seed_value: int, work: Path) -> None:
         assert call("POST", f"/api/s/{sid}/generate", b'{"seed": 0}')[0] == 200
 
         @given(requests)
+        @example(("points", b'{"handles": [[10, 10]], "targets": [[12, 12]]}', {}))
+        @example(("points", b'{"handles": [[1' + b"0" * 400 + b', 1]], "targets": [[1, 1]]}', {}))
         def request(req):
             route, payload, headers = req
             if route.endswith("="):

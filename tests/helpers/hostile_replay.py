@@ -110,8 +110,7 @@ def _reset_peak(pid: int | str) -> None:
 
 def _library_action(key: str, work: Path):
     """Build the input of row `key` in `work` and return the call that reads it."""
-    import numpy as np
-
+    from draggan.checkpoint import load_generator_file
     from tests.helpers import hostile_files as hf
 
     def path_of(name: str, data: bytes) -> Path:
@@ -120,15 +119,12 @@ def _library_action(key: str, work: Path):
         return path
 
     if key in ("1", "2", "3a", "6", "U8"):
-        from draggan.checkpoint import load_generator_file
-
         data = {"1": hf.pickle_huge_memo, "2": hf.pickle_deep_tuple_key, "3a": hf.pickle_object_scalar,
                 "6": lambda: hf.pickle_of_storage(hf.torch_zip_bomb_storage()),
                 "U8": lambda: hf.pickle_of_storage(hf.legacy_storage_claiming())}[key]()
         path = path_of(f"row{key}.pkl", data)
         return lambda: load_generator_file(path)
     if key in ("3b", "4", "5"):  # in a TF pickle, whose variables the conversion copies
-        from draggan.checkpoint import load_generator_file
         from tests.conftest import tiny_generator
         from tests.helpers.official_layout import write_tf_pickle
 
@@ -150,8 +146,6 @@ def _library_action(key: str, work: Path):
         path = path_of("session.json", hf.json_of_empty_lists(64 << 20))
         return lambda: read_session_meta(path)
     if key in ("U1a", "U1b"):
-        from draggan.checkpoint import load_generator_file
-
         header = b'{"x": ' + hf.json_of_empty_lists(((16 << 20) if key == "U1a" else (1 << 20)) - 64) + b"}"
         header += b" " * (-len(header) % 8)
         path = path_of("header.safetensors", len(header).to_bytes(8, "little") + header)
@@ -381,7 +375,7 @@ def _with_arrays(latent: bytes, change) -> bytes:
     return buf.getvalue()
 
 
-def _editor_requests(key: str, server: LiveEditor, session: bytes) -> list[tuple[str, bytes | dict, dict]]:
+def _editor_requests(key: str, session: bytes) -> list[tuple[str, bytes | dict, dict]]:
     """The requests of editor row `key`: (path under the tab, body, headers)."""
     from tests.helpers import hostile_files as hf
 
@@ -448,7 +442,7 @@ def _editor_requests(key: str, server: LiveEditor, session: bytes) -> list[tuple
 
 
 def _run_editor_case(case: Case, server: LiveEditor, session: bytes) -> dict:
-    requests = _editor_requests(case.key, server, session)
+    requests = _editor_requests(case.key, session)
     sid = server.tab()
     server.call(f"/api/s/{sid}/generate", {"seed": 0})
     pid = server.proc.pid

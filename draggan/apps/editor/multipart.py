@@ -47,8 +47,8 @@ def multipart_files(body: bytes, content_type: str, *, max_parts: int = 8,  # pa
         if following < 0:
             raise EditorError("the multipart upload is cut short (a part without its closing boundary)")
         headers = body[at:head_end]
-        disposition = next((line for line in headers.split(b"\r\n") if line.lower().startswith(b"content-disposition:")),
-                           b"")
+        lines = headers.split(b"\r\n")
+        disposition = next((line for line in lines if line.lower().startswith(b"content-disposition:")), b"")
         found = _FILENAME.search(disposition)
         name = b"" if found is None else found[1] if found[1] is not None else found[2]
         if name:  # a form field without a file is not a file of the session

@@ -74,13 +74,13 @@ def real_number(value: Any, name: str, low: float, high: float) -> float:
 def point_pairs(value: Any, name: str) -> list[tuple[float, float]]:
     """`value` as a list of at most MAX_POINTS (x, y) pairs of numbers of at most MAX_COORDINATE; else an
     EditorError (a list of 10,000 pairs is refused by its length before any pair is read)."""
-    if not isinstance(value, list):
+    if not isinstance(value, (list, tuple)):  # JSON gives lists; Python callers may pass tuples
         raise EditorError(f"{name} must be a list of [x, y] pairs, got {shown(value)}")
     if len(value) > MAX_POINTS:
         raise EditorError(f"{name} (handle/target pairs): {len(value)} given, at most {MAX_POINTS} are accepted")
     points = []
     for i, pair in enumerate(value):
-        if not isinstance(pair, list) or len(pair) != 2:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise EditorError(f"{name}[{i}] must be an [x, y] pair, got {shown(pair)}")
         xy = []
         for v in pair:
