@@ -129,13 +129,21 @@ def _points_problem(points: Any, name: str, count: int | None = None) -> str | N
     return None
 
 
-_HISTORY_KEYS = {"step", "handles", "loss", "distances", "done", "error"}  # the fields of draggan.session.DragState
+_HISTORY_KEYS = {"step", "handles", "loss", "distances", "done", "error", "extras"}  # draggan.session.DragState's
+MAX_EXTRAS = 16  # named values a method reports per step (StableDrag: 1), each at most 16 values per handle
+
+
+def _extras_ok(extras: Any, pairs: int) -> bool:
+    """A step's extras as saved: at most MAX_EXTRAS names, each a list of numbers (null: a NaN, as JSON has none)."""
+    return isinstance(extras, dict) and len(extras) <= MAX_EXTRAS and all(
+        isinstance(k, str) and len(k) <= 64 and isinstance(v, list) and len(v) <= 16 * max(pairs, 1)
+        and all(x is None or _is_number(x) for x in v) for k, v in extras.items())
 
 
 def _history_problem(history: list, pairs: int) -> str | None:
     """Why a saved history is not one of `pairs` handles as the project writes it, or None."""
     for i, h in enumerate(history):
-        if not isinstance(h, dict) or not _HISTORY_KEYS - {"error"} <= set(h) <= _HISTORY_KEYS:
+        if not isinstance(h, dict) or not _HISTORY_KEYS - {"error", "extras"} <= set(h) <= _HISTORY_KEYS:
             return f"has a history entry {i} without the fields of a step ({', '.join(sorted(_HISTORY_KEYS))})"
         problem = _points_problem(h["handles"], f"history[{i}].handles", pairs)
         if problem:
@@ -145,7 +153,8 @@ def _history_problem(history: list, pairs: int) -> str | None:
                  "distances": isinstance(h["distances"], list) and len(h["distances"]) == pairs
                  and all(_is_number(d) and d >= 0 for d in h["distances"]),
                  "done": isinstance(h["done"], bool),
-                 "error": h.get("error") is None or (isinstance(h["error"], str) and len(h["error"]) <= 1000)}
+                 "error": h.get("error") is None or (isinstance(h["error"], str) and len(h["error"]) <= 1000),
+                 "extras": _extras_ok(h.get("extras", {}), pairs)}
         for field, ok in valid.items():
             if not ok:
                 return f"has history[{i}].{field} = {str(h[field])[:40]!r}, not a value a step saves"

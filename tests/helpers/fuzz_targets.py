@@ -191,7 +191,8 @@ def fuzz_session_json(examples: int, seed_value: int, work: Path) -> None:
     """session.json of a real session with fields replaced by any JSON (deep, huge, NaN...) or its text mutated;
     `load_session` rebuilds the session or refuses it with a SessionFileError. The `config` object is left as
     saved: its radii and method options are the drag's (issue 26 rows 10 and 14, the lead's)."""
-    from draggan.drag import DragConfig, DragSession
+    from draggan.session import DragSession
+    from draggan.settings import DragConfig
     from draggan.session_io import SessionFileError, load_session, save_session
     from tests.conftest import tiny_generator
 
@@ -233,7 +234,7 @@ def fuzz_editor(examples: int, seed_value: int, work: Path) -> None:
     import http.client
 
     from draggan.apps.editor.editor import Editor, EditorLimits, GeneratorChoice
-    from draggan.drag import DragConfig
+    from draggan.settings import DragConfig
     from tests.conftest import tiny_generator
     from tests.helpers.editor_server import serving
 

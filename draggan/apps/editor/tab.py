@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,9 +54,6 @@ from draggan.settings import DragConfig
 from draggan.stall import stall
 from draggan.timeline import DragTimeline
 
-if TYPE_CHECKING:
-    from draggan.apps.editor.editor import Editor
-
 log = logging.getLogger(__name__)
 
 MASK_RGBA = (255, 196, 0, 255)  # how the page paints the region allowed to move
@@ -69,9 +66,12 @@ def png_bytes(image: np.ndarray | Image.Image) -> bytes:
 
 
 class TabSession:
-    """Everything one browser tab edits. Every public method is safe to call from any thread."""
+    """Everything one browser tab edits. Every public method is safe to call from any thread.
 
-    def __init__(self, editor: "Editor", sid: str):
+    `editor` is the `draggan.apps.editor.editor.Editor` that opened the tab (its generators, limits, temporary
+    folder and `redact`); this module does not import it, which imports this one."""
+
+    def __init__(self, editor, sid: str):
         self.editor, self.sid = editor, sid
         self.lock = threading.RLock()  # what the page reads; held only briefly
         self.changed = threading.Condition(self.lock)
