@@ -6,14 +6,21 @@ explicit `cache_dir` too. A download of `<file>`:
 
 - runs under an exclusive lock on `<file>.lock`, so that concurrent downloads of one file (threads or
   processes) are serialised: the second finds the file installed and checks it;
+- refuses, before anything is sent, a URL whose file name is empty, `.` or `..` (it would name the cache
+  folder itself, or its parent);
 - writes `<file>.part` and renames it to `<file>` only when its length is proven (the server's
   Content-Length or Content-Range, the end of a chunked transfer, or the registered `size`) and its
-  size and sha256 match what is registered; a server that closes early leaves a `.part`, never a file
-  under the final name;
-- resumes a `.part` left by an interrupted download with a Range request, and checks the answer: a 206
-  must say `Content-Range: bytes <part's length>-...`, a 416 counts as "already complete" only when its
-  Content-Range gives the part's length as the file's; any other answer discards the `.part` and starts
-  over once;
+  size and sha256 match what is registered; nothing is installed from an HTML answer (a login or error
+  page served with 200), and no download grows past the registered `size`, or `max_bytes`
+  (`draggan.limits.MAX_DOWNLOAD_BYTES` by default) when no size is registered: a Content-Length above it is
+  refused before the body, a chunked body is cut there;
+- removes the `.part` on every failure, except a transfer that broke off (cut, too slow, too long) from a
+  server that named its version of the file (a strong ETag or a Last-Modified date): that `.part` stays,
+  with the validator in `<file>.part.json`, and the next download resumes it with `Range` and `If-Range`,
+  so that a server whose file changed meanwhile sends the whole new file (a 200) instead of the rest of it
+  spliced onto the old part. A 206 must then say `Content-Range: bytes <part's length>-.../<the recorded
+  length>`; a 416 counts as "already complete" only when its Content-Range gives the part's length as the
+  file's; any other answer discards the `.part` and starts over once;
 - follows redirects within one host (and from http to https), to another host only when the sha256 is
   known (the content is checked anyway), never from https to http;
 - gives up after `timeout` seconds without data, after `max_seconds` in all, and when fewer than
@@ -28,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -39,6 +47,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from draggan.limits import MAX_DOWNLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +64,31 @@ class _StartOver(Exception):
     """The server's answer does not continue the `.part`: discard it and download from the start."""
 
 
+class _BrokeOff(DownloadError):
+    """The transfer stopped before the end (a cut, too slow, too long): the `.part` may be resumed."""
+
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")  # what a checkpoint never is: a login, error or consent page
+
+
+def check_file_name(name: str, url: str) -> None:
+    """Refuse a download whose file name is empty, `.` or `..` (in the URL, percent-decoded, or in `dest`)."""
+    decoded = urllib.parse.unquote(name)
+    if name in ("", ".", "..") or decoded in ("", ".", ".."):
+        raise DownloadError(f"{url}: its file name is {name!r}, which names a folder, not a file; give the URL of "
+                            "the file itself")
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "draggan").expanduser()
 
 
 def url_cache_path(url: str, cache_dir: str | os.PathLike) -> Path:
-    """Where the file of `url` is cached: `<cache>/url/<16 hex digits of sha256(url)>/<file name>`."""
-    name = Path(urllib.parse.urlsplit(url).path).name or "checkpoint.pkl"
+    """Where the file of `url` is cached: `<cache>/url/<16 hex digits of sha256(url)>/<file name>` (a URL whose
+    file name is empty, `.` or `..` is a DownloadError)."""
+    path = urllib.parse.urlsplit(url).path
+    name = path.rsplit("/", 1)[-1]
+    check_file_name(name, url)
     return Path(cache_dir) / "url" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
 
 
@@ -170,43 +198,84 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
                   max_seconds: float = 6 * 3600.0,  # longest a download may take in all
                   min_rate: float = 1024.0,  # bytes per second below which a download is given up...
                   rate_window: float = 60.0,  # ...measured over this many seconds
+                  max_bytes: int = MAX_DOWNLOAD_BYTES,  # largest file accepted when no `size` is registered
                   progress: bool = True) -> Path:
     """Download `url` to `dest` (serialised by a lock, resuming a `.part`), check it, install it, return `dest`."""
     dest = Path(dest)
+    check_file_name(dest.name, url)
+    check_file_name(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1], url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    record = dest.with_name(dest.name + ".part.json")  # the validator of the server's file that `part` began
+    cap = size if size is not None else max_bytes
     with _exclusive(dest.with_name(dest.name + ".lock"), wait=max_seconds):
         if dest.is_file():  # installed meanwhile by another download, or put there by hand
             return check_file(dest, sha256=sha256, size=size, what=url)
         deadline = time.monotonic() + max_seconds
-        for attempt in (0, 1):
-            try:
-                _fetch(url, part, dest, sha256=sha256, size=size, timeout=timeout, deadline=deadline,
-                       min_rate=min_rate, rate_window=rate_window, progress=progress)
-                break
-            except _StartOver as e:
-                part.unlink(missing_ok=True)
-                if attempt:
-                    raise DownloadError(f"{url}: {e}. {_by_hand(url, dest)}") from None
-                log.warning("%s: %s; starting over", url, e)
         try:
+            for attempt in (0, 1):
+                try:
+                    _fetch(url, part, record, dest, sha256=sha256, size=size, cap=cap, timeout=timeout,
+                           deadline=deadline, min_rate=min_rate, rate_window=rate_window, progress=progress)
+                    break
+                except _StartOver as e:
+                    _discard(part, record)
+                    if attempt:
+                        raise DownloadError(f"{url}: {e}. {_by_hand(url, dest)}") from None
+                    log.warning("%s: %s; starting over", url, e)
             check_file(part, sha256=sha256, size=size, what=url, advice=f"the download was removed. {_by_hand(url, dest)}")
-        except DownloadError:
-            part.unlink(missing_ok=True)
+        except _BrokeOff as e:
+            if _validator(record) is not None and part.exists():
+                raise DownloadError(f"{e}; run it again to resume, or: {_by_hand(url, dest)}") from None
+            _discard(part, record)
+            raise DownloadError(f"{e}; the server names no version of the file (ETag or Last-Modified), so the "
+                                f"partial download cannot be resumed safely and was removed. {_by_hand(url, dest)}") from None
+        except BaseException:
+            _discard(part, record)
             raise
         os.replace(part, dest)
+        record.unlink(missing_ok=True)
     return dest
 
 
-def _fetch(url: str, part: Path, dest: Path, *, sha256: str | None, size: int | None, timeout: float,
-           deadline: float, min_rate: float, rate_window: float, progress: bool) -> None:
+def _discard(part: Path, record: Path) -> None:
+    part.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
+
+
+def _validator(record: Path) -> dict | None:
+    """{"if_range", "length"} recorded for a `.part`, or None (no record, or one without a usable validator)."""
+    try:
+        value = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(value, dict) and isinstance(value.get("if_range"), str) and value["if_range"] \
+        and (value.get("length") is None or type(value.get("length")) is int)
+    return value if ok else None
+
+
+def _if_range(headers) -> str | None:
+    """What `If-Range` may send back for this answer: a strong ETag, else its Last-Modified date, else None."""
+    etag = (headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/") and len(etag) <= 200:
+        return etag
+    modified = (headers.get("Last-Modified") or "").strip()
+    return modified if modified and len(modified) <= 100 else None
+
+
+def _fetch(url: str, part: Path, record: Path, dest: Path, *, sha256: str | None, size: int | None, cap: int,
+           timeout: float, deadline: float, min_rate: float, rate_window: float, progress: bool) -> None:
     """Bring `part` to the whole file (or raise); the length is proven, the content not yet checked."""
-    offset = part.stat().st_size if part.exists() else 0
+    resume = _validator(record) if part.exists() else None
+    if part.exists() and resume is None:
+        _discard(part, record)  # a part whose version of the file is unknown cannot be continued safely
+    offset = part.stat().st_size if resume is not None else 0
     if size is not None and offset > size:
         raise _StartOver(f"the partial download is longer ({offset} bytes) than the file ({size})")
     request = urllib.request.Request(url, headers={"User-Agent": "draggan-research", "Accept-Encoding": "identity"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
+        request.add_header("If-Range", resume["if_range"])
     opener = urllib.request.build_opener(_RedirectPolicy(other_hosts=sha256 is not None))
     try:
         response = opener.open(request, timeout=timeout)
@@ -222,33 +291,46 @@ def _fetch(url: str, part: Path, dest: Path, *, sha256: str | None, size: int | 
         reason = getattr(e, "reason", e)
         raise DownloadError(f"could not reach {url}: {reason}. {_by_hand(url, dest)}") from None
     with response:
+        content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type in HTML_TYPES:
+            raise DownloadError(f"{url} answered with an HTML page ({content_type}), not the file (a login, consent "
+                                f"or error page?). {_by_hand(url, dest)}")
         length = _header_int(response.headers.get("Content-Length"), "Content-Length", url)
         if offset and response.status == 206:
             first, last, total = _content_range(response.headers.get("Content-Range"), url)
             if first != offset:
                 raise _StartOver(f"asked for the bytes from {offset}, the server sent them from {first}")
+            if resume.get("length") is not None and total != resume["length"]:
+                raise _StartOver(f"the file is now {total} bytes, it was {resume['length']} when the part began")
             if length is not None and last is not None and length != last - first + 1:
                 raise DownloadError(f"{url}: Content-Range {first}-{last} and Content-Length {length} disagree")
             expected = total if total is not None else (offset + length if length is not None else None)
         elif response.status in (200, 203):
-            offset, expected = 0, length  # not resumed: start over
+            offset, expected = 0, length  # not resumed (or the file changed): start over
+            validator = _if_range(response.headers)
+            if validator is not None:
+                record.write_text(json.dumps({"url": url, "if_range": validator, "length": length}))
+            else:
+                record.unlink(missing_ok=True)
         else:
             raise DownloadError(f"could not download {url}: HTTP {response.status}. {_by_hand(url, dest)}")
         if expected is not None and size is not None and expected != size:
             raise DownloadError(f"{url}: the server announces {expected} bytes, the registry says {size}. "
                                 f"{_by_hand(url, dest)}")
+        if expected is not None and expected > cap:
+            raise DownloadError(f"{url}: the server announces {expected} bytes; at most {cap} are downloaded "
+                                f"(max_bytes). {_by_hand(url, dest)}")
         expected = expected if expected is not None else size
         if expected is None and not response.chunked and sha256 is None:
             raise DownloadError(f"{url}: the server gives no length and none is registered, so a complete file "
                                 f"cannot be told from a cut one. {_by_hand(url, dest)}")
-        _receive(response, part, url, dest, append=bool(offset), expected=expected, deadline=deadline,
+        _receive(response, part, url, dest, append=bool(offset), expected=expected, cap=cap, deadline=deadline,
                  min_rate=min_rate, rate_window=rate_window, progress=progress)
 
 
-def _receive(response, part: Path, url: str, dest: Path, *, append: bool, expected: int | None, deadline: float,
-             min_rate: float, rate_window: float, progress: bool) -> None:
-    """Write the body into `part`, within the time and rate limits; a cut leaves the `.part` for a resume."""
-    resume = f"run it again to resume, or: {_by_hand(url, dest)}"
+def _receive(response, part: Path, url: str, dest: Path, *, append: bool, expected: int | None, cap: int,
+             deadline: float, min_rate: float, rate_window: float, progress: bool) -> None:
+    """Write the body into `part`, within the time, rate and size limits (a cut is a `_BrokeOff`)."""
     with open(part, "ab" if append else "wb") as f, tqdm(total=expected, initial=f.tell(), unit="B", unit_scale=True,
                                                            desc=dest.name, disable=not progress) as bar:
         window_start, window_bytes = time.monotonic(), 0
@@ -256,17 +338,20 @@ def _receive(response, part: Path, url: str, dest: Path, *, append: bool, expect
             while block := response.read1(CHUNK):
                 f.write(block)
                 bar.update(len(block))
+                if f.tell() > cap:
+                    raise DownloadError(f"the download of {url} passed {cap} bytes, the most accepted (max_bytes, or "
+                                        f"the registered size); it was removed. {_by_hand(url, dest)}")
                 now = time.monotonic()
                 window_bytes += len(block)
                 if now > deadline:
-                    raise DownloadError(f"the download of {url} took too long (max_seconds); {resume}")
+                    raise _BrokeOff(f"the download of {url} took too long (max_seconds)")
                 if now - window_start >= rate_window:
                     if window_bytes < min_rate * (now - window_start):
-                        raise DownloadError(f"the download of {url} is too slow ({window_bytes / (now - window_start):.0f} "
-                                            f"B/s, min_rate {min_rate:.0f}); {resume}")
+                        raise _BrokeOff(f"the download of {url} is too slow ({window_bytes / (now - window_start):.0f} "
+                                        f"B/s, min_rate {min_rate:.0f})")
                     window_start, window_bytes = now, 0
         except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
-            raise DownloadError(f"the download of {url} broke off after {f.tell()} bytes ({e}); {resume}") from e
+            raise _BrokeOff(f"the download of {url} broke off after {f.tell()} bytes ({e})") from e
         got = f.tell()
     if expected is not None and got != expected:
-        raise DownloadError(f"the download of {url} broke off: {got} of {expected} bytes; {resume}")
+        raise _BrokeOff(f"the download of {url} broke off: {got} of {expected} bytes")

@@ -4,10 +4,13 @@ The library, the command line and the web editor read images, masks, points, arc
 and checkpoints from files and uploads that nobody vouches for. Each is checked against these limits
 before anything is allocated for it: an image's size comes from its header before it is decoded
 (`draggan.image_io`), an array's shape from its .npy header before the data is decompressed, an
-archive's member sizes from its directory before a member is read (`draggan.files`), and a
-generator's settings and tensor sizes from the checkpoint's header before the network is built or a
-tensor read (`draggan.checkpoint`). Reading one input under these limits allocates at most about the
-limit that applies to it (1 GB for the largest, an archive's members).
+archive's member count and sizes from its directory before a member is read (`draggan.archives`), a
+JSON text's size, containers, values and depth from the text before it is parsed (`draggan.files`), a
+pickle's values, memo and nesting from its opcodes before it is unpickled, and a generator's settings
+and tensor sizes from the checkpoint's header before the network is built or a tensor read
+(`draggan.checkpoint`). Reading one input under these limits allocates at most about the limit that
+applies to it (1 GB for the largest, an archive's members; a few hundred MB for a JSON text or a pickle's
+values).
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ MAX_POINTS = 32  # handle/target pairs; the paper's edits use 1-5
 MAX_UPLOAD_BYTES = 20 << 20  # a photo or mask posted to the editor (default of app.max_upload_mb)
 MAX_ARCHIVE_MEMBERS = 30_000  # members of a zip or npz archive (a saved session keeps 5 arrays per step)
 MAX_ARCHIVE_BYTES = 1 << 30  # uncompressed bytes read from one archive, all members together
-MAX_JSON_BYTES = 64 << 20  # a JSON file (session.json) read whole
+MAX_JSON_BYTES = 16 << 20  # a JSON file (session.json) read whole (5,000 steps of 32 handles: 12.4 MB)
+MAX_JSON_CONTAINERS = 200_000  # lists and objects of one JSON text (5,000 steps of 32 handles: 175,000)
+MAX_JSON_VALUES = 1_000_000  # values of one JSON text (5,000 steps of 32 handles: about 550,000)
+MAX_JSON_DEPTH = 32  # nesting of one JSON text (session.json: 5)
+MAX_DOWNLOAD_BYTES = 2 << 30  # a checkpoint download without a registered size (the largest official one: 382 MB)
 MAX_DRAG_STEPS = 5_000  # DragConfig.max_steps and the steps of a saved session (each keeps a snapshot)
 
 # Generators described by a checkpoint (its init_kwargs), checked before the network is built.
@@ -43,9 +50,11 @@ MAX_MAPPING_LAYERS = 32  # mapping_kwargs.num_layers (official: 8; 2 for small m
 MAX_KERNEL_SIZE = 9  # kernel_size of the synthesis layers (official: 3)
 MAX_GENERATOR_PARAMETERS = 100_000_000  # parameters and buffers (official 1024-px generator: 33 M)
 MAX_FEATURE_ELEMENTS = 1 << 26  # channels x height x width of one feature map (official 1024 px: 2^25)
-MAX_SAFETENSORS_HEADER = 16 << 20  # bytes of a safetensors JSON header
+MAX_SAFETENSORS_HEADER = 1 << 20  # bytes of a safetensors JSON header (an official 1024-px generator: ~50 KB)
 MAX_KWARGS_ITEMS = 10_000  # values in a checkpoint's init_kwargs, all levels together
 MAX_KWARGS_DEPTH = 16  # nesting of a checkpoint's init_kwargs and of its modules
+MAX_PICKLE_OBJECTS = 250_000  # values a network pickle builds, all kinds together (an official snapshot: ~25k)
+MAX_PICKLE_DEPTH = 100  # nesting of the values of a network pickle (an official snapshot: ~40)
 
 
 def check_count(items: Sized | int, limit: int, what: str) -> None:

@@ -3,12 +3,22 @@ final latents, and the per-step optimiser and method snapshots for resume/roll-b
 drag setting with its source, `draggan.settings`); `save_run` writes them with the pictures of the drag, as one run
 folder (the CLI's and the editor's).
 
-Loading reads untrusted files (a resumed run, a session uploaded to the editor): `session.json` is
-checked for its structure (a history as long as its step count, at most MAX_DRAG_STEPS steps and
-MAX_POINTS point pairs) and every array of `latent.npz` for its size from its header before it is
-read (`draggan.files.read_npz`); a truncated or malformed file is a SessionFileError naming it. A session from
-elsewhere (`trusted=False`: an upload to the editor) may name only registered drag methods and no file of this
-machine (a method's path options, such as the latent transformer's weights).
+Loading reads untrusted files (a resumed run, a session uploaded to the editor), and refuses, when it is
+loaded (not later, when the edit starts or the page polls), a session that is not one this project wrote:
+
+- `session.json` is read under the JSON limits (`draggan.files.read_json`: size, containers, values,
+  depth) and checked for its structure: a history as long as its step count, at most MAX_DRAG_STEPS
+  steps and MAX_POINTS point pairs, every handle, target and history entry of the right types, every
+  number finite (a step's loss may be null: the project writes a NaN loss so), every point inside the
+  generator's image;
+- every array of `latent.npz` is sized from its header before it is read (`draggan.archives.read_npz`): a
+  plain numeric dtype, a name the session's steps account for, at most the elements of its kind, the whole
+  archive inflating to at most `MAX_NPZ_INFLATION` times its size (floats barely compress), and every
+  value finite (a NaN or an infinity in a latent or an optimiser state would only surface as a failed edit).
+
+A truncated or malformed file is a SessionFileError naming it. A session from elsewhere (`trusted=False`: an
+upload to the editor) may name only registered drag methods and no file of this machine (a method's path
+options, such as the latent transformer's weights).
 """
 
 from __future__ import annotations
@@ -16,14 +26,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from draggan.files import FileFormatError, atomic_write, read_json, read_npz
-from draggan.limits import MAX_DRAG_STEPS, MAX_POINTS
+from draggan.archives import read_npz
+from draggan.files import FileFormatError, atomic_write, read_json
+from draggan.limits import MAX_ARCHIVE_BYTES, MAX_DRAG_STEPS, MAX_POINTS
 from draggan.methods.registry import get_method
 from draggan.networks import Generator
 from draggan.render import DragFrames, draw_points, points_scale, save_png, to_uint8
@@ -103,8 +115,55 @@ def save_run(session: DragSession, folder: str | os.PathLike, *, generator: str 
     return {**files, "session": folder / SESSION_FILE, "latent": folder / LATENT_FILE}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _points_problem(points: Any, name: str, count: int | None = None) -> str | None:
+    """Why `points` is not a list of (x, y) pairs of finite numbers (of `count` pairs), or None."""
+    if not isinstance(points, list) or (count is not None and len(points) != count):
+        return f"has {name} that are not a list of {count if count is not None else ''} (x, y) pairs".replace("  ", " ")
+    for i, p in enumerate(points):
+        if not isinstance(p, list) or len(p) != 2 or not all(_is_number(v) for v in p):
+            return f"has {name}[{i}] = {str(p)[:40]}, not an (x, y) pair of finite numbers"
+    return None
+
+
+_HISTORY_KEYS = {"step", "handles", "loss", "distances", "done", "error", "extras"}  # draggan.session.DragState's
+MAX_EXTRAS = 16  # named values a method reports per step (StableDrag: 1), each at most 16 values per handle
+
+
+def _extras_ok(extras: Any, pairs: int) -> bool:
+    """A step's extras as saved: at most MAX_EXTRAS names, each a list of numbers (null: a NaN, as JSON has none)."""
+    return isinstance(extras, dict) and len(extras) <= MAX_EXTRAS and all(
+        isinstance(k, str) and len(k) <= 64 and isinstance(v, list) and len(v) <= 16 * max(pairs, 1)
+        and all(x is None or _is_number(x) for x in v) for k, v in extras.items())
+
+
+def _history_problem(history: list, pairs: int) -> str | None:
+    """Why a saved history is not one of `pairs` handles as the project writes it, or None."""
+    for i, h in enumerate(history):
+        if not isinstance(h, dict) or not _HISTORY_KEYS - {"error", "extras"} <= set(h) <= _HISTORY_KEYS:
+            return f"has a history entry {i} without the fields of a step ({', '.join(sorted(_HISTORY_KEYS))})"
+        problem = _points_problem(h["handles"], f"history[{i}].handles", pairs)
+        if problem:
+            return problem
+        valid = {"step": type(h["step"]) is int and h["step"] == i,
+                 "loss": h["loss"] is None or _is_number(h["loss"]),  # null: a NaN loss, as save_session writes it
+                 "distances": isinstance(h["distances"], list) and len(h["distances"]) == pairs
+                 and all(_is_number(d) and d >= 0 for d in h["distances"]),
+                 "done": isinstance(h["done"], bool),
+                 "error": h.get("error") is None or (isinstance(h["error"], str) and len(h["error"]) <= 1000),
+                 "extras": _extras_ok(h.get("extras", {}), pairs)}
+        for field, ok in valid.items():
+            if not ok:
+                return f"has history[{i}].{field} = {str(h[field])[:40]!r}, not a value a step saves"
+    return None
+
+
 def read_session_meta(path: str | os.PathLike) -> dict:
-    """`session.json` (or the session folder holding it), checked for the structure `load_session` needs."""
+    """`session.json` (or the session folder holding it), checked for the structure `load_session` needs and
+    for values a saved session holds (the module docstring lists them)."""
     path = Path(path)
     if path.is_dir():
         for name in (SESSION_FILE, LATENT_FILE):
@@ -129,6 +188,11 @@ def read_session_meta(path: str | os.PathLike) -> dict:
         problem = f"has a history of {len(meta['history'])} entries for {steps} steps"
     elif len(meta["handles"]) > MAX_POINTS:
         problem = f"has {len(meta['handles'])} handles; at most {MAX_POINTS} are accepted"
+    else:
+        problem = (_points_problem(meta["handles"], "handles") or _points_problem(
+            meta["targets"], "targets", len(meta["handles"])) or _history_problem(meta["history"], len(meta["handles"])))
+        if problem is None and not (meta.get("generator") is None or isinstance(meta["generator"], str)):
+            problem = f"names its generator {str(meta['generator'])[:40]}, not a string"
     if problem:
         raise SessionFileError(f"{path} {problem}: not a saved drag session")
     return meta
@@ -144,25 +208,50 @@ def _method_value(array: np.ndarray) -> Any:
     return torch.from_numpy(array)
 
 
+MAX_NPZ_INFLATION = 4  # latent.npz inflates to at most this many times its size (+ a mask and 16 MB); measured: 1.0
+_ARRAY_NAME = re.compile(r"ws0|ws_final|mask|step(\d{1,5})_(free|handles_rc|adam_(?:step|exp_avg|exp_avg_sq)|method_\w{1,64})")
+
+
+def _outside(points: Any, height: int, width: int, margin: float = 1.0) -> bool:
+    """Whether any (x, y) of `points` lies more than `margin` px outside a `height` x `width` image."""
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return bool(((xy < -margin) | (xy > np.array([width - 1, height - 1]) + margin)).any())
+
+
 def load_session(folder: str | os.PathLike, G: Generator, *, trusted: bool = True) -> DragSession:
-    """Rebuild a saved session at its last step; `rollback(k)` then returns to any earlier step. `trusted=False`
-    (a session from elsewhere): its drag method must be a registered one, and it may name no file of this machine."""
+    """Rebuild a saved session at its last step; `rollback(k)` then returns to any earlier step. A session that
+    is not one of `G` as the project saves it (the module docstring says what is checked) is a SessionFileError.
+    `trusted=False` (a session from elsewhere): its drag method must be a registered one, and it may name no file
+    of this machine."""
     folder = Path(folder)
     meta = read_session_meta(folder)
     if not trusted:
         _check_untrusted_config(meta["config"], folder / SESSION_FILE)
-    latent = G.num_ws * G.w_dim
+    latent, (H, W) = G.num_ws * G.w_dim, (G.img_height, G.img_width)
+    for name, points in [("handles", meta["handles"]), ("targets", meta["targets"])] + [
+            (f"history[{i}].handles", h["handles"]) for i, h in enumerate(meta["history"])]:
+        if _outside(points, H, W):
+            raise SessionFileError(f"{folder / SESSION_FILE} has {name} outside the {W}x{H} image of this generator")
 
-    def max_elements(name: str) -> int:  # the largest array of each kind a session of G holds
+    def max_elements(name: str) -> int:  # the largest array of each kind a session of G holds; 0: none of that name
+        m = _ARRAY_NAME.fullmatch(name)
+        if m is None or (m[1] is not None and int(m[1]) >= meta["steps"]):
+            return 0
         if "_method_" in name:  # per handle: a template of at most 512 channels x 9 samples
             return MAX_POINTS * METHOD_ELEMENTS_PER_HANDLE
-        return G.img_height * G.img_width if name == "mask" else 2 * MAX_POINTS if name.endswith("handles_rc") \
-            else latent
+        return H * W if name == "mask" else 2 * MAX_POINTS if name.endswith("handles_rc") else latent
 
+    npz = folder / LATENT_FILE
     try:
-        arrays = read_npz(folder / LATENT_FILE, max_elements=max_elements)
-    except (FileFormatError, ValueError) as e:
+        budget = MAX_NPZ_INFLATION * npz.stat().st_size + H * W + (16 << 20)
+        arrays = read_npz(npz, max_elements=max_elements, max_bytes=min(MAX_ARCHIVE_BYTES, budget))
+    except (FileFormatError, ValueError, OSError) as e:
         raise SessionFileError(str(e)) from None
+    for name, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise SessionFileError(f"{npz}: array {name} holds NaN or infinite values, which a saved session does not")
+        if name.endswith("handles_rc") and _outside(array[..., ::-1], H, W):
+            raise SessionFileError(f"{npz}: array {name} puts handles outside the {W}x{H} image of this generator")
     needed = ["ws0"] + [f"step{i}_{k}" for i in range(meta["steps"]) for k in ("free", "handles_rc")]
     missing = [n for n in needed if n not in arrays]
     if missing:

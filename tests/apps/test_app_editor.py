@@ -138,8 +138,9 @@ def test_bad_points_mask_and_seed_are_refused_with_a_message(toy, tmp_path):
         tab.set_points([[70, 3]], [[2, 2]])
     with pytest.raises(EditorError, match="every handle needs a target"):
         tab.set_points([[1, 1]], [])
-    with pytest.raises(EditorError, match="points must be lists"):
-        tab.set_points([["a", 1]], [[1, 1]])
+    for bad in (["a", 1], [10**400, 1], [True, 1], [1e400, 1], [1, 2, 3]):
+        with pytest.raises(EditorError, match=r"handles\[0\] must (hold two finite numbers|be an \[x, y\] pair)"):
+            tab.set_points([bad], [[1, 1]])
     with pytest.raises(EditorError, match="add a point pair first"):
         tab.start()
     with pytest.raises(EditorError, match="seed must be a whole number"):

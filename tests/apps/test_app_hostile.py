@@ -29,6 +29,7 @@ from draggan.session_io import save_session
 from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 from tests.helpers.editor_server import serving
+from tests.helpers import hostile_files as hf
 from tests.helpers.hostile_files import huge_png, npz_bomb, session_zip
 from tests.helpers.memory import run_capped
 
@@ -298,7 +299,7 @@ def test_huge_pictures_and_archive_bombs_are_refused_before_allocating(tmp_path)
         assert r["growth_mb"] < GROWTH_MB, (label, r)
     assert "10000x10000" in results["mask 10000x10000"]["message"]
     assert "at most 64 million" in results["photo 10000x10000"]["message"]
-    assert "array ws0 is float32 of shape [134217728]" in results["latent.npz inflating to 512 MB"]["message"]
+    assert "latent.npz unpacks to 53687" in results["latent.npz inflating to 512 MB"]["message"]  # by its directory
     assert "img_resolution=1048576" in results["generator.safetensors of 2^20 px"]["message"]
 
 
@@ -331,3 +332,164 @@ def test_sigterm_removes_the_temporary_folders(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------- round 2 (issue 26)
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"handles": [[1' + b"0" * 400 + b', 1]], "targets": [[1, 1]]}', "got a 401-digit integer"),
+    (b'{"handles": [[' + b"7" * 5000 + b', 1]], "targets": [[1, 1]]}', "Exceeds the limit"),
+    (b'{"handles": ' + b"[" * 100_000 + b"]" * 100_000 + b', "targets": []}', "100001 levels deep"),
+    (b'{"handles": [[true, 1]], "targets": [[1, 1]]}', "must hold two finite numbers"),
+    (b'{"handles": [[1, 2, 3]], "targets": [[1, 1]]}', r"must be an \[x, y\] pair"),
+])
+def test_hostile_numbers_and_nesting_in_points_are_one_line_400s(server, body, message):
+    sid = new_tab(server)
+    call(server, f"/api/s/{sid}/generate", {"seed": 0})
+    start = time.monotonic()
+    status, err = call(server, f"/api/s/{sid}/points", body)
+    assert status == 400 and re.search(message, err["error"]) and "\n" not in err["error"], (status, err)
+    assert time.monotonic() - start < 5
+    assert call(server, f"/api/s/{sid}/points", {"handles": [[1, 1]], "targets": [[2, 2]]})[0] == 200  # still serving
+    for query in ("since=" + "9" * 400, "wait=" + "9" * 5000):  # query numbers: bounded too
+        assert call(server, f"/api/s/{sid}/state?{query}")[0] == 400
+
+
+def _session_upload(G, tmp_path) -> dict[str, bytes]:
+    session = DragSession(G, G.mapping(G.mapping.fc0.weight.new_ones(1, 16), None), [[10, 10]], [[12, 12]],
+                          config=DragConfig(feature_block=2))
+    session.step()
+    session.step()
+    folder = save_session(session, tmp_path / "upload", generator="tiny")
+    return {"session.json": (folder / "session.json").read_bytes(), "latent.npz": (folder / "latent.npz").read_bytes()}
+
+
+def _with_arrays(latent: bytes, change) -> bytes:
+    arrays = dict(np.load(io.BytesIO(latent)))
+    change(arrays)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _with_meta(meta: bytes, change) -> bytes:
+    m = json.loads(meta)
+    change(m)
+    return json.dumps(m).encode()
+
+
+@pytest.mark.parametrize("label, make, message", [
+    ("history loss 'x'", lambda f: {"session.json": _with_meta(f["session.json"], lambda m: m["history"][1].update(
+        loss="x"))}, r"history\[1\].loss = 'x'"),
+    ("NaN ws0", lambda f: {"latent.npz": _with_arrays(f["latent.npz"], lambda a: a["ws0"].fill(np.nan))},
+     "array ws0 holds NaN"),
+    ("Inf step latent", lambda f: {"latent.npz": _with_arrays(f["latent.npz"], lambda a: a["step1_free"].fill(np.inf))},
+     "array step1_free holds NaN or infinite"),
+    ("NaN Adam state", lambda f: {"latent.npz": _with_arrays(f["latent.npz"], lambda a: a["step1_adam_exp_avg"].fill(
+        np.nan))}, "array step1_adam_exp_avg holds NaN"),
+    ("handles at 1e30", lambda f: {"session.json": _with_meta(f["session.json"], lambda m: m.update(
+        handles=[[1e30, 1e30]]))}, "handles outside the 32x32 image"),
+    ("|V1073741824", lambda f: {"latent.npz": hf.npz_of({"ws0": hf.npy_member("|V1073741824", (1,))})},
+     r"array ws0 is \|V1073741824"),
+])
+def test_a_session_that_the_project_never_writes_is_refused_when_it_is_loaded(server, tmp_path, label, make, message):
+    """Refused by the upload itself (a 400 naming the value), not later when the edit starts or the page polls."""
+    G = server.editor.generator(server.editor.choice(None))
+    files = _session_upload(G, tmp_path)
+    sid = new_tab(server)
+    status, err = call(server, f"/api/s/{sid}/load", session_zip({**files, **make(files)}),
+                       headers={"X-Filename": "s.zip"})
+    assert status == 400 and re.search(message, err["error"]) and "\n" not in err["error"], (label, status, err)
+    assert call(server, f"/api/s/{sid}/state")[1]["status"] == "empty"
+    status, state = call(server, f"/api/s/{sid}/load", session_zip(files), headers={"X-Filename": "s.zip"})
+    assert status == 200 and state["step"] == 2  # the same session, unaltered, loads
+
+
+def test_multipart_bodies_of_many_tiny_parts_are_answered_at_once(server):
+    sid = new_tab(server)
+    body = b"--x\r\n\r\n\r\n" * ((10 << 20) // 11) + b"--x--\r\n"
+    server.editor.limits.max_session_bytes = 20 << 20
+    start = time.monotonic()
+    status, err = call(server, f"/api/s/{sid}/load", body, headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert status == 400 and "more than 8 parts" in err["error"] and time.monotonic() - start < 5
+
+
+def test_multipart_files_are_found_by_their_boundary():
+    from draggan.apps.editor.errors import EditorError
+    from draggan.apps.editor.multipart import multipart_files
+
+    body = (b"--b0\r\nContent-Disposition: form-data; name=\"files\"; filename=\"session.json\"\r\n"
+            b"Content-Type: application/json\r\n\r\n{\"a\": 1}\r\n--b0\r\nContent-Disposition: form-data; "
+            b"name=\"note\"\r\n\r\nnot a file\r\n--b0\r\nContent-Disposition: form-data; name=files; "
+            b"filename=latent.npz\r\n\r\n\r\n-b0\x00\xff\r\n--b0--\r\n")
+    files = multipart_files(body, 'multipart/form-data; boundary="b0"')
+    assert files == {"session.json": b'{"a": 1}', "latent.npz": b"\r\n-b0\x00\xff"}
+    for bad, message in [(b"--b0\r\nno end of headers", "no end to its headers"),
+                         (b"--b0\r\nX: y\r\n\r\ncut", "cut short"), (b"nothing", "holds no part")]:
+        with pytest.raises(EditorError, match=message):
+            multipart_files(bad, "multipart/form-data; boundary=b0")
+
+
+def _invert_reading_the_photo(G, path, callback):  # the inversion's first step: reading the photo
+    from inversion.images import load_image
+
+    load_image(path, G.img_resolution)
+    raise AssertionError("the photo was expected to be refused")
+
+
+def test_no_message_names_a_temporary_path_of_the_server(server):
+    """A photo too small to invert, a corrupt tuned generator: the messages name the file, not where it lies."""
+    server.editor.invert = _invert_reading_the_photo
+    sid = new_tab(server)
+    small = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(small, format="PNG")
+    call(server, f"/api/s/{sid}/generate", {"seed": 0})
+    status, _ = call(server, f"/api/s/{sid}/upload", small.getvalue(), headers={"X-Filename": "tiny.png"})
+    messages = []
+    for _ in range(100):
+        state = call(server, f"/api/s/{sid}/state?since=-1")[1]
+        if state["status"] != "inverting":
+            break
+        time.sleep(0.05)
+    messages.append(state["message"])
+    G = server.editor.generator(server.editor.choice(None))
+    status, err = call(server, f"/api/s/{sid}/load", session_zip(
+        {**_session_upload(G, Path(server.editor.tmp_root)), "generator.safetensors": b"not a safetensors file"}),
+        headers={"X-Filename": "s.zip"})
+    messages.append(err["error"])
+    root = str(server.editor.tmp_root)
+    assert "could not invert" in messages[0] and "upload is 4x4 pixels" in messages[0], messages
+    assert "generator.safetensors: not a network pickle" in messages[1], messages
+    assert not any(root in m or "/tmp" in m or "draggan-app-" in m for m in messages), messages
+    assert server.editor.redact(f"{root}/tab-abc/load-x/latent.npz is bad; {root}/tab-abc") == \
+        "latent.npz is bad; the server's temporary folder"
+
+
+def test_hostile_uploads_cost_little_memory_in_the_editor(tmp_path):
+    """The editor's rows at full size, in a child capped at 1.5 GB above its imports: three sessions whose
+    latent.npz declares 1 GB items, a zip of 600,000 directory entries, 64 MB of `[],` as session.json."""
+    G = tiny_generator(32)
+    session = DragSession(G, G.mapping(G.mapping.fc0.weight.new_ones(1, 16), None), [[10, 10]], [[12, 12]],
+                          config=DragConfig(feature_block=2))
+    session.step()
+    folder = save_session(session, tmp_path / "s", generator="tiny")
+    meta = (folder / "session.json").read_bytes()
+    files = {"V-item npz": session_zip({"session.json": meta, "latent.npz": hf.npz_of(
+        {"ws0": hf.npy_member("|V1073741824", (1,))})}), "600,000 entries": hf.zip_with_lying_directory(),
+        "64 MB of [],": session_zip({"session.json": hf.json_of_empty_lists(64 << 20),
+                                     "latent.npz": (folder / "latent.npz").read_bytes()})}
+    paths = {k: str(tmp_path / f"{i}.zip") for i, k in enumerate(files)}
+    for k, data in files.items():
+        Path(paths[k]).write_bytes(data)
+    results = run_capped(f"""
+        p = {paths!r}
+        tabs = [ed.open() for _ in range(3)]
+        for t in tabs:
+            t.generate("tiny", 0)
+        attempt("V-item npz x3", lambda: [t.load({{"s.zip": open(p["V-item npz"], "rb").read()}}) for t in tabs])
+        attempt("600,000 entries", lambda: tab.load({{"s.zip": open(p["600,000 entries"], "rb").read()}}))
+        attempt("64 MB of [],", lambda: tab.load({{"s.zip": open(p["64 MB of [],"], "rb").read()}}))
+    """, imports=EDITOR_CHILD, headroom_mb=1500)
+    for label, r in results.items():
+        assert r["error"] == "EditorError" and "\n" not in r["message"], (label, r)
+        assert r["growth_mb"] < GROWTH_MB, (label, r)

@@ -111,7 +111,7 @@ def test_errors_are_messages_and_the_server_keeps_serving(server):
     status, err, _ = call(server, f"/api/s/{sid}/points", {"handles": [[1, 99]], "targets": [[2, 2]]})
     assert status == 400 and "outside the 32x32 image" in err["error"]
     status, err, _ = call(server, f"/api/s/{sid}/points", b"{not json", headers={"Content-Type": "application/json"})
-    assert status == 400 and "not JSON" in err["error"]
+    assert status == 400 and "not valid JSON" in err["error"]
     status, err, _ = call(server, f"/api/s/{sid}/upload", b"hello")
     assert status == 400 and "without inversion" in err["error"]
     status, err, _ = call(server, f"/api/s/{sid}/mask", b"\0" * 60_000)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import threading
 import time
 
@@ -24,6 +25,7 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    etag = '"v1"'  # the version of every file served; If-Range honoured against it
     files: dict[str, bytes] = {}
     cut_after: int | None = None  # close the connection after this many bytes of the body
     requests: list[str] = []
@@ -42,13 +44,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes="):
+        rng, if_range = self.headers.get("Range"), self.headers.get("If-Range")
+        if rng and rng.startswith("bytes=") and if_range in (None, self.etag):
             start = int(rng[6:].split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
             self.send_response(200)
+        self.send_header("ETag", self.etag)
         body = data[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -226,10 +229,16 @@ def test_concurrent_downloads_of_one_file_are_serialised(server, tmp_path):
     assert handler.requests.count("") == 1  # one download; the others found it installed
 
 
+def _interrupted(tmp_path, data: bytes, name: str = "m.bin", validator: str = '"v1"') -> None:
+    """What an interrupted download leaves: the part, and the version of the file it began (If-Range)."""
+    (tmp_path / f"{name}.part").write_bytes(data)
+    (tmp_path / f"{name}.part.json").write_text(json.dumps({"url": "", "if_range": validator, "length": None}))
+
+
 @pytest.mark.parametrize("answer", ["206 from byte 0", "416 of another length"])
 def test_a_part_the_server_does_not_continue_is_discarded(server, tmp_path, answer):
     url, handler = server
-    (tmp_path / "m.bin.part").write_bytes(b"x" * 1000)  # stale: not the start of this file
+    _interrupted(tmp_path, b"x" * 1000)  # stale: not the start of this file
 
     def lie(h):
         if not h.headers.get("Range"):
@@ -246,7 +255,7 @@ def test_a_part_the_server_does_not_continue_is_discarded(server, tmp_path, answ
 
 def test_a_complete_part_answered_416_with_its_length_is_installed(server, tmp_path):
     url, handler = server
-    (tmp_path / "m.bin.part").write_bytes(PAYLOAD)
+    _interrupted(tmp_path, PAYLOAD)
     handler.special = lambda h: _send(h, 416, b"", {"Content-Range": f"bytes */{len(PAYLOAD)}"})
     assert download_file(url + "/model.bin", tmp_path / "m.bin", sha256=SHA, progress=False).read_bytes() == PAYLOAD
 
@@ -321,3 +330,106 @@ def test_garbage_in_the_cache_is_not_the_model(tmp_path):
         download_models(["stylegan2-lions-512"], cache_dir=tmp_path)
     with pytest.raises(DownloadError, match="delete it and download again"):
         load_generator("stylegan2-lions-512", device="cpu", cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- round 2 (issue 26): versions, HTML, sizes, names
+
+def _changing(**files):
+    from tests.helpers.hostile_servers import serve
+
+    return serve({f"/{k}": v for k, v in files.items()})
+
+
+@pytest.mark.parametrize("validator", ["etag", "last_modified"])
+def test_a_part_resumed_after_the_file_changed_is_never_spliced(tmp_path, validator):
+    """The server's file changes between a cut and the resume: If-Range makes it send the whole new file."""
+    from tests.helpers.hostile_servers import ChangingFile
+
+    old, new = bytes(range(256)) * 4096, bytes(range(255, -1, -1)) * 4096
+    v1, v2 = ({"etag": '"v1"'}, {"etag": '"v2"'}) if validator == "etag" else (
+        {"last_modified": "Mon, 01 Jan 2024 00:00:00 GMT"}, {"last_modified": "Tue, 02 Jan 2024 00:00:00 GMT"})
+    site = _changing(**{"m.pkl": ChangingFile(old, cut_after=300_000, **v1)})
+    try:
+        with pytest.raises(DownloadError, match="run it again to resume"):
+            download_file(site.url + "/m.pkl", tmp_path / "m.pkl", progress=False)
+        assert (tmp_path / "m.pkl.part").stat().st_size == 300_000  # kept: the server named its version
+        site.files["/m.pkl"] = ChangingFile(new, **v2)
+        assert download_file(site.url + "/m.pkl", tmp_path / "m.pkl", progress=False).read_bytes() == new
+        resumed = site.requests[-1]
+        assert resumed["Range"] == "bytes=300000-" and resumed["If-Range"] == next(iter(v1.values()))
+        site.files["/m.pkl"] = ChangingFile(old, cut_after=300_000, **v1)  # unchanged between cut and resume: 206
+        (tmp_path / "m.pkl").unlink()
+        with pytest.raises(DownloadError):
+            download_file(site.url + "/m.pkl", tmp_path / "m.pkl", progress=False)
+        site.files["/m.pkl"] = ChangingFile(old, **v1)
+        assert download_file(site.url + "/m.pkl", tmp_path / "m.pkl", progress=False).read_bytes() == old
+        assert site.requests[-1]["Range"] == "bytes=300000-"
+    finally:
+        site.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pkl"]
+
+
+def test_a_part_without_a_version_is_removed_not_resumed(tmp_path):
+    """A server that names no version (no ETag, no Last-Modified): the cut part cannot be told from another
+    file's, so it is removed; a stray part without its record is never resumed either."""
+    from tests.helpers.hostile_servers import ChangingFile
+
+    site = _changing(**{"m.pkl": ChangingFile(PAYLOAD, cut_after=300_000)})
+    try:
+        with pytest.raises(DownloadError, match="cannot be resumed safely and was removed"):
+            download_file(site.url + "/m.pkl", tmp_path / "m.pkl", progress=False)
+        assert list(tmp_path.iterdir()) == []
+        (tmp_path / "m.pkl.part").write_bytes(b"y" * 1000)  # left by an older version of this code
+        site.files["/m.pkl"] = ChangingFile(PAYLOAD)
+        assert download_file(site.url + "/m.pkl", tmp_path / "m.pkl", progress=False).read_bytes() == PAYLOAD
+        assert "Range" not in site.requests[-1]
+    finally:
+        site.close()
+
+
+@pytest.mark.parametrize("path", ["/models/..", "/models/.", "/models/", "/models/%2e%2e", "/"])
+def test_a_url_naming_a_folder_is_refused_before_any_request(tmp_path, path):
+    site = _changing()
+    try:
+        with pytest.raises(DownloadError, match="names a folder, not a file"):
+            resolve_checkpoint(site.url + path, cache_dir=tmp_path / "cache")
+        with pytest.raises(DownloadError, match="names a folder, not a file"):
+            download_file(site.url + path, tmp_path / "x.pkl", progress=False)
+        assert site.requests == [] and not [p for p in tmp_path.rglob("*") if p.is_file()]
+    finally:
+        site.close()
+
+
+def test_an_html_answer_is_never_installed(tmp_path):
+    from tests.helpers.hostile_servers import ChangingFile
+
+    site = _changing(**{"m.pkl": ChangingFile(b"<html>Sign in</html>", content_type="text/html; charset=utf-8",
+                                               etag='"v1"')})
+    try:
+        with pytest.raises(DownloadError, match=r"answered with an HTML page \(text/html\)"):
+            resolve_checkpoint(site.url + "/m.pkl", cache_dir=tmp_path)
+    finally:
+        site.close()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no file, no .part, no record
+
+
+@pytest.mark.parametrize("kind", ["Content-Length of 10 TB", "endless chunked", "more than registered"])
+def test_a_download_never_grows_past_its_cap(tmp_path, kind):
+    """Capped by the registered size, else max_bytes (MAX_DOWNLOAD_BYTES by default): a larger Content-Length is
+    refused before the body, a chunked body is cut at the cap; the part is removed."""
+    from draggan.limits import MAX_DOWNLOAD_BYTES
+    from tests.helpers.hostile_servers import ChangingFile
+
+    endless = ChangingFile(b"", endless=True, claimed_length=10 << 40 if kind.startswith("Content") else None)
+    site = _changing(**{"m.pkl": endless})
+    cap = {"max_bytes": 8 << 20} if kind == "endless chunked" else {"size": 4 << 20} if kind.startswith("more") else {}
+    start = time.monotonic()
+    try:
+        with pytest.raises(DownloadError, match="at most|the most accepted|the registry says"):
+            download_file(site.url + "/m.pkl", tmp_path / "m.pkl", progress=False, timeout=5, **cap)
+    finally:
+        site.close()
+    limit = cap.get("max_bytes", cap.get("size", 0))
+    assert site.sent <= limit + (16 << 20) and time.monotonic() - start < 30
+    assert list(tmp_path.iterdir()) == []
+    assert MAX_DOWNLOAD_BYTES < 10 << 40

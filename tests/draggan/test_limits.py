@@ -108,7 +108,21 @@ def test_truncated_session_files_name_the_file(tmp_path):
     (lambda m: {**m, "steps": "2"}, "gives '2' steps"),
     (lambda m: {**m, "config": None}, "lacks its config"),
     (lambda m: {**m, "handles": [[1, 1]] * (MAX_POINTS + 1)}, f"at most {MAX_POINTS}"),
-    (lambda m: {**m, "config": {**m["config"], "stop_distance": float("nan")}}, "stop_distance=nan"),
+    (lambda m: {**m, "config": {**m["config"], "stop_distance": float("nan")}}, "NaN is not a JSON number"),
+    (lambda m: {**m, "config": {**m["config"], "stop_distance": -1.0}}, "stop_distance=-1"),
+    # values a saved session never holds: refused when loaded, not when the edit starts or the page polls
+    (lambda m: {**m, "history": [{**m["history"][0], "loss": "x"}, m["history"][1]]}, r"history\[0\].loss = 'x'"),
+    (lambda m: {**m, "history": [m["history"][0], {**m["history"][1], "distances": [-1.0]}]}, r"history\[1\].distances"),
+    (lambda m: {**m, "history": [{**m["history"][0], "step": 7}, m["history"][1]]}, r"history\[0\].step = '7'"),
+    (lambda m: {**m, "history": [{**m["history"][0], "handles": [[1, 2], [3, 4]]}, m["history"][1]]},
+     r"history\[0\].handles that are not a list of 1"),
+    (lambda m: {**m, "history": [{**m["history"][0], "extra": 1}, m["history"][1]]}, "without the fields of a step"),
+    (lambda m: {**m, "handles": [[1e30, 1e30]]}, "handles outside the 16x16 image"),
+    (lambda m: {**m, "targets": [[4, "x"]]}, r"targets\[0\] = \[4, 'x'\]"),
+    (lambda m: {**m, "targets": []}, "targets that are not a list of 1"),
+    (lambda m: {**m, "history": [{**m["history"][0], "handles": [[-50, 3]]}, m["history"][1]]},
+     r"history\[0\].handles outside the 16x16 image"),
+    (lambda m: {**m, "generator": ["x"]}, "names its generator"),
 ])
 def test_malformed_session_json_is_a_clear_error(tmp_path, change, message):
     G, folder = _saved(tmp_path)
@@ -123,8 +137,11 @@ def test_latent_npz_shapes_are_read_before_the_data(tmp_path):
     arrays = dict(np.load(folder / "latent.npz"))
     bomb = npz_bomb({k: v for k, v in arrays.items() if k != "ws0"}, "ws0", 2**24)
     (folder / "latent.npz").write_bytes(bomb)
-    with pytest.raises(ValueError, match=r"array ws0 is float32 of shape \[16777216\]"):
-        load_session(folder, G)
+    with pytest.raises(ValueError, match=r"latent.npz unpacks to 671\d+ bytes; at most \d+ are read"):
+        load_session(folder, G)  # 64 MB from 70 KB: more than floats inflate (the sizes of its directory)
+    np.savez(folder / "latent.npz", **{**arrays, "ws0": np.zeros(2**20, np.float32)})  # stored: no inflation
+    with pytest.raises(ValueError, match=r"array ws0 is float32 of shape \[1048576\]"):
+        load_session(folder, G)  # the shape of its .npy header
     arrays["step1_free"] = np.zeros((1, 6, 999), np.float32)
     np.savez(folder / "latent.npz", **arrays)
     with pytest.raises(ValueError, match="step1_free"):
@@ -136,6 +153,33 @@ def test_latent_npz_shapes_are_read_before_the_data(tmp_path):
     np.savez(folder / "latent.npz", **{**arrays, "step1_free": np.array([object()], dtype=object)})
     with pytest.raises(ValueError, match="step1_free is object"):
         load_session(folder, G)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a["ws0"].fill(np.nan), "array ws0 holds NaN or infinite values"),
+    (lambda a: a["step1_free"].fill(np.inf), "array step1_free holds NaN or infinite values"),
+    (lambda a: a["step1_adam_exp_avg_sq"].fill(np.nan), "array step1_adam_exp_avg_sq holds NaN"),
+    (lambda a: a["step0_handles_rc"].fill(1e30), "array step0_handles_rc puts handles outside the 16x16 image"),
+    (lambda a: a.update(step9_free=a["step1_free"]), "array step9_free is float32"),  # a step the session lacks
+    (lambda a: a.update(stray=np.zeros(3, np.float32)), "array stray is float32"),
+])
+def test_latent_npz_values_are_checked_when_the_session_is_loaded(tmp_path, change, message):
+    G, folder = _saved(tmp_path)
+    arrays = dict(np.load(folder / "latent.npz"))
+    change(arrays)
+    np.savez_compressed(folder / "latent.npz", **arrays)
+    with pytest.raises(ValueError, match=message) as e:
+        load_session(folder, G)
+    assert "\n" not in str(e.value)
+
+
+def test_a_session_whose_step_loss_was_nan_still_loads(tmp_path):
+    """save_session writes a NaN loss as null (JSON has no NaN): that is a session the project wrote."""
+    G, folder = _saved(tmp_path)
+    meta = json.loads((folder / "session.json").read_text())
+    meta["history"][0]["loss"] = None
+    (folder / "session.json").write_text(json.dumps(meta))
+    assert math.isnan(load_session(folder, G).history[0].loss)
 
 
 def test_a_session_round_trips(tmp_path):

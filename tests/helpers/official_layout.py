@@ -144,9 +144,11 @@ def tf_variables_of(G) -> tuple[dict, dict, dict]:
     return top, mapping, syn
 
 
-def write_tf_pickle(G, path, *, static_kwargs: dict) -> None:
-    """Pickle `G` as the (G, D, Gs) tuple of a TensorFlow StyleGAN2 snapshot."""
+def write_tf_pickle(G, path, *, static_kwargs: dict, top_override: dict | None = None) -> None:
+    """Pickle `G` as the (G, D, Gs) tuple of a TensorFlow StyleGAN2 snapshot (`top_override` replaces top-level
+    variables by other objects, for hostile files)."""
     top, mapping, syn = tf_variables_of(G)
+    top.update(top_override or {})
 
     def net(name, variables, components=None, kwargs=None):
         return Network({"version": 4, "name": name, "static_kwargs": kwargs or {},

@@ -1,5 +1,6 @@
 """The web editor: `python scripts/app.py` serves a page on which to drag points of generated images
-and of inverted photos, live (see `draggan.apps.editor.editor` for the model, `draggan.apps.editor.server` for the API).
+and of inverted photos, live (see `draggan.apps.editor.editor` for the model and its parts, `draggan.apps.editor.server`
+for the API).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ if TYPE_CHECKING:
 
 # The editor's classes are imported on first use, so that `draggan.apps.editor.configs` (which every script's schema
 # registration imports) does not load the editor.
-_EXPORTS = {"Editor": "draggan.apps.editor.editor", "EditorError": "draggan.apps.editor.editor", "EditorLimits": "draggan.apps.editor.editor",
-            "GeneratorChoice": "draggan.apps.editor.editor", "TabSession": "draggan.apps.editor.editor",
-            "EditorServer": "draggan.apps.editor.server"}
+_EXPORTS = {"Editor": "draggan.apps.editor.editor", "EditorError": "draggan.apps.editor.errors",
+            "EditorLimits": "draggan.apps.editor.settings", "GeneratorChoice": "draggan.apps.editor.settings",
+            "TabSession": "draggan.apps.editor.tab", "EditorServer": "draggan.apps.editor.server"}
 
 __all__ = ["Editor", "EditorError", "EditorLimits", "EditorServer", "GeneratorChoice", "TabSession",
            "build_editor", "generator_choices", "serve"]
@@ -37,7 +38,7 @@ def __getattr__(name: str):
 def generator_choices(cfg) -> list[GeneratorChoice]:
     """The configured generator first, then those named in `cfg.generators` (None = every registered model),
     each with the drag settings that the `drag` group gives it (see `draggan.configs.drag_config_from`)."""
-    from draggan.apps.editor.editor import GeneratorChoice
+    from draggan.apps.editor.settings import GeneratorChoice
 
     names = [str(cfg.generator)] + [str(n) for n in (MODELS if cfg.get("generators") is None else cfg.generators)]
     unique = list(dict.fromkeys(names))
@@ -46,7 +47,8 @@ def generator_choices(cfg) -> list[GeneratorChoice]:
 
 def build_editor(cfg, *, invert: Callable | None = None, out_dir: str | Path = "outputs/app") -> Editor:
     """The editor of an `app` config (see conf/app.yaml)."""
-    from draggan.apps.editor.editor import Editor, EditorLimits
+    from draggan.apps.editor.editor import Editor
+    from draggan.apps.editor.settings import EditorLimits
     from draggan.loading import load_generator, resolve_device
 
     device = resolve_device(None if cfg.device == "auto" else cfg.device)

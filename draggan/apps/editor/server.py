@@ -14,7 +14,9 @@ write anyway), so the server keeps the standard library and adds:
   (loopback by default: `localhost`, `127.0.0.1`, `[::1]`) is refused (DNS rebinding), and so is one whose
   Origin is not the page's own (cross-site posts, `text/plain` forms included). The tab's session id
   stays the capability that a request must present;
-- 400 answers for malformed numbers, lengths and files, and a 500 that names nothing internal.
+- 400 answers for malformed numbers, lengths and files (JSON bodies under the JSON limits, every number
+  parsed with bounds: `values`; multipart bodies by a parser bounded in parts: `multipart`), messages
+  without the server's temporary paths, and a 500 that names nothing internal.
 
 The page talks to these routes (`<sid>` is the tab's session, created by `POST /api/session`):
 
@@ -40,8 +42,6 @@ Errors come back as {"error": message} with a 4xx status; the page shows the mes
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import ipaddress
 import json
 import logging
@@ -54,7 +54,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from draggan.apps.editor.editor import Busy, Editor, EditorError, megabytes, real_number, whole_number
+from draggan.apps.editor.editor import Editor
+from draggan.apps.editor.errors import Busy, EditorError
+from draggan.apps.editor.multipart import multipart_files
+from draggan.apps.editor.values import json_object, megabytes, real_number, whole_number
 from draggan.limits import MAX_POINTS
 
 log = logging.getLogger(__name__)
@@ -147,30 +150,15 @@ class Handler(BaseHTTPRequestHandler):
             length -= len(chunk)
 
     def _json_body(self) -> dict:
-        raw = self._body(JSON_LIMIT)
-        try:
-            obj = json.loads(raw or b"{}")
-        except json.JSONDecodeError as e:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"the request is not JSON: {e}") from None
-        if not isinstance(obj, dict):
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "the request must be a JSON object")
-        return obj
+        """The request's JSON object, under the JSON limits (`draggan.apps.editor.values.json_object`)."""
+        return json_object(self._body(JSON_LIMIT), max_bytes=JSON_LIMIT)
 
     def _multipart(self, limit: int) -> dict[str, bytes]:
         ctype = self.headers.get("Content-Type", "")
         body = self._body(limit)
         if not ctype.startswith("multipart/form-data"):
             return {self.headers.get("X-Filename", "upload.zip"): body}
-        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {ctype}\r\n\r\n".encode() + body)
-        files = {}
-        for part in msg.iter_parts():
-            name = part.get_filename()
-            if name:
-                files[name] = part.get_payload(decode=True) or b""
-        if not files:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "no files in the upload")
-        return files
+        return multipart_files(body, ctype)
 
     def _check_origin(self, method: str) -> None:
         """Refuse requests for another host name (DNS rebinding) and requests made by another site's page."""
@@ -201,9 +189,9 @@ class Handler(BaseHTTPRequestHandler):
         except HTTPError as e:
             self._json({"error": str(e)}, e.status)
         except Busy as e:
-            self._json({"error": str(e)}, HTTPStatus.CONFLICT)
+            self._json({"error": self.editor.redact(str(e))}, HTTPStatus.CONFLICT)
         except EditorError as e:
-            self._json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
+            self._json({"error": self.editor.redact(str(e))}, HTTPStatus.BAD_REQUEST)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         except Exception:  # the server keeps serving; the page says so, the log has the details
