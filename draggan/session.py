@@ -77,7 +77,7 @@ class DragSession:
         """`allow_import=False` (a session from an untrusted file) accepts only registered methods."""
         self.G = G
         config = config if config is not None else resolve_drag(G)
-        config.validate()
+        config.validate(allow_import=allow_import)
         method_cls = get_method(config.method, allow_import=allow_import)
         self.config, self.adaptations = config.adapted_to(G)  # adaptations: what changed for G, in words
         for note in self.adaptations:

@@ -167,9 +167,9 @@ class DragConfig:
             return max(2 / REFERENCE_RESOLUTION * height, 2)
         return self.stop_distance_many if num_handles > self.many_handles else self.stop_distance
 
-    def validate(self) -> None:
+    def validate(self, *, allow_import: bool = True) -> None:
         """Every setting of its type and within its range (NaN and infinities included), and a method that can be
-        found, or a one-line ValueError."""
+        found (a registered one only, without `allow_import`), or a one-line ValueError."""
         from draggan.limits import MAX_DRAG_STEPS
         from draggan.networks import NOISE_MODES
 
@@ -211,7 +211,9 @@ class DragConfig:
                 raise ValueError(f"drag setting {name}={getattr(self, name)!r} must be one of {', '.join(choices)}")
         if not isinstance(self.method_options, dict):
             raise ValueError(f"drag setting method_options={self.method_options!r} must be a mapping of the method's settings")
-        get_method(self.method)  # a one-line ValueError for an unknown name
+        if not isinstance(self.method, str):
+            raise ValueError(f"drag setting method={self.method!r} must be a method's name")
+        get_method(self.method, allow_import=allow_import)  # a one-line ValueError for an unknown name
 
 
 # ---------------------------------------------------------------------------------------------------------------

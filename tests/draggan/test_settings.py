@@ -112,6 +112,12 @@ def test_an_uploaded_session_names_no_code_and_no_file_of_the_server(toy, tmp_pa
             load_session(tmp_path, toy, trusted=False)
     (tmp_path / SESSION_FILE).write_text(json.dumps(meta))
     assert torch.equal(load_session(tmp_path, toy, trusted=False).ws, s.ws)  # a registered method is fine
+    import sys
+
+    sys.modules.pop("this", None)
+    with pytest.raises(ValueError, match="names code to import"):  # refused before anything is imported
+        DragSession(toy, s.ws0, [(32, 40)], [(32, 44)], config=DragConfig(method="this:s"), allow_import=False)
+    assert "this" not in sys.modules
 
 
 def test_explain_prints_every_setting_with_its_source():
