@@ -280,6 +280,12 @@ class DragSession:
         """Whether the step now replays as a captured CUDA graph (CUDA, a capture-safe method, after the first step)."""
         return self._runner is not None and self._runner.graph is not None and not self._runner.failed
 
+    @property
+    def graphed(self) -> bool:
+        """Whether the steps after the first run as a captured graph (then a method's step must run the same
+        operations every step; eagerly on the CPU it may skip work that a step would discard)."""
+        return self._capturable()
+
     def _capturable(self) -> bool:
         return (self.config.cuda_graph and self.device.type == "cuda" and self.method.capture_safe
                 and not self._graph_failed)

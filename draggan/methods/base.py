@@ -14,9 +14,9 @@ the same for every method. A method is one class, in one file, registered by nam
 `features(ws=None)` (the feature map of `config.feature_block` at the current latent, with gradients),
 `handles_rc` / `targets_rc` ([N, 2] (row, col) on the device; the handles as the last step left them),
 `handles0_rc` (where they were placed), `size` (H, W), `r1` / `r2` / `stop_px` (pixels), `pixel_grid`,
-`config` (the adapted `DragConfig`), `device`, `mask_loss(feat)` (the session's mask term, 0-d, or None without a
-mask), `finished` / `given_up` ([N] bool: the per-handle stop rule `handle_stop='each'`), `ws0` and `free`
-(the optimised latent rows, a Parameter).
+`config` (the adapted `DragConfig`), `device`, `graphed` (the steps replay as a captured graph),
+`mask_loss(feat)` (the session's mask term, 0-d, or None without a mask), `finished` / `given_up` ([N] bool: the
+per-handle stop rule `handle_stop='each'`), `ws0` and `free` (the optimised latent rows, a Parameter).
 
 The session back-propagates `StepOutput.loss` into `free` and takes the optimiser's step unless `done`; it reads the
 step's outputs back to the host once. A method whose step is capture-safe (`capture_safe = True`: after the first

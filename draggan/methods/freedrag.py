@@ -160,6 +160,8 @@ class FreeDrag(DragMethod):
         """The end of a sub-motion, where it is due (`motion_ends`): done flags, template update, line search.
         Computed every step and applied with `where`, so that every step runs the same operations."""
         edit, ends, l = self.edit, self.motion_ends, self.l
+        if edit.device.type == "cpu" and not edit.graphed and not bool(ends):
+            return  # eagerly on the CPU the flag is read for free: skip what `where` would discard (same numbers)
         loss_end = self._distance(fd, edit.handles_rc[:, None], self.template)[:, 0]
         dist = torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1)
         self.reached.copy_(torch.where(ends, (dist <= edit.stop_px) & (loss_end < 0.25 * l), self.reached))
