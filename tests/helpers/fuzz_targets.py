@@ -260,12 +260,17 @@ def fuzz_editor(examples: int, seed_value: int, work: Path) -> None:
 
     with serving(editor) as srv:
         host, port = srv.server_address[:2]
-        conn = http.client.HTTPConnection(host, port, timeout=30)
 
         def call(method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, response.read()
+            # a connection per request: the server may close an idle kept-alive one (its slow-client timeout),
+            # which on a busy machine falls between two requests
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+                response = conn.getresponse()
+                return response.status, response.read()
+            finally:
+                conn.close()
 
         sid = json.loads(call("POST", "/api/session", b"")[1])["sid"]
         assert call("POST", f"/api/s/{sid}/generate", b'{"seed": 0}')[0] == 200
@@ -293,7 +298,6 @@ def fuzz_editor(examples: int, seed_value: int, work: Path) -> None:
             assert call("GET", f"/api/s/{sid}/state?since=-1")[0] == 200  # still serving
 
         _run(request, examples, seed_value)
-        conn.close()
 
 
 def run_fuzz(target: str, examples: int, seed_value: int = 0, timeout: float = 600) -> dict:
