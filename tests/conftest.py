@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,14 @@ def tiny_generator(resolution: int = 32, *, seed: int = 0, c_dim: int = 0, squar
 @pytest.fixture
 def v128():
     return load_fixture_generator("v128")
+
+
+@pytest.fixture(autouse=True)
+def _temporary_files_in_pytests_folder(tmp_path_factory, monkeypatch):
+    """What the code under test puts in the system's temporary folder (an editor's tab folders, a download's
+    staging) goes under pytest's own temporary folder, so that a test that stops midway leaves nothing in /tmp
+    (pytest keeps its last three runs' folders); child processes get it as TMPDIR."""
+    folder = str(tmp_path_factory.mktemp("system-tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", folder)
+    monkeypatch.setenv("TMPDIR", folder)  # and the child processes a test starts
+

@@ -31,6 +31,7 @@ from tests.conftest import tiny_generator
 from tests.helpers.editor_server import serving
 from tests.helpers import hostile_files as hf
 from tests.helpers.hostile_files import huge_png, npz_bomb, session_zip
+from tests.helpers.hostile_replay import with_arrays
 from tests.helpers.memory import run_capped
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -364,14 +365,6 @@ def _session_upload(G, tmp_path) -> dict[str, bytes]:
     return {"session.json": (folder / "session.json").read_bytes(), "latent.npz": (folder / "latent.npz").read_bytes()}
 
 
-def _with_arrays(latent: bytes, change) -> bytes:
-    arrays = dict(np.load(io.BytesIO(latent)))
-    change(arrays)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
-
-
 def _with_meta(meta: bytes, change) -> bytes:
     m = json.loads(meta)
     change(m)
@@ -381,11 +374,11 @@ def _with_meta(meta: bytes, change) -> bytes:
 @pytest.mark.parametrize("label, make, message", [
     ("history loss 'x'", lambda f: {"session.json": _with_meta(f["session.json"], lambda m: m["history"][1].update(
         loss="x"))}, r"history\[1\].loss = 'x'"),
-    ("NaN ws0", lambda f: {"latent.npz": _with_arrays(f["latent.npz"], lambda a: a["ws0"].fill(np.nan))},
+    ("NaN ws0", lambda f: {"latent.npz": with_arrays(f["latent.npz"], lambda a: a["ws0"].fill(np.nan))},
      "array ws0 holds NaN"),
-    ("Inf step latent", lambda f: {"latent.npz": _with_arrays(f["latent.npz"], lambda a: a["step1_free"].fill(np.inf))},
+    ("Inf step latent", lambda f: {"latent.npz": with_arrays(f["latent.npz"], lambda a: a["step1_free"].fill(np.inf))},
      "array step1_free holds NaN or infinite"),
-    ("NaN Adam state", lambda f: {"latent.npz": _with_arrays(f["latent.npz"], lambda a: a["step1_adam_exp_avg"].fill(
+    ("NaN Adam state", lambda f: {"latent.npz": with_arrays(f["latent.npz"], lambda a: a["step1_adam_exp_avg"].fill(
         np.nan))}, "array step1_adam_exp_avg holds NaN"),
     ("handles at 1e30", lambda f: {"session.json": _with_meta(f["session.json"], lambda m: m.update(
         handles=[[1e30, 1e30]]))}, "handles outside the 32x32 image"),

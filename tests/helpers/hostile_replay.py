@@ -365,7 +365,8 @@ def _session_files(zipped: bytes) -> dict[str, bytes]:
         return {n: zf.read(n) for n in zf.namelist() if n in ("session.json", "latent.npz")}
 
 
-def _with_arrays(latent: bytes, change) -> bytes:
+def with_arrays(latent: bytes, change) -> bytes:
+    """A session's latent.npz with its arrays changed in place by `change(arrays)`."""
     import numpy as np
 
     arrays = dict(np.load(io.BytesIO(latent)))
@@ -406,10 +407,10 @@ def _editor_requests(key: str, session: bytes) -> list[tuple[str, bytes | dict, 
         return [upload(**{"session.json": with_meta(lambda m: m["history"][-1].update(loss="x"))}),
                 ("state", None, {})]
     if key == "12a":
-        return [upload(**{"latent.npz": _with_arrays(files["latent.npz"], lambda a: a["ws0"].fill(float("nan")))}),
+        return [upload(**{"latent.npz": with_arrays(files["latent.npz"], lambda a: a["ws0"].fill(float("nan")))}),
                 ("start", b"", {})]
     if key == "12b":
-        return [upload(**{"latent.npz": _with_arrays(files["latent.npz"],
+        return [upload(**{"latent.npz": with_arrays(files["latent.npz"],
                                                     lambda a: a["step2_free"].fill(float("inf")))}),
                 ("start", b"", {})]
     if key == "13a":
@@ -436,7 +437,7 @@ def _editor_requests(key: str, session: bytes) -> list[tuple[str, bytes | dict, 
     if key == "U6":
         return [upload(**{"session.json": with_meta(lambda m: m.update(handles=[[1e30, 1e30]]))})]
     if key == "U7":
-        return [upload(**{"latent.npz": _with_arrays(files["latent.npz"],
+        return [upload(**{"latent.npz": with_arrays(files["latent.npz"],
                                                     lambda a: a["step1_adam_exp_avg_sq"].fill(float("nan")))})]
     raise KeyError(key)
 
