@@ -44,6 +44,7 @@ class EvaluateConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     logger: Any = None  # draggan.loggers.LoggerConfig (the logger group)
     n_pairs: int = 10  # pairs of images per point set
+    shard: str | None = None  # K/N: drag the pairs i with i % N == K (eval/shards.py); None: all, or torchrun's rank
     seed: int = 0  # the same seed gives the same table
     detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
     device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps: everything runs there

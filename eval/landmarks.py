@@ -24,6 +24,7 @@ from draggan.networks import Generator
 from draggan.render import DragFrames
 from draggan.session import DragSession
 from draggan.settings import DragConfig
+from eval.shards import Shard
 from eval.trackers import in_loop
 
 # The landmark sets of the paper's 1-, 5- and 68-point rows, in this domain: the nose tip; the usual
@@ -125,7 +126,8 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
                           tracker=None,  # an eval.trackers.Tracker inside the loop; None = DragGAN's own
                           keep_images: bool = False,  # keep the first faces and their edits (for FID)
                           examples: int = 0,  # record the drags of this many first pairs, frame by frame
-                          progress: bool = True) -> LandmarkManipulationResult:
+                          progress: bool = True,
+                          shard: Shard = Shard()) -> LandmarkManipulationResult:  # drag only this shard's pairs
     """Drag face A's landmarks to face B's for `num_pairs` pairs; MD after the edit and without it."""
     names, idx = point_indices(detector, num_points)
     t0 = time.perf_counter()
@@ -133,13 +135,14 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
     points = fp.landmarks
     pairs, edit_d, none_d, steps, reached, times, before, after_imgs, recorded = [], [], [], [], [], [], [], [], []
     label = tracker.name if tracker is not None else drag_config.method  # the in-loop tracker, or the method's own
-    for a, b in tqdm(fp.pairs, desc=f"landmarks ({num_points} pt, {label})", disable=not progress, dynamic_ncols=True):
+    mine = [(i, ab) for i, ab in enumerate(fp.pairs) if shard.owns(i)]
+    for i, (a, b) in tqdm(mine, desc=f"landmarks ({num_points} pt, {label})", disable=not progress, dynamic_ncols=True):
         handles = points[a, idx].tolist()
         targets = points[b, idx].tolist()
         t_edit = time.perf_counter()
         session = DragSession(G, fp.ws[a:a + 1], handles, targets, config=drag_config,
                                tracker=None if tracker is None else in_loop(tracker))
-        frames = DragFrames.from_start(session) if len(recorded) < examples else None
+        frames = DragFrames.from_start(session) if i < examples else None
         result = session.run(callback=frames.callback() if frames is not None else None)
         times.append(time.perf_counter() - t_edit)  # (with frame recording for the examples)
         if frames is not None:
@@ -156,7 +159,7 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
         if keep_images:
             before.append(synthesize(G, fp.ws[a:a + 1]).clamp(-1, 1).cpu())
             after_imgs.append(edited.cpu())
-        pairs.append(dict(seed_a=fp.seeds[a], seed_b=fp.seeds[b], md_edit=d_edit, md_no_edit=d_none,
+        pairs.append(dict(pair=i, seed_a=fp.seeds[a], seed_b=fp.seeds[b], md_edit=d_edit, md_no_edit=d_none,
                           steps=len(result.history), reached=bool(result.done), seconds=times[-1],
                           detected_after=bool(after.detected[0, idx].all())))
     md_edit, md_none = float(np.mean(edit_d)), float(np.mean(none_d))

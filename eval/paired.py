@@ -25,6 +25,7 @@ from draggan.render import DragFrames
 from draggan.session import DragSession
 from draggan.settings import DragConfig
 from eval.flow import FlowEstimator
+from eval.shards import Shard
 from eval.trackers import in_loop
 from inversion.metrics import psnr_from_mse
 
@@ -83,11 +84,12 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
                           num_pairs: int = 10, num_points: int = 32, seed: int = 0, truncation_psi: float = 0.7,
                           perturb_rows: int = 6, perturb_strength: float = 0.7, min_flow: float = 2.0,
                           lpips=None, lpips_note: str | None = None, examples: int = 0,
-                          progress: bool = True) -> PairedResult:
+                          progress: bool = True, shard: Shard = Shard()) -> PairedResult:
     """Drag image 1 along `num_points` flow vectors towards image 2, for `num_pairs` pairs.
 
     `lpips`: a callable on two [B, 3, H, W] images in [-1, 1] (see `inversion.lpips_loss.load_lpips`),
-    or None (then `lpips_note` says why it is missing).
+    or None (then `lpips_note` says why it is missing). With `shard`, only its pairs are dragged (each pair's
+    points are sampled as one run samples them).
     """
     reason = flow.availability()
     if reason is not None:
@@ -106,6 +108,8 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         img1, img2 = synthesize(G, torch.cat([w1, w2])).clamp(-1, 1).split(1)
         field_ = flow(img1[0], img2[0])
         handles, targets = sample_flow_points(field_, num_points, rng, min_flow)
+        if not shard.owns(k):
+            continue
         t_edit = time.perf_counter()
         session = DragSession(G, w1, handles.tolist(), targets.tolist(), config=drag_config,
                                tracker=None if tracker is None else in_loop(tracker))
@@ -117,7 +121,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         times.append(time.perf_counter() - t_edit)
         steps.append(len(result.history))
         edited = result.image.clamp(-1, 1)
-        row = dict(seed=seed + k, points=len(handles), flow_mean_px=float(np.hypot(*(targets - handles).T).mean()),
+        row = dict(pair=k, seed=seed + k, points=len(handles), flow_mean_px=float(np.hypot(*(targets - handles).T).mean()),
                    mse=_mse(edited, img2), mse_no_edit=_mse(img1, img2), steps=len(result.history),
                    seconds=times[-1])
         row["psnr"], row["psnr_no_edit"] = (psnr_from_mse(max(row[k], 1e-12)) for k in ("mse", "mse_no_edit"))

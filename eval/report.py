@@ -1,6 +1,7 @@
 """Tables like the paper's from a folder of evaluation runs (a Hydra sweep folder, say).
 
-Every `results.json` under the folder is one run; runs of the same benchmark make one table whose
+Every `results.json` under the folder is one run (the shards of a sharded run, `shard=K/N`, are merged into
+one: eval/shards.py); runs of the same benchmark make one table whose
 rows are the runs (labelled by their tracker and the other overrides of the sweep) and whose
 columns are the paper's: MD for 1, 5 and all points (with the no-edit MD) and the time per edit for
 landmark manipulation; MSE, PSNR and LPIPS for paired reconstruction; error and shares within
@@ -16,7 +17,7 @@ from typing import Any
 from eval.tables import markdown_table
 
 IGNORED_OVERRIDES = ("tracker", "drag_method", "benchmark.num_points", "logger", "progress", "threads", "out_dir",
-                     "examples", "hydra")
+                     "examples", "hydra", "shard", "device")
 
 
 def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
@@ -30,8 +31,11 @@ def find_runs(root: str | Path) -> list[tuple[Path, dict]]:
 
 
 def run_overrides(folder: Path) -> dict[str, str]:
-    """The run's command-line overrides (Hydra's record), key -> 'key=value', less the bookkeeping ones."""
+    """The run's command-line overrides (Hydra's record), key -> 'key=value', less the bookkeeping ones (a torchrun
+    shard's folder is inside its run's)."""
     path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file() and folder.name.startswith("shard-"):
+        path = folder.parent / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return {}
     import yaml
@@ -42,6 +46,35 @@ def run_overrides(folder: Path) -> dict[str, str]:
         if not key.startswith(IGNORED_OVERRIDES):
             out[key] = item
     return out
+
+
+def merge_shard_runs(runs: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    """The runs with the shards of each sharded run (`shard=K/N`, eval/shards.py) merged into one run: shards of
+    one run have the same results apart from their pairs and the same overrides apart from the shard."""
+    from eval.shards import FID_FEATURES, SHARD_ONLY, merge_shards
+
+    whole, groups = [], {}
+    for folder, res in runs:
+        if "shard" not in res:
+            whole.append((folder, res))
+            continue
+        same = {k: v for k, v in res.items() if k not in SHARD_ONLY + ("fid_note", "lpips_note", "reason")}
+        key = json.dumps([same, sorted(run_overrides(folder).items())], sort_keys=True, default=str)
+        groups.setdefault(key, []).append((folder, res))
+    for shards in groups.values():
+        features = {}
+        for folder, res in shards:
+            if (folder / FID_FEATURES).is_file():
+                import numpy as np
+
+                with np.load(folder / FID_FEATURES) as f:
+                    features[res["shard"]["index"]] = dict(f)
+        try:
+            merged = merge_shards([res for _, res in shards], features)
+        except ValueError as e:
+            raise ValueError(f"{', '.join(str(f) for f, _ in shards)}: {e}") from None
+        whole.append((shards[0][0], merged))
+    return sorted(whole, key=lambda run: str(run[0]))
 
 
 def run_labels(runs: list[tuple[Path, dict]]) -> list[str]:
@@ -143,7 +176,7 @@ def make_report(root: str | Path, out: str | Path | None = None) -> dict[str, An
     out = Path(out) if out is not None else root
     out.mkdir(parents=True, exist_ok=True)
     grouped: dict[str, list] = {}
-    for folder, res in find_runs(root):
+    for folder, res in merge_shard_runs(find_runs(root)):
         grouped.setdefault(res["benchmark"], []).append((folder, res))
     by_benchmark = {bench: list(zip(run_labels(runs), [res for _, res in runs])) for bench, runs in grouped.items()}
     parts, plots = [f"# Evaluation report: {root}\n"], {}

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from draggan.configs import drag_config_from, from_config
@@ -25,6 +26,7 @@ from draggan.session_io import json_safe
 from draggan.settings import settings_record, write_settings
 from draggan.weights import WeightsUnavailable
 from eval.configs import BenchmarkConfig, TrackerConfig
+from eval.shards import FID_FEATURES, Shard, parse_shard, shard_device, under_torchrun
 from eval.tables import markdown_table
 
 BENCHMARKS = ("landmarks", "paired", "tracking")
@@ -62,7 +64,7 @@ def _device_of(G) -> torch.device:
     return next(G.parameters()).device
 
 
-def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger) -> dict:
+def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger, shard: Shard) -> dict:
     from eval.detectors import load_landmark_detector
     from eval.landmarks import landmark_manipulation, point_indices
 
@@ -76,22 +78,30 @@ def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logg
         except WeightsUnavailable as e:
             fid_note = str(e)
             print(f"evaluate: FID left out: {e}")
-    rows, pairs, examples = [], [], []
+    rows, pairs, examples, fid_features = [], [], [], {}
     for n in b.num_points:
         point_indices(detector, n)  # a clear error for a set the detector lacks
         r = landmark_manipulation(G, detector, drag_config, num_points=n, num_pairs=cfg.n_pairs, seed=cfg.seed,
                                   truncation_psi=b.truncation_psi, tracker=tracker,
-                                  keep_images=fid_net is not None, examples=cfg.examples, progress=cfg.progress)
+                                  keep_images=fid_net is not None, examples=cfg.examples, progress=cfg.progress,
+                                  shard=shard)
         fid_value = None
         if fid_net is not None:
-            from eval.fid import fid
+            from eval.fid import fid, inception_features
 
-            fid_value = fid(fid_net, r.images_after, r.images_before)
+            if shard.whole:
+                fid_value = fid(fid_net, r.images_after, r.images_before)
+            else:  # FID is not a mean over pairs: the report computes it from every shard's features
+                fid_features.update({f"{n}_after": inception_features(fid_net, r.images_after),
+                                     f"{n}_before": inception_features(fid_net, r.images_before),
+                                     f"{n}_pairs": np.array([p["pair"] for p in r.pairs])})
         rows.append(dict(num_points=n, md_edit=r.md_edit, md_no_edit=r.md_no_edit, ratio=r.ratio,
                          seconds_per_edit=r.seconds_per_edit, steps_mean=r.steps_mean, reached=r.reached,
                          fid=fid_value))
         pairs += [dict(num_points=n, **p) for p in r.pairs]
         examples += _save_examples(r.examples, out, logger, f"{n}pt")
+    if fid_features:
+        np.savez(out / FID_FEATURES, **fid_features)
     table = markdown_table(["points", "MD edit (px)", "MD no edit (px)", "ratio", "time/edit (s)", "steps",
                             "reached", "FID"],
                            [[r["num_points"], r["md_edit"], r["md_no_edit"], r["ratio"], r["seconds_per_edit"],
@@ -99,7 +109,7 @@ def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logg
     return dict(rows=rows, pairs=pairs, table=table, examples=examples, fid_note=fid_note)
 
 
-def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger) -> dict:
+def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger, shard: Shard) -> dict:
     from eval.flow import make_flow
     from eval.paired import paired_reconstruction
 
@@ -118,7 +128,7 @@ def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger)
     r = paired_reconstruction(G, drag_config, flow, tracker=tracker, num_pairs=cfg.n_pairs, num_points=b.paired_points,
                               seed=cfg.seed, truncation_psi=b.truncation_psi, perturb_rows=b.perturb_rows,
                               perturb_strength=b.perturb_strength, min_flow=b.min_flow, lpips=lpips, lpips_note=note,
-                              examples=cfg.examples, progress=cfg.progress)
+                              examples=cfg.examples, progress=cfg.progress, shard=shard)
     row = dict(flow=r.flow, mse=r.mse, psnr=r.psnr, lpips=r.lpips, mse_no_edit=r.mse_no_edit,
                psnr_no_edit=r.psnr_no_edit, lpips_no_edit=r.lpips_no_edit, seconds_per_edit=r.seconds_per_edit,
                steps_mean=r.steps_mean)
@@ -130,7 +140,7 @@ def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger)
                 lpips_note=note)
 
 
-def _tracking(cfg, b: BenchmarkConfig, G, drag_config, out: Path) -> dict:
+def _tracking(cfg, b: BenchmarkConfig, G, drag_config, out: Path, shard: Shard) -> dict:
     from eval.detectors import load_landmark_detector
     from eval.trackers import TRACKERS, make_tracker
     from eval.tracking import THRESHOLDS_PX, tracking_accuracy
@@ -139,7 +149,7 @@ def _tracking(cfg, b: BenchmarkConfig, G, drag_config, out: Path) -> dict:
                 for n in (TRACKERS if b.trackers is None else b.trackers)]
     r = tracking_accuracy(G, load_landmark_detector(cfg.detector, _device_of(G)), drag_config, trackers,
                           num_points=b.num_points[0], num_pairs=cfg.n_pairs, seed=cfg.seed,
-                          truncation_psi=b.truncation_psi, progress=cfg.progress)
+                          truncation_psi=b.truncation_psi, progress=cfg.progress, shard=shard)
     rows = [dict(tracker=t.tracker, available=t.available, reason=t.reason, mean_error=t.mean_error,
                  **{f"within_{k}": v for k, v in t.within.items()}, estimates=t.num_estimates, seconds=t.seconds)
             for t in r.trackers]
@@ -178,18 +188,27 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
         raise ValueError(f"benchmark.name must be one of {', '.join(BENCHMARKS)}, got {name!r}")
     if cfg.n_pairs < 1:
         raise ValueError(f"n_pairs must be at least 1, got {cfg.n_pairs}")
+    shard = parse_shard(cfg.shard)
+    if shard.count > cfg.n_pairs:
+        raise ValueError(f"shard={shard} splits {cfg.n_pairs} pairs into {shard.count} shards: at most n_pairs shards")
+    if under_torchrun():  # the ranks share one run folder: each writes into its own
+        out = out / f"shard-{shard.index}-of-{shard.count}"
+        out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
-    G = load_generator(cfg.generator, device=cfg.device)
+    G = load_generator(cfg.generator, device=shard_device(cfg.device))
     drag_config = drag_config_from(cfg, G)
     settings = settings_record(drag_config, G)  # every drag setting and where it came from
     write_settings(settings, out)
     logger.log_config({"drag_settings": settings})
     results: dict[str, Any] = dict(benchmark=name, generator=cfg.generator, n_pairs=cfg.n_pairs, seed=cfg.seed,
                                    method=drag_config.method, drag_config=dataclasses.asdict(drag_config))
+    if not shard.whole:
+        results["shard"] = dict(index=shard.index, count=shard.count,
+                                pairs=len([i for i in range(cfg.n_pairs) if shard.owns(i)]))
     if name == "tracking":
-        results.update(tracker="all", available=True, **_tracking(cfg, b, G, drag_config, out))
+        results.update(tracker="all", available=True, **_tracking(cfg, b, G, drag_config, out, shard))
     else:
         tracker_name = tracker_cfg.name
         tracker = make_tracker(tracker_name, drag_config=drag_config, weights=tracker_cfg.weights,
@@ -206,13 +225,16 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
                 raise ValueError(f"tracker={tracker_name} replaces DragGAN's point tracking inside the loop, but drag "
                                  f"method {drag_config.method!r} localises its handles itself: add drag_method=draggan")
             run = _landmarks if name == "landmarks" else _paired
-            results.update(available=True, **run(cfg, b, G, drag_config, in_loop, out, logger))
+            results.update(available=True, **run(cfg, b, G, drag_config, in_loop, out, logger, shard))
     results["wall_seconds"] = time.perf_counter() - t0
     results["notes"] = unavailable_parts(results)
     results["measured"] = bool(results["rows"]) and (name != "tracking" or any(r["available"] for r in results["rows"]))
     results = json_safe(results)
     header = (f"# {name}: method {drag_config.method}, tracker {results['tracker']}, {cfg.generator}, {cfg.n_pairs} pairs, "
               f"seed {cfg.seed}\n\n")
+    if not shard.whole:
+        header += (f"Shard {shard} (its {results['shard']['pairs']} pairs only): scripts/report.py on the folder of "
+                   "every shard merges them into the table of one run.\n\n")
     notes = "".join(f"\n- {note}" for note in results["notes"])
     (out / "results.md").write_text(header + results["table"] + (f"\nNot measured:{notes}\n" if notes else ""))
     for row in results["rows"]:

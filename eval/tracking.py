@@ -24,6 +24,7 @@ from draggan.networks import Generator
 from draggan.session import DragSession
 from draggan.settings import DragConfig
 from eval.landmarks import face_pairs, point_indices
+from eval.shards import Shard
 from eval.trackers import Tracker
 
 THRESHOLDS_PX = (1.0, 2.0, 4.0)
@@ -89,12 +90,13 @@ def record_drag(G: Generator, ws: torch.Tensor, handles, targets, drag_config: D
 
 def tracking_accuracy(G: Generator, detector, drag_config: DragConfig, trackers: Sequence[Tracker],
                       *, num_points: int = 1, num_pairs: int = 10, seed: int = 0, truncation_psi: float = 0.7,
-                      progress: bool = True) -> TrackingResult:
+                      progress: bool = True, shard: Shard = Shard()) -> TrackingResult:
     names, idx = point_indices(detector, num_points)
     t0 = time.perf_counter()
     fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
     clips = []
-    for a, b in tqdm(fp.pairs, desc=f"tracking ({num_points} pt)", disable=not progress, dynamic_ncols=True):
+    mine = [ab for i, ab in enumerate(fp.pairs) if shard.owns(i)]  # `shard`: only its pairs
+    for a, b in tqdm(mine, desc=f"tracking ({num_points} pt)", disable=not progress, dynamic_ncols=True):
         frames, feats, handles = record_drag(G, fp.ws[a:a + 1], fp.landmarks[a, idx].tolist(),
                                              fp.landmarks[b, idx].tolist(), drag_config)
         frames = torch.stack(frames)
@@ -124,7 +126,7 @@ def tracking_accuracy(G: Generator, detector, drag_config: DragConfig, trackers:
 
 
 def _accuracy(name: str, errors: list[torch.Tensor], seconds: float) -> TrackerAccuracy:
-    e = torch.cat(errors).numpy() if errors else np.zeros(0)
+    e = torch.cat(errors).double().numpy() if errors else np.zeros(0)  # float64: shards merge to the same figures
     return TrackerAccuracy(tracker=name, available=True, num_estimates=int(e.size), seconds=seconds,
                            mean_error=float(e.mean()) if e.size else float("nan"),
                            within={f"{t:g}px": float((e <= t).mean()) if e.size else float("nan")
