@@ -69,6 +69,7 @@ class GatesConfig:
     truncation_psi: float = 0.7
     seed: int = 0
     device: str = "cpu"  # where G, the detector and the drags run: cpu, auto, cuda, cuda:N, mps
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, or null (torch's)
     progress: bool = True
     explain: bool = False  # print every drag setting the gates' drags would run with, and their sources; then stop
 
@@ -99,6 +100,7 @@ class DragChecksConfig:
     also: list[str] = field(default_factory=list)  # mask: landmarks moving with the dragged one (their discs are movable)
     truncation_psi: float = 0.7
     explain: bool = False  # print every drag setting the check would run with, and where it came from; then stop
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, or null (torch's)
 
 
 def schemas() -> list[tuple[str | None, str, type]]:

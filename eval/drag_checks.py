@@ -17,11 +17,23 @@ def run_drag_checks(cfg) -> dict:
     """The chosen check on the configured generator; a dict of its mean figures and per-face rows."""
     from draggan.configs import drag_config_from
     from draggan.loading import load_generator
+    from draggan.progress import phase
+    from draggan.threads import synthesis_macs, threads_for
 
     if cfg.check not in CHECKS:
         raise ValueError(f"check must be one of {', '.join(CHECKS)}, got {cfg.check!r}")
     G = load_generator(cfg.generator, device="cpu")
     drag = drag_config_from(cfg)
+    with phase(f"drag_checks: {cfg.check} on {cfg.num_faces} faces"), \
+            threads_for(cfg.threads, work_macs=synthesis_macs(G)):  # one small drag at a time
+        out = _check(cfg, G, drag)
+    adapted, notes = drag.adapted_to(G)  # what the drags ran with on this generator (block, lr, stop below 128 px)
+    out.update(check=cfg.check, generator=cfg.generator, drag=dataclasses.asdict(drag),
+               drag_adapted=dataclasses.asdict(adapted), adaptations=notes)
+    return out
+
+
+def _check(cfg, G, drag) -> dict:
     if cfg.check == "mask":
         from draggan.apps.toyfaces.detector import load_detector
         from eval.masks import masked_drag
@@ -37,7 +49,4 @@ def run_drag_checks(cfg) -> dict:
         result = mouth_drag(G, drag, num_faces=cfg.num_faces, seed=cfg.seed, offset=tuple(cfg.offset or (0.0, 6.0)),
                             steps=200 if cfg.steps is None else cfg.steps, truncation_psi=cfg.truncation_psi)
         out = dataclasses.asdict(result)
-    adapted, notes = drag.adapted_to(G)  # what the drags ran with on this generator (block, lr, stop below 128 px)
-    out.update(check=cfg.check, generator=cfg.generator, drag=dataclasses.asdict(drag),
-               drag_adapted=dataclasses.asdict(adapted), adaptations=notes)
     return out

@@ -37,6 +37,8 @@ from draggan.configs import drag_config_from
 from draggan.latents import z_from_seeds
 from draggan.loading import load_generator, resolve_device
 from draggan.networks import Generator
+from draggan.progress import phase
+from draggan.threads import synthesis_macs, threads_for
 from draggan.render import save_sample_grid
 from draggan.settings import DragConfig
 from eval.fid import frechet_distance
@@ -73,23 +75,25 @@ def param_frechet_distance(fitted_samples: torch.Tensor, fitted_renders: torch.T
 
 def measure_gates(G: Generator, detector: LandmarkDetector, drag_config: DragConfig, *, num_samples: int = 256,
                   num_pairs: int = 30, num_renders: int = 256, truncation_psi: float = 0.7, seed: int = 0,
-                  renderer_device: str | torch.device = "cpu", progress: bool = True) -> dict:
-    """Every gate's value, its threshold and whether it holds, as one JSON-ready dict."""
+                  renderer_device: str | torch.device = "cpu", progress: bool = True,
+                  threads: int | str | None = "auto") -> dict:
+    """Every gate's value, its threshold and whether it holds, as one JSON-ready dict. `threads`: see
+    draggan.threads (the detector's batches share the cores; one drag at a time on a small model does not)."""
     t0 = time.perf_counter()
     res = G.img_resolution
     limits = thresholds(res)
     renderer_device = torch.device(renderer_device)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # on the CPU: one core; on a GPU it only keeps the host side comparable
-    try:
+    with phase("gates: renderer speed", enabled=progress), threads_for(1):  # one core (a GPU: its host side)
         ips = images_per_second(res, batch=256 if res <= 64 else 64, device=renderer_device)
-    finally:
-        torch.set_num_threads(threads)
-    det, _, truth = _held_out_detection(detector, num_renders, res)
-    err = float((det.landmarks - truth).norm(dim=-1).mean())
-    rate = detection_rate(G, detector, num_samples=num_samples, seed=seed, truncation_psi=truncation_psi)
-    lm = landmark_manipulation(G, detector, drag_config, num_points=1, num_pairs=num_pairs, seed=seed + num_samples,
-                               truncation_psi=truncation_psi, progress=progress)
+    with threads_for(threads):
+        with phase(f"gates: detector error on {num_renders} held-out renders", enabled=progress):
+            det, _, truth = _held_out_detection(detector, num_renders, res)
+        err = float((det.landmarks - truth).norm(dim=-1).mean())
+        with phase(f"gates: detection rate on {num_samples} samples", enabled=progress):
+            rate = detection_rate(G, detector, num_samples=num_samples, seed=seed, truncation_psi=truncation_psi)
+    with threads_for(threads, work_macs=synthesis_macs(G)):
+        lm = landmark_manipulation(G, detector, drag_config, num_points=1, num_pairs=num_pairs,
+                                   seed=seed + num_samples, truncation_psi=truncation_psi, progress=progress)
     values = dict(renderer_images_per_second=ips, detector_error_px=err, detection_rate=rate.rate,
                   md_ratio_1pt=lm.ratio)
     passed = dict(renderer_images_per_second=ips >= limits["renderer_images_per_second"],
@@ -116,7 +120,7 @@ def run_gates(cfg, out_dir) -> dict:
     gates = measure_gates(G, detector, drag_config_from(cfg), num_samples=cfg.num_samples,
                           num_pairs=cfg.num_pairs, num_renders=cfg.num_renders, truncation_psi=cfg.truncation_psi,
                           seed=cfg.seed, renderer_device=device if G.img_resolution > 64 else "cpu",
-                          progress=cfg.progress)
+                          progress=cfg.progress, threads=cfg.threads)
     grid = save_sample_grid(G, z_from_seeds(G, range(64)), out / "samples.png", grid=8, truncation_psi=cfg.truncation_psi)
     gates.update(generator=cfg.generator, sample_grid=str(grid))
     (out / "gates.json").write_text(json.dumps(gates, indent=2))

@@ -21,6 +21,7 @@ from draggan.apps.toyfaces.detector import Detection, LandmarkDetector
 from draggan.apps.toyfaces.renderer import LANDMARKS
 from draggan.latents import latents_from_seeds, synthesize
 from draggan.networks import Generator
+from draggan.progress import phase
 from draggan.render import DragFrames
 from draggan.session import DragSession
 from draggan.settings import DragConfig
@@ -131,7 +132,8 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
     """Drag face A's landmarks to face B's for `num_pairs` pairs; MD after the edit and without it."""
     names, idx = point_indices(detector, num_points)
     t0 = time.perf_counter()
-    fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
+    with phase(f"landmarks: choosing {num_pairs} pairs of faces", enabled=progress):
+        fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
     points = fp.landmarks
     pairs, edit_d, none_d, steps, reached, times, before, after_imgs, recorded = [], [], [], [], [], [], [], [], []
     label = tracker.name if tracker is not None else drag_config.method  # the in-loop tracker, or the method's own

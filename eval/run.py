@@ -23,8 +23,7 @@ from draggan.files import atomic_write
 from draggan.loading import load_generator
 from draggan.methods import get_method
 from draggan.session_io import json_safe
-from draggan.settings import settings_record, write_settings
-from draggan.weights import WeightsUnavailable
+from draggan.threads import synthesis_macs, use_threads
 from eval.configs import BenchmarkConfig, TrackerConfig
 from eval.shards import FID_FEATURES, Shard, parse_shard, shard_device, under_torchrun
 from eval.tables import markdown_table
@@ -194,10 +193,9 @@ def run_evaluation(cfg, out_dir, *, logger) -> dict:
     if under_torchrun():  # the ranks share one run folder: each writes into its own
         out = out / f"shard-{shard.index}-of-{shard.count}"
         out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
     G = load_generator(cfg.generator, device=shard_device(cfg.device))
+    use_threads(cfg.threads, work_macs=synthesis_macs(G))  # the drags, one at a time, set the size of the work
     drag_config = drag_config_from(cfg, G)
     settings = settings_record(drag_config, G)  # every drag setting and where it came from
     write_settings(settings, out)

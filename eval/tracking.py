@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from draggan.networks import Generator
+from draggan.progress import phase
 from draggan.session import DragSession
 from draggan.settings import DragConfig
 from eval.landmarks import face_pairs, point_indices
@@ -93,7 +94,8 @@ def tracking_accuracy(G: Generator, detector, drag_config: DragConfig, trackers:
                       progress: bool = True, shard: Shard = Shard()) -> TrackingResult:
     names, idx = point_indices(detector, num_points)
     t0 = time.perf_counter()
-    fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
+    with phase(f"tracking: choosing {num_pairs} pairs of faces", enabled=progress):
+        fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
     clips = []
     mine = [ab for i, ab in enumerate(fp.pairs) if shard.owns(i)]  # `shard`: only its pairs
     for a, b in tqdm(mine, desc=f"tracking ({num_points} pt)", disable=not progress, dynamic_ncols=True):

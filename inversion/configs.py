@@ -52,6 +52,7 @@ class InvertConfig:
     inversion: InversionSettings = field(default_factory=InversionSettings)
     logger: Any = None  # draggan.loggers.LoggerConfig (the logger group)
     device: str = "auto"
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, None = torch's
     progress: bool = True
 
 

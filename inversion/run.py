@@ -31,6 +31,7 @@ from draggan.points import parse_points
 from draggan.render import save_png, to_uint8
 from draggan.session import DragSession
 from draggan.session_io import TUNED_GENERATOR_FILE
+from draggan.threads import synthesis_macs, use_threads
 from inversion.configs import InversionSettings
 from inversion.images import align_face, load_image
 from inversion.lpips_loss import LPIPSWeightsError, load_lpips
@@ -137,6 +138,7 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     files = _Outputs(out)
     try:
         G = load_generator(cfg.generator, device=None if cfg.device == "auto" else cfg.device)
+        use_threads(cfg.threads, work_macs=synthesis_macs(G))  # one image: its size sets the work of a step
         s = from_config(InversionSettings, cfg.inversion)
         target = load_target(cfg.image, G, s)
         save_png(to_uint8(target), files.path("target.png"))
@@ -192,6 +194,7 @@ def run_edit_real(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
         inv_dir = out / "inversion"
         inverted = run_invert(cfg, inv_dir, logger=logger)
     G, ws = load_inversion(inv_dir, device=None if cfg.device == "auto" else cfg.device)
+    use_threads(cfg.threads, work_macs=synthesis_macs(G))
     mask = load_mask(cfg.mask, (G.img_height, G.img_width)) if cfg.mask else None
     session = DragSession(G, ws, handles, targets, mask=mask, config=drag_config_from(cfg))
     if logger is not None:

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from draggan.apps.benchmark import bench_drag
 from draggan.apps.commands import one_line_errors
 from draggan.apps.configs import register_configs
+from draggan.threads import use_threads
 
 register_configs()
 
@@ -17,6 +18,7 @@ register_configs()
 @hydra.main(version_base=None, config_path="../conf", config_name="bench_drag")
 @one_line_errors
 def main(cfg) -> None:
+    use_threads(cfg.threads)  # the CPU rows time every core this process may use (or threads=N)
     rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, rounds=cfg.rounds,
                       handles=list(cfg.handles),
                       official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16, methods=tuple(cfg.methods))

@@ -5,6 +5,7 @@ import hydra
 from draggan.apps.commands import one_line_errors
 from draggan.apps.configs import register_configs
 from draggan.apps.toyfaces.dataset import write_dataset
+from draggan.threads import use_threads
 
 register_configs()
 
@@ -12,6 +13,7 @@ register_configs()
 @hydra.main(version_base=None, config_path="../conf", config_name="make_toyfaces")
 @one_line_errors
 def main(cfg) -> None:
+    use_threads(cfg.threads)  # batches of renders: large enough to share the cores
     ds = write_dataset(cfg.out, cfg.num_images, resolution=cfg.resolution, seed=cfg.seed)
     print(f"wrote {len(ds.images)} images and their annotations to {ds.root}")
 

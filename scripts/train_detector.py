@@ -5,6 +5,7 @@ import hydra
 from draggan.apps.commands import one_line_errors
 from draggan.apps.configs import register_configs
 from draggan.apps.toyfaces.detector import train_detector
+from draggan.threads import use_threads
 
 register_configs()
 
@@ -12,10 +13,7 @@ register_configs()
 @hydra.main(version_base=None, config_path="../conf", config_name="train_detector")
 @one_line_errors
 def main(cfg) -> None:
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
+    use_threads(cfg.threads)  # batches of renders: large enough to share the cores
     result = train_detector(cfg.out, resolution=cfg.resolution, iterations=cfg.iterations, batch=cfg.batch,
                             lr=cfg.lr, seed=cfg.seed, device=cfg.device)
     print(f"detector: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, "

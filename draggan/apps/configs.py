@@ -38,6 +38,7 @@ class BenchDragConfig:
     fp32: bool = True  # CUDA: time float32 synthesis (force_fp32)
     fp16: bool = True  # CUDA: time the official precision policy (float16 on the top 4 resolutions)
     methods: list[str] = field(default_factory=list)  # other drag methods to time beside DragGAN's step (freedrag, ...)
+    threads: int | str | None = "auto"  # torch CPU threads: auto = the cores this process may use (draggan/threads.py)
 
 
 def schemas() -> list[tuple[str | None, str, type]]:

@@ -40,3 +40,28 @@ def test_renderer_speed_is_measured_on_the_given_device(monkeypatch):
     monkeypatch.setattr(renderer, "render", lambda params, res: calls.append(params.device) or real(params, res))
     assert images_per_second(32, batch=8, repeats=5, device=torch.device("cpu")) == 8 * 5 / 2.5
     assert len(calls) == 6 and {d.type for d in calls} == {"cpu"}
+
+
+def test_the_gates_say_what_they_do_while_they_run(capfd):
+    """model_gates.py spent minutes in silence (issue 27): each phase is announced on stderr as it starts, with a
+    line every few seconds while it lasts, before the gates are printed."""
+    import tempfile
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from eval.configs import register_configs
+    from eval.gates import run_gates
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base=None):
+        cfg = compose("gates", overrides=["num_samples=2", "num_pairs=1", "num_renders=2", "drag.max_steps=2"])
+    with tempfile.TemporaryDirectory() as tmp:
+        gates = run_gates(cfg, tmp)
+    err = capfd.readouterr().err
+    phases = ["gates: renderer speed ...", "gates: detector error on 2 held-out renders ...",
+              "gates: detection rate on 2 samples ...", "landmarks: choosing 1 pairs of faces ..."]
+    positions = [err.find(p) for p in phases]
+    assert -1 not in positions and positions == sorted(positions), err
+    assert "gates: detector error on 2 held-out renders: done in" in err
+    assert set(gates["values"]) == set(THRESHOLDS)

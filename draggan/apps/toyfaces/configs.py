@@ -15,7 +15,7 @@ class TrainDetectorConfig:
     batch: int = 64
     lr: float = 2e-3  # Adam, cosine decay to zero
     seed: int = 0
-    threads: int | None = None  # torch CPU threads, None = torch's default
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, None = torch's
     device: str = "cpu"  # where the renders and the network live: cpu, cuda, cuda:N, mps
 
 
@@ -25,3 +25,4 @@ class MakeToyFacesConfig:
     num_images: int = 10000
     resolution: int = 64
     seed: int = 0
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, None = torch's

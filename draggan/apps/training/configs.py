@@ -33,7 +33,7 @@ class TrainConfig:
     snapshot_kimg: float = 10.0  # write a snapshot (state, G_ema, sample grid) this often
     log_every: int = 20  # log metrics every this many iterations
     grid_size: int = 8  # the sample grid is grid_size x grid_size
-    threads: int | None = None  # torch CPU threads, None = torch's default
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, None = torch's
     device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps
     mixed_precision: str = "none"  # 'bf16': G and D passes under bfloat16 autocast (the R1 pass stays float32)
     cudnn_benchmark: bool = True  # CUDA: let cuDNN time its algorithms once for the fixed training shapes

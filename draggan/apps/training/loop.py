@@ -29,6 +29,7 @@ from draggan.loading import resolve_device
 from draggan.loggers import Logger
 from draggan.networks import Generator
 from draggan.render import save_sample_grid
+from draggan.threads import synthesis_macs, use_threads
 from draggan.apps.training.configs import TrainConfig
 from draggan.apps.training.data import ImageFolder, ToyFacesStream
 from draggan.apps.training.discriminator import Discriminator
@@ -117,11 +118,10 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, logger: Logge
            on_snapshot: Callable[[Path], None] | None, progress: bool) -> TrainResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     G = Generator(**cfg.generator_kwargs()).to(device).train()
+    use_threads(cfg.threads, work_macs=synthesis_macs(G, batch=cfg.batch))
     D = Discriminator(cfg.resolution, channel_base=cfg.channel_base, channel_max=cfg.channel_max).to(device).train()
     if cfg.init_from:
         _init_generator(G, cfg.init_from)
