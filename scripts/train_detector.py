@@ -1,6 +1,12 @@
-"""Train the toy-faces landmark detector's CNN: `python scripts/train_detector.py [iterations=3000] [out=...]`."""
+"""Train the toy-faces landmark detector's CNN: `python scripts/train_detector.py [iterations=3000] [out=...]`.
+
+The weights go into the run folder; `out=draggan/models/toyfaces-detector-64.safetensors` replaces the shipped ones.
+"""
+
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 
 from draggan.apps.commands import one_line_errors
 from draggan.apps.configs import register_configs
@@ -14,7 +20,8 @@ register_configs()
 @one_line_errors
 def main(cfg) -> None:
     use_threads(cfg.threads)  # batches of renders: large enough to share the cores
-    result = train_detector(cfg.out, resolution=cfg.resolution, iterations=cfg.iterations, batch=cfg.batch,
+    out = cfg.out or Path(HydraConfig.get().runtime.output_dir) / f"toyfaces-detector-{cfg.resolution}.safetensors"
+    result = train_detector(out, resolution=cfg.resolution, iterations=cfg.iterations, batch=cfg.batch,
                             lr=cfg.lr, seed=cfg.seed, device=cfg.device)
     print(f"detector: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, "
           f"final loss {result.final_loss:.4f}; weights: {result.path}")

@@ -1,11 +1,14 @@
 """Train the latent transformer baseline (UserControllableLT, Endo 2022) on a generator:
 `python scripts/train_uclt.py [generator=toy-faces-64] [max_minutes=25] [out=...]`; writes the weights and a
-JSON card beside them (draggan/methods/uclt.py says how it trains)."""
+JSON card beside them (draggan/methods/uclt.py says how it trains), in the run folder unless `out=` names the file
+(`out=draggan/models/uclt-toy-faces-64.safetensors` replaces the shipped weights)."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 
 from draggan.apps.commands import one_line_errors
 from draggan.apps.configs import register_configs
@@ -21,6 +24,10 @@ register_configs()
 @one_line_errors
 def main(cfg) -> None:
     train_cfg = from_config(UCLTTrainConfig, cfg)
+    if not train_cfg.out:  # the run folder, never the package's models (an explicit out= may replace those)
+        name = Path(str(train_cfg.generator)).name.removesuffix(".safetensors")
+        train_cfg = dataclasses.replace(train_cfg, out=str(Path(HydraConfig.get().runtime.output_dir) /
+                                                           f"uclt-{name}.safetensors"))
     G = load_generator(train_cfg.generator, device="cpu")
     card = train_latent_transformer(G, train_cfg, generator_name=str(train_cfg.generator))
     Path(card["weights"]).with_suffix(".json").write_text(json.dumps(card, indent=1))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 @dataclass
 class TrainDetectorConfig:
-    out: str = "draggan/models/toyfaces-detector-64.safetensors"  # where to write the weights
+    out: str | None = None  # the weights file; None = the run folder (out=draggan/models/... replaces the shipped one)
     resolution: int = 64
     iterations: int = 1000  # batches of fresh renders
     batch: int = 64
