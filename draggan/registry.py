@@ -41,6 +41,10 @@ class ModelInfo:
     note: str = ""  # how to get it by hand, when there is no URL
     checksum_source: str = ""  # where sha256 and size were read (see the module docstring)
     drag: dict[str, Any] = field(default_factory=dict, hash=False)  # DragConfig settings that differ from the paper's
+    # Projection PSNR (dB) below which a photo is outside the model's domain, per projection loss, and the projection
+    # steps it was measured with (inversion/domain.py; the measurement: docs/results/domain-<name>.json)
+    domain_psnr: dict[str, float] = field(default_factory=dict, hash=False)
+    domain_steps: int | None = None
 
 
 _NVIDIA_NC = "NVIDIA Source Code License-NC (non-commercial research)"

@@ -4,7 +4,8 @@
 `projection.png`, `reconstruction.png` (after pivotal tuning, when on), `inversion.npz` (the
 pivot `ws`), `generator.safetensors` (the tuned generator, its noise maps included, in the
 project's safe format) and `results.json` (PSNR, SSIM and, where LPIPS weights exist, LPIPS of
-both reconstructions; wall times; files). `results.json` is written last; when a step fails, the
+both reconstructions; whether the photo is inside the generator's domain, `inversion.domain`; wall times; files).
+`results.json` is written last; when a step fails, the
 files already written are removed, so a folder never looks complete when it is not.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -33,6 +35,7 @@ from draggan.session import DragSession
 from draggan.session_io import TUNED_GENERATOR_FILE
 from draggan.threads import synthesis_macs, use_threads
 from inversion.configs import InversionSettings
+from inversion.domain import check_domain
 from inversion.images import align_face, load_image
 from inversion.lpips_loss import LPIPSWeightsError, load_lpips
 from inversion.metrics import psnr, ssim
@@ -131,6 +134,12 @@ def reconstruction_metrics(image: torch.Tensor, target: torch.Tensor, lpips_mode
     return dict(psnr=psnr(image, target), ssim=ssim(image, target), lpips=lp)
 
 
+def _say_outside(domain: dict | None) -> None:
+    """The domain check's warning on stderr, where the command's user sees it (its stdout is the results)."""
+    if domain and domain.get("warning"):
+        print(f"\n{'!' * 100}\n{domain['warning']}\n{'!' * 100}\n", file=sys.stderr, flush=True)
+
+
 def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     """Invert `cfg.image` into `cfg.generator`; write the outputs listed in the module docstring."""
     out = Path(out_dir).resolve()
@@ -146,11 +155,14 @@ def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
         save_png(to_uint8(inv["projection"]), files.path("projection.png"))
         save_png(to_uint8(inv["reconstruction"]), files.path("reconstruction.png"))
         np.savez(files.path(INVERSION_FILE), ws=inv["ws"].cpu().numpy())
+        domain = check_domain(cfg.generator, s.loss, psnr(inv["projection"], target), num_steps=s.num_steps)
+        _say_outside(domain)
         save_generator(inv["G"], files.path(GENERATOR_FILE),
-                       extra_metadata={"inverted_from": str(cfg.image), "base_generator": str(cfg.generator)})
+                       extra_metadata={"inverted_from": str(cfg.image), "base_generator": str(cfg.generator),
+                                       "outside_domain": str(domain["outside"]).lower()})
         lp = _lpips_or_none("alex", s.pti.lpips_weights, target.device)
         results = dict(
-            image=str(cfg.image), generator=str(cfg.generator),
+            image=str(cfg.image), generator=str(cfg.generator), domain=domain,
             projection=reconstruction_metrics(inv["projection"], target, lp),
             reconstruction=reconstruction_metrics(inv["reconstruction"], target, lp),
             lpips_note=None if lp is not None else "LPIPS not measured: AlexNet weights not available",
@@ -202,5 +214,8 @@ def run_edit_real(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:
     results = edit_and_save(session, out, generator_name=str(inv_dir / GENERATOR_FILE), frame_every=cfg.frame_every,
                             video=cfg.video, progress=cfg.progress)
     results["inversion"] = inverted if inverted is not None else str(inv_dir)
+    results["domain"] = (inverted or json.loads((inv_dir / "results.json").read_text())).get("domain")
+    if inverted is None:
+        _say_outside(results["domain"])  # a reused inversion of a photo from elsewhere: say it again
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
