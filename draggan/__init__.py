@@ -11,7 +11,11 @@ the model registry, the drag session and the drag methods behind one contract:
     # DragConfig.preset("paper") or DragConfig.preset("official"): DragGAN itself; draggan.methods: the others
 """
 
-from draggan.checkpoint import CheckpointError, save_generator
+from draggan.threads import quiet_openmp  # first: OpenMP reads its wait policy once, when torch loads (see there)
+
+quiet_openmp()
+
+from draggan.checkpoint import CheckpointError, save_generator  # noqa: E402
 from draggan.download import DownloadError
 from draggan.latents import initial_latent
 from draggan.loading import load_generator, resolve_device

@@ -116,6 +116,7 @@ class EditConfig:
     video: str = "gif"  # gif or mp4
     resume: str | None = None  # folder of a saved session to continue (with new points: a new segment from its end)
     rollback_to: int | None = None  # with resume: first return to the state after this step
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, or null (torch's)
     progress: bool = True
     explain: bool = False  # print every drag setting this command would run with, and where it came from; then stop
 
@@ -135,4 +136,4 @@ def register_configs() -> None:
 def schemas() -> list[tuple[str | None, str, type]]:
     """(group, name, schema) of the library's configs; conf/*.yaml and conf/<group>/*.yaml extend them."""
     return [(None, "edit_schema", EditConfig), (None, "train_uclt_schema", UCLTTrainConfig),
-            ("drag", "drag_schema", DragSettings), ("logger", "logger_schema", LoggerConfig)]
+            (None, "drag_schema", DragSettings), (None, "logger_schema", LoggerConfig)]

@@ -24,6 +24,7 @@ from draggan.render import DragFrames, points_scale, to_uint8
 from draggan.session import DragSession
 from draggan.session_io import json_safe, load_session, read_session_meta, save_run
 from draggan.settings import DragConfig
+from draggan.threads import synthesis_macs, use_threads
 
 RUN_SETTINGS = ("max_steps", "stall_steps")  # drag settings that a resumed session takes from the command line
 
@@ -37,15 +38,22 @@ def run_drag(cfg, out_dir: str | os.PathLike = ".") -> dict:
     setting that differs from the saved one without new points is refused: it would have no effect). Either
     way `before.png` is the start of the session this run writes, and the GIF shows this run's steps.
     """
+    if cfg.rollback_to is not None and not cfg.resume:
+        raise ValueError(f"rollback_to={cfg.rollback_to} rolls back a saved session: give resume=<its run folder> too")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     generator = cfg.generator or (saved_generator(cfg.resume) if cfg.resume else DEFAULT_MODEL)
     G = load_generator(generator, device=None if cfg.device == "auto" else cfg.device)
+    use_threads(cfg.threads, work_macs=synthesis_macs(G))  # the command's threads= (a drag on a small model: 1)
     config = drag_config_from(cfg, generator)
     extra = {}
     if cfg.resume:
         session = load_session(cfg.resume, G)
         if cfg.rollback_to is not None:
+            last = len(session.history) - 1
+            if not -1 <= int(cfg.rollback_to) <= last:
+                raise ValueError(f"rollback_to={cfg.rollback_to}: the saved session has steps 0 to {last}; give one "
+                                 "of them, or -1 for its start")
             session.rollback(int(cfg.rollback_to))
         if cfg.points:  # a new segment from the saved session's current state
             handles, targets = parse_points(cfg.points)

@@ -32,6 +32,7 @@ from draggan.points import as_points, check_inside, rc_to_xy, xy_to_rc
 from draggan.settings import DragConfig, resolve_drag, settings_record, with_sources
 from draggan.stall import stall
 from draggan.step_graph import CapturedStep, CudaGraphEngine
+from draggan.threads import synthesis_macs, threads_for
 
 log = logging.getLogger(__name__)
 
@@ -401,9 +402,15 @@ class DragSession:
         self._update_finished(None)
 
     def run(self, max_steps: int | None = None, callback: Callable[[DragState, "DragSession"], None] | None = None,
-            progress: bool = False) -> DragResult:
+            progress: bool = False, threads: int | str | None = "auto") -> DragResult:
         """Step until done or `max_steps` (default: config.max_steps) more steps; render the result. With
-        `progress`, a progress bar shows the loss, the largest distance left and STALLED (see `stall`)."""
+        `progress`, a progress bar shows the loss, the largest distance left and STALLED (see `stall`). `threads`:
+        torch's CPU threads during the run (`draggan.threads`: auto gives a small generator's steps one thread;
+        None leaves torch's setting alone); restored afterwards."""
+        with threads_for(threads, work_macs=synthesis_macs(self.G)):
+            return self._run(max_steps, callback, progress)
+
+    def _run(self, max_steps: int | None, callback, progress: bool) -> DragResult:
         limit = self.config.max_steps if max_steps is None else max_steps
         bar = None
         if progress:

@@ -15,7 +15,9 @@ default safe there and keep the cores' speed where they are free:
   pass of the drag's generator, say), a second thread buys at most 1.2x on free cores and costs 10-20 % where
   the cores are busy (measured: docs/benchmarks.md).
 
-`threads=N` asks for N threads, and `threads=null` leaves torch's own choice (and OMP_NUM_THREADS) alone.
+`threads=N` asks for N threads, and `threads=null` leaves torch's own choice alone. A number the user chose
+holds for the whole process: `auto` inside the library (`DragSession.run`) then keeps it, and so does an
+`OMP_NUM_THREADS` set in the environment (a cap for shared work).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 # One synthesis pass of the toy generators (0.2-0.3 G multiply-adds) gains 1.1-1.2x from a second free core and
 # loses 10-20 % on a busy one; an official 64-px generator (13.6 G) gains 1.8x: share work from 4 G up.
 SHARE_MIN_MACS = 4e9
+
+_chosen: int | None = None  # the count a command's user asked for (use_threads with a number): auto keeps it
 
 
 def quiet_openmp(environ: dict[str, str] | None = None) -> bool:
@@ -58,9 +62,13 @@ def thread_count(setting: int | str | None = "auto", *, work_macs: float | None 
     if setting is None:
         return None
     if isinstance(setting, str) and setting.strip().lower() == "auto":
+        if _chosen is not None:
+            return _chosen
         if work_macs is not None and work_macs < SHARE_MIN_MACS:
             return 1
-        return available_cores(environ)
+        env = os.environ if environ is None else environ
+        cap = env.get("OMP_NUM_THREADS", "").strip()
+        return min(available_cores(env), int(cap)) if cap.isdigit() and int(cap) > 0 else available_cores(env)
     try:
         count = int(setting)
     except (TypeError, ValueError):
@@ -71,10 +79,14 @@ def thread_count(setting: int | str | None = "auto", *, work_macs: float | None 
 
 
 def use_threads(setting: int | str | None = "auto", *, work_macs: float | None = None) -> int:
-    """Set torch's thread count as `thread_count` says (None: leave it); returns the count in use."""
+    """Set torch's thread count as `thread_count` says (None: leave it), for the rest of the process (a command's
+    `threads=`; a number is remembered, see `_chosen`); returns the count in use."""
     import torch
 
+    global _chosen
     count = thread_count(setting, work_macs=work_macs)
+    if setting is not None and not (isinstance(setting, str) and setting.strip().lower() == "auto"):
+        _chosen = count
     if count is not None and count != torch.get_num_threads():
         torch.set_num_threads(count)
     return torch.get_num_threads()
@@ -82,12 +94,16 @@ def use_threads(setting: int | str | None = "auto", *, work_macs: float | None =
 
 @contextlib.contextmanager
 def threads_for(setting: int | str | None = "auto", *, work_macs: float | None = None) -> Iterator[int]:
-    """`use_threads` for the duration of a `with` block (a library call), then torch's count as it was."""
+    """Torch's thread count as `thread_count` says for the duration of a `with` block (a library call), then as it
+    was."""
     import torch
 
     before = torch.get_num_threads()
+    count = thread_count(setting, work_macs=work_macs)
     try:
-        yield use_threads(setting, work_macs=work_macs)
+        if count is not None and count != before:
+            torch.set_num_threads(count)
+        yield torch.get_num_threads()
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)

@@ -48,7 +48,7 @@ class EvaluateConfig:
     seed: int = 0  # the same seed gives the same table
     detector: str = "toyfaces"  # toyfaces, face_alignment (FFHQ), a toy detector .safetensors, or module:factory
     device: str = "auto"  # auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N, mps: everything runs there
-    threads: int | None = None  # torch CPU threads (None = torch's default)
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, or null (torch's)
     download_weights: bool = False  # allow downloading RAFT / Inception / LPIPS weights
     examples: int = 2  # pairs whose drags are saved (PNG + GIF) and logged
     out_dir: str | None = None  # None = Hydra's run folder
@@ -107,7 +107,7 @@ def schemas() -> list[tuple[str | None, str, type]]:
     """(group, name, schema) of the evaluation's configs; conf/*.yaml and conf/<group>/*.yaml extend them."""
     return [(None, "evaluate_schema", EvaluateConfig), (None, "gates_schema", GatesConfig),
             (None, "gpu_check_schema", GpuCheckConfig), (None, "drag_checks_schema", DragChecksConfig),
-            ("benchmark", "benchmark_schema", BenchmarkConfig), ("tracker", "tracker_schema", TrackerConfig)]
+            (None, "benchmark_schema", BenchmarkConfig), (None, "tracker_schema", TrackerConfig)]
 
 
 def all_schemas() -> list[tuple[str | None, str, type]]:

@@ -69,9 +69,10 @@ class EditRealConfig(InvertConfig):
 
 
 def schemas() -> list[tuple[str | None, str, type]]:
-    """(group, name, schema) of the inversion's configs."""
+    """(group, name, schema) of the inversion's configs; every schema is a root config (a group's YAML files extend
+    it by name), so no group offers a schema as one of its choices."""
     return [(None, "invert_schema", InvertConfig), (None, "edit_real_schema", EditRealConfig),
-            ("inversion", "inversion_schema", InversionSettings)]
+            (None, "inversion_schema", InversionSettings)]  # extended by conf/inversion/*.yaml
 
 
 def register_configs() -> None:

@@ -3,10 +3,10 @@
 from functools import partial
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import explains_drag, one_line_errors
+from draggan.apps.command_line import command
+from draggan.apps.commands import explains_drag
 from draggan.apps.editor import serve
 from draggan.configs import from_config
 from inversion.configs import InversionSettings, register_configs
@@ -15,8 +15,7 @@ from inversion.run import invert_photo
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="app")
-@one_line_errors
+@command("app")
 @explains_drag
 def main(cfg) -> None:
     serve(cfg, invert=partial(invert_photo, s=from_config(InversionSettings, cfg.inversion)),

@@ -4,19 +4,17 @@
 import json
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from draggan.apps.command_line import command
 from draggan.apps.benchmark import bench_drag
-from draggan.apps.commands import one_line_errors
 from draggan.apps.configs import register_configs
 from draggan.threads import use_threads
 
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="bench_drag")
-@one_line_errors
+@command("bench_drag")
 def main(cfg) -> None:
     use_threads(cfg.threads)  # the CPU rows time every core this process may use (or threads=N)
     rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, rounds=cfg.rounds,

@@ -1,15 +1,13 @@
 """Download registered checkpoints into the cache: `python scripts/download.py models='[stylegan2-ffhq-512]'`."""
 
-import hydra
-
-from draggan.apps.commands import download_command, one_line_errors
+from draggan.apps.command_line import command
+from draggan.apps.commands import download_command
 from draggan.apps.configs import register_configs
 
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="download")
-@one_line_errors
+@command("download")
 def main(cfg) -> None:
     download_command(cfg)
 

@@ -4,17 +4,15 @@ Prints the figures as one JSON object on the last line (see eval/drag_checks.py)
 
 import json
 
-import hydra
-
-from draggan.apps.commands import explains_drag, one_line_errors
+from draggan.apps.command_line import command
+from draggan.apps.commands import explains_drag
 from eval.configs import register_configs
 from eval.drag_checks import run_drag_checks
 
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="drag_checks")
-@one_line_errors
+@command("drag_checks")
 @explains_drag
 def main(cfg) -> None:
     print(json.dumps(run_drag_checks(cfg)))

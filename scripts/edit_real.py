@@ -2,10 +2,10 @@
 
 import json
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import explains_drag, one_line_errors
+from draggan.apps.command_line import command
+from draggan.apps.commands import explains_drag
 from eval.logging import run_logged
 from inversion.configs import register_configs
 from inversion.run import run_edit_real
@@ -13,8 +13,7 @@ from inversion.run import run_edit_real
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="edit_real")
-@one_line_errors
+@command("edit_real")
 @explains_drag
 def main(cfg) -> None:
     print(json.dumps(run_logged(cfg, HydraConfig.get().runtime.output_dir, run_edit_real)))

@@ -6,11 +6,11 @@ runs on this machine, or hydra/launcher=slurm for a cluster), then `scripts/repo
 A single run that measured nothing (an unavailable tracker) says why and exits with code 1.
 """
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from draggan.apps.commands import explains_drag, one_line_errors
+from draggan.apps.command_line import command
+from draggan.apps.commands import explains_drag
 from eval.configs import register_configs
 from eval.logging import run_logged
 from eval.run import run_evaluation
@@ -18,8 +18,7 @@ from eval.run import run_evaluation
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="evaluate")
-@one_line_errors
+@command("evaluate")
 @explains_drag
 def main(cfg) -> None:
     out = cfg.out_dir or HydraConfig.get().runtime.output_dir

@@ -3,16 +3,16 @@
 
 import sys
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from draggan.apps.command_line import command
 from eval.configs import register_configs
 from eval.gpu_check import run_checks
 
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="gpu_check")
+@command("gpu_check")
 def main(cfg) -> None:
     results = run_checks(cfg.device, quick=cfg.quick, resolutions=list(cfg.resolutions), official_repo=cfg.official_repo,
                          only=None if cfg.only is None else list(cfg.only),

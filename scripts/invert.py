@@ -2,10 +2,9 @@
 
 import json
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.command_line import command
 from eval.logging import run_logged
 from inversion.configs import register_configs
 from inversion.run import run_invert
@@ -13,8 +12,7 @@ from inversion.run import run_invert
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="invert")
-@one_line_errors
+@command("invert")
 def main(cfg) -> None:
     print(json.dumps(run_logged(cfg, HydraConfig.get().runtime.output_dir, run_invert)))
 

@@ -1,8 +1,6 @@
 """Write a toy-faces dataset: `python scripts/make_toyfaces.py out=data/toyfaces num_images=10000`."""
 
-import hydra
-
-from draggan.apps.commands import one_line_errors
+from draggan.apps.command_line import command
 from draggan.apps.configs import register_configs
 from draggan.apps.toyfaces.dataset import write_dataset
 from draggan.threads import use_threads
@@ -10,8 +8,7 @@ from draggan.threads import use_threads
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="make_toyfaces")
-@one_line_errors
+@command("make_toyfaces")
 def main(cfg) -> None:
     use_threads(cfg.threads)  # batches of renders: large enough to share the cores
     ds = write_dataset(cfg.out, cfg.num_images, resolution=cfg.resolution, seed=cfg.seed)

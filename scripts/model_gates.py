@@ -6,18 +6,17 @@ with `samples.png`: 64 samples (seeds 0-63 at the configured truncation).
 
 import json
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import explains_drag, one_line_errors
+from draggan.apps.command_line import command
+from draggan.apps.commands import explains_drag
 from eval.configs import register_configs
 from eval.gates import run_gates
 
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="gates")
-@one_line_errors
+@command("gates")
 @explains_drag
 def main(cfg) -> None:
     print(json.dumps(run_gates(cfg, HydraConfig.get().runtime.output_dir)))

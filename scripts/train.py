@@ -3,11 +3,10 @@
 Running it again with the same `out_dir` continues the training from its last snapshot.
 """
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.command_line import command
 from draggan.apps.configs import register_configs
 from draggan.apps.training.configs import TrainConfig
 from draggan.apps.training.loop import train
@@ -17,8 +16,7 @@ from eval.logging import make_logger
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="train")
-@one_line_errors
+@command("train")
 def main(cfg) -> None:
     out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir
     train_cfg = from_config(TrainConfig, cfg.train)

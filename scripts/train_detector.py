@@ -5,10 +5,9 @@ The weights go into the run folder; `out=draggan/models/toyfaces-detector-64.saf
 
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.command_line import command
 from draggan.apps.configs import register_configs
 from draggan.apps.toyfaces.detector import train_detector
 from draggan.threads import use_threads
@@ -16,8 +15,7 @@ from draggan.threads import use_threads
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="train_detector")
-@one_line_errors
+@command("train_detector")
 def main(cfg) -> None:
     use_threads(cfg.threads)  # batches of renders: large enough to share the cores
     out = cfg.out or Path(HydraConfig.get().runtime.output_dir) / f"toyfaces-detector-{cfg.resolution}.safetensors"

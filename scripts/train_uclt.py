@@ -7,10 +7,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from draggan.apps.commands import one_line_errors
+from draggan.apps.command_line import command
 from draggan.apps.configs import register_configs
 from draggan.configs import from_config
 from draggan.loading import load_generator
@@ -20,8 +19,7 @@ from draggan.methods.uclt_training import train_latent_transformer
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="train_uclt")
-@one_line_errors
+@command("train_uclt")
 def main(cfg) -> None:
     train_cfg = from_config(UCLTTrainConfig, cfg)
     if not train_cfg.out:  # the run folder, never the package's models (an explicit out= may replace those)

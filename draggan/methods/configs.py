@@ -26,5 +26,5 @@ class UCLTTrainConfig:
     strength: list[float] = field(default_factory=lambda: [0.2, 1.0])  # how far w2's rows move towards another latent
     truncation_psi: float = 0.7
     seed: int = 0
-    threads: int | None = None
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, or null (torch's)
     log_every: int = 200

@@ -25,6 +25,7 @@ from draggan.methods.latent_transformer import (
     save_transformer,
 )
 from draggan.networks import Generator
+from draggan.threads import synthesis_macs, use_threads
 
 
 def _pairs(G: Generator, cfg: UCLTTrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +58,7 @@ def train_latent_transformer(G: Generator, cfg: UCLTTrainConfig, *, generator_na
     """Train the latent transformer on `G` (see the module docstring) and save it; returns what the card says."""
     from tqdm import tqdm
 
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    use_threads(cfg.threads, work_macs=synthesis_macs(G, batch=cfg.batch))  # batches of pairs: shared work
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = next(G.parameters()).device

@@ -19,11 +19,18 @@ from draggan.threads import (SHARE_MIN_MACS, available_cores, quiet_openmp, synt
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def no_chosen_count(monkeypatch):
+    """Each test starts as a fresh process does: no count chosen by a command yet."""
+    monkeypatch.setattr("draggan.threads._chosen", None)
+
+
 def test_auto_is_the_cores_this_process_may_use_shared_among_torchruns_processes():
     cores = len(os.sched_getaffinity(0))
     assert available_cores({}) == cores
     assert available_cores({"LOCAL_WORLD_SIZE": str(2 * cores)}) == 1  # never zero
     assert thread_count("auto", environ={}) == cores  # no size given: large work
+    assert thread_count("auto", environ={"OMP_NUM_THREADS": "1"}) == 1  # the user's cap
     assert thread_count("AUTO", work_macs=10 * SHARE_MIN_MACS, environ={}) == cores
 
 
@@ -44,6 +51,18 @@ def test_a_number_is_taken_as_it_is_and_none_leaves_torch_alone():
     for bad in (0, -1, "two", 1.5, "1.5", ""):
         with pytest.raises(ValueError, match="threads must be auto"):
             thread_count(bad)
+
+
+def test_a_count_the_user_chose_holds_for_the_library_calls_after_it():
+    before = torch.get_num_threads()
+    try:
+        use_threads(1)  # a command's threads=1
+        with threads_for("auto", work_macs=10 * SHARE_MIN_MACS) as inside:  # DragSession.run's default
+            assert inside == 1
+        use_threads("auto")  # auto is no choice: it does not replace the remembered number
+        assert thread_count("auto") == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_threads_for_sets_the_count_inside_and_restores_it_after():

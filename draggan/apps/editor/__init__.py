@@ -67,15 +67,13 @@ def _stop(signum, frame) -> None:
 
 def serve(cfg, *, invert: Callable | None = None, out_dir: str | Path = "outputs/app") -> None:
     """Serve the editor until interrupted (Ctrl-C or SIGTERM); either way its temporary files are removed."""
-    import torch
-
     from draggan.apps.editor.server import EditorServer
+    from draggan.threads import synthesis_macs, use_threads
 
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
     editor = build_editor(cfg, invert=invert, out_dir=out_dir)
     try:
-        editor.generator(editor.choice(None))  # load the default now: a broken setup fails before the page opens
+        G = editor.generator(editor.choice(None))  # load the default now: a broken setup fails before the page opens
+        use_threads(cfg.threads, work_macs=synthesis_macs(G))  # one drag at a time: the default model's size
         try:
             server = EditorServer(editor, cfg.host, cfg.port)
         except OSError as e:

@@ -22,7 +22,7 @@ class AppConfig:
     port: int = 7860  # 0 = any free port (printed)
     truncation_psi: float = 0.7  # the page's starting truncation
     device: str = "auto"
-    threads: int | None = None  # torch CPU threads (None = torch's default)
+    threads: int | str | None = "auto"  # torch CPU threads: auto (draggan/threads.py), a number, or null (torch's)
     out_dir: str | None = None  # where saved sessions are written (None = the run folder)
     max_upload_mb: float = 20.0  # larger photo and mask uploads are refused with a message
     max_session_mb: float = 200.0  # largest saved session that Load accepts (Save keeps its zips within it)
