@@ -23,7 +23,9 @@ from draggan.files import atomic_write
 from draggan.loading import load_generator
 from draggan.methods import get_method
 from draggan.session_io import json_safe
+from draggan.settings import settings_record, write_settings
 from draggan.threads import synthesis_macs, use_threads
+from draggan.weights import WeightsUnavailable
 from eval.configs import BenchmarkConfig, TrackerConfig
 from eval.shards import FID_FEATURES, Shard, parse_shard, shard_device, under_torchrun
 from eval.tables import markdown_table

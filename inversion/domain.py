@@ -52,13 +52,16 @@ def check_domain(model_name: str | None, loss: str, projection_psnr: float, *, n
                             "(scripts/measure_domain.py measures one)")
         return verdict
     measured_steps = MODELS[str(model_name)].domain_steps
+    if num_steps is not None and measured_steps and num_steps < measured_steps:  # a shorter projection fits worse
+        verdict.update(outside=None, warning=None,
+                       note=f"not judged: the projection ran {num_steps} steps, the threshold was measured with "
+                            f"{measured_steps}")
+        return verdict
     verdict.update(outside=projection_psnr < threshold, warning=None, note=None)
     if verdict["outside"]:
-        fewer = (f"; this projection ran {num_steps} steps, the threshold was measured with {measured_steps}"
-                 if num_steps is not None and measured_steps and num_steps < measured_steps else "")
         verdict["warning"] = (f"WARNING: this photo looks OUTSIDE the domain of {model_name}: its projection reaches "
-                              f"{projection_psnr:.1f} dB PSNR, below {threshold:.1f} dB (the model's own images "
-                              f"reach more){fewer}. Edits will change the generator's image, not the photo.")
+                              f"{projection_psnr:.1f} dB PSNR, below {threshold:.1f} dB (photos of the domain reach "
+                              "more). Drags will edit the generator's image, not your photo.")
     return verdict
 
 
@@ -127,10 +130,19 @@ def measure_domain(G, settings, *, samples: list[torch.Tensor], inside: dict[str
     device = next(G.parameters()).device
     for kind, name, img in tqdm(jobs, desc="domain", disable=not progress, dynamic_ncols=True):
         rows.append(dict(kind=kind, name=name, psnr=projection_psnr(G, img.to(device), settings)))
+    return dict(rows=rows, **domain_threshold_from(rows), settings=dataclasses.asdict(settings),
+                seconds=time.perf_counter() - t0)
+
+
+def domain_threshold_from(rows: list[dict]) -> dict[str, Any]:
+    """The threshold of measured rows (kind 'sample' or 'inside': of the domain; 'outside': not), and what it
+    misses: the midpoint of the gap between the two groups, at most IN_DOMAIN_MARGIN_DB below the lowest in-domain
+    PSNR; where the groups overlap, the outside images above it are listed as `missed`."""
     ins = [r["psnr"] for r in rows if r["kind"] != "outside"]
     outs = [r["psnr"] for r in rows if r["kind"] == "outside"]
     low_in, high_out = min(ins), max(outs) if outs else float("-inf")
-    threshold = min((low_in + high_out) / 2, low_in - IN_DOMAIN_MARGIN_DB)
-    return dict(rows=rows, threshold_psnr=round(threshold, 1), lowest_inside=low_in, highest_outside=high_out,
-                separates=high_out < threshold <= low_in, settings=dataclasses.asdict(settings),
-                seconds=time.perf_counter() - t0)
+    threshold = round(min((low_in + high_out) / 2, low_in - IN_DOMAIN_MARGIN_DB), 1)
+    return dict(threshold_psnr=threshold, lowest_inside=low_in, highest_outside=high_out,
+                separates=high_out < threshold <= low_in,
+                missed=[r["name"] for r in rows if r["kind"] == "outside" and r["psnr"] >= threshold],
+                flagged=[r["name"] for r in rows if r["kind"] == "outside" and r["psnr"] < threshold])

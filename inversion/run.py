@@ -108,12 +108,19 @@ def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, pr
 
 
 def invert_photo(G: Generator, path: str | os.PathLike, s: InversionSettings, *,
-                 callback: Callable[[str, int, int], None] | None = None) -> tuple[Generator, torch.Tensor]:
+                 callback: Callable[[str, int, int], None] | None = None,
+                 on_domain: Callable[[dict], None] | None = None) -> tuple[Generator, torch.Tensor]:
     """Read a photo as `G` sees it (`load_target`) and invert it: (tuned G, pivot ws).
 
     What the web editor calls for an upload; raises `ImageLoadError` for a file that is not a usable image.
+    `on_domain(verdict)`, if given, receives `inversion.domain.check_domain`'s verdict on the photo (its `warning`
+    is the line to show when the photo is outside the generator's domain).
     """
-    inv = invert_image(G, load_target(path, G, s), s, progress=False, callback=callback)
+    target = load_target(path, G, s)
+    inv = invert_image(G, target, s, progress=False, callback=callback)
+    if on_domain is not None:
+        on_domain(check_domain(getattr(G, "model_name", None), s.loss, psnr(inv["projection"], target),
+                               num_steps=s.num_steps))
     return inv["G"], inv["ws"]
 
 
