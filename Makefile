@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all install browser app gpu-check clean
+.PHONY: demo test test-record test-all install browser app gpu-check docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ browser:
 
 test: $(STAMP) browser
 	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest
+
+# The same run, its test count and time written to docs/results/test_suite.json and the README's sentence remade.
+test-record: $(STAMP) browser
+	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest --record-suite docs/results/test_suite.json
+	$(PY) scripts/make_docs.py
+
+# The docs' tables and figures from docs/results/*.json (scripts/make_docs.py --check: only compare).
+docs: $(STAMP)
+	$(PY) scripts/make_docs.py
 
 test-all: $(STAMP) browser
 	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest -m ''

@@ -69,8 +69,9 @@ def save_animation(frames: Sequence[Image.Image], path: str | os.PathLike, fps: 
     return path
 
 
-def save_sample_grid(G, z: torch.Tensor, path: Path, *, grid: int, truncation_psi: float = 1.0) -> Path:
-    """A grid x grid PNG of G's images for the latents `z` (noise 'const')."""
+def save_sample_grid(G, z: torch.Tensor, path: Path, *, grid: int, truncation_psi: float = 1.0, scale: int = 1) -> Path:
+    """A grid x grid PNG of G's images for the latents `z` (noise 'const'), each pixel `scale` x `scale` pixels
+    (nearest neighbour: a 64-px model's faces at a size a reader can see, every pixel as it was)."""
     from draggan.latents import synthesize, ws_from_z
 
     imgs = synthesize(G, ws_from_z(G, z, truncation_psi), batch=16)
@@ -78,7 +79,10 @@ def save_sample_grid(G, z: torch.Tensor, path: Path, *, grid: int, truncation_ps
     n, c, h, w = imgs.shape
     tiles = imgs[: grid * grid].reshape(grid, grid, c, h, w).permute(0, 3, 1, 4, 2).reshape(grid * h, grid * w, c)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(tiles.numpy()).save(path)
+    picture = Image.fromarray(tiles.numpy())
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    picture.save(path)
     return path
 
 

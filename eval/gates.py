@@ -121,7 +121,8 @@ def run_gates(cfg, out_dir) -> dict:
                           num_pairs=cfg.num_pairs, num_renders=cfg.num_renders, truncation_psi=cfg.truncation_psi,
                           seed=cfg.seed, renderer_device=device if G.img_resolution > 64 else "cpu",
                           progress=cfg.progress, threads=cfg.threads)
-    grid = save_sample_grid(G, z_from_seeds(G, range(64)), out / "samples.png", grid=8, truncation_psi=cfg.truncation_psi)
+    grid = save_sample_grid(G, z_from_seeds(G, range(64)), out / "samples.png", grid=8, truncation_psi=cfg.truncation_psi,
+                            scale=max(1, 128 // G.img_resolution))  # faces of at least 128 px, nearest neighbour
     gates.update(generator=cfg.generator, sample_grid=str(grid))
     (out / "gates.json").write_text(json.dumps(gates, indent=2))
     return gates

@@ -54,3 +54,35 @@ def _temporary_files_in_pytests_folder(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", folder)
     monkeypatch.setenv("TMPDIR", folder)  # and the child processes a test starts
 
+
+# ------------------------------------------------------------------ the suite's own figures (README, "Tests")
+
+def pytest_addoption(parser):
+    parser.addoption("--record-suite", metavar="PATH", default=None,
+                     help="after a whole default run that passed, write its test count and time to PATH as JSON "
+                          "(docs/results/test_suite.json, which the README's sentence is written from)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = session.config.getoption("--record-suite")
+    if not path:
+        return
+    import datetime
+    import os
+    import time
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    whole = not session.config.args or [Path(a).resolve() for a in session.config.args] == [Path(__file__).parent]
+    default_tier = session.config.getoption("markexpr") == "not slow" and not session.config.getoption("keyword")
+    if exitstatus != 0 or not whole or not default_tier:
+        reporter.write_line(f"--record-suite: not recorded (only a whole default run that passes is: exit status "
+                            f"{int(exitstatus)}, arguments {session.config.args}, -m {session.config.getoption('markexpr')!r})")
+        return
+    count = {k: len(reporter.stats.get(k, [])) for k in ("passed", "skipped", "xfailed", "deselected")}
+    seconds = time.time() - reporter._sessionstarttime
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    record = dict(**count, seconds=round(seconds, 1), torch=torch.__version__,
+                  machine=f"a {len(os.sched_getaffinity(0))}-core machine (load {load:.1f} at the end)",
+                  date=datetime.date.today().isoformat(), command="make test-record")
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    reporter.write_line(f"--record-suite: wrote {path}")

@@ -129,7 +129,7 @@ def test_every_readme_command_has_a_plan():
 
 
 def _config_name(script: str) -> str:
-    return re.search(r'config_name="(\w+)"', (ROOT / script).read_text()).group(1)
+    return re.search(r'@command\("(\w+)"\)', (ROOT / script).read_text()).group(1)
 
 
 @pytest.mark.parametrize("line", [c for c in command_lines() if c.startswith("python scripts/")
