@@ -189,14 +189,23 @@ def test_without_drag_method_a_command_runs_its_presets_method(name):
 
 
 def test_every_config_and_group_has_a_registered_schema():
+    """Each top-level YAML extends its schema, and each group option extends the group's schema, which is a root
+    config (`/drag_schema@_here_`), not an option of the group: `drag=drag_schema` is no choice (issue 27)."""
+    from hydra.core.config_store import ConfigStore
+
     registered = {(group, name): node for group, name, node in all_schemas()}
+    repo = ConfigStore.instance().repo
     for name in TOP:
         first = yaml.safe_load((CONF / f"{name}.yaml").read_text())["defaults"][0]
         assert registered[(None, first)] is SCHEMA_OF[name], name
+        assert OmegaConf.get_type(repo[f"{first}.yaml"].node) is SCHEMA_OF[name], name
     for group, schema in GROUP_SCHEMA.items():
-        assert registered[(group, f"{group}_schema")] is schema
+        assert registered[(None, f"{group}_schema")] is schema
+        assert OmegaConf.get_type(repo[f"{group}_schema.yaml"].node) is schema
+        assert f"{group}_schema.yaml" not in repo.get(group, {})
         for option in options(group):
-            assert yaml.safe_load((CONF / group / f"{option}.yaml").read_text())["defaults"] == [f"{group}_schema"]
+            assert yaml.safe_load((CONF / group / f"{option}.yaml").read_text())["defaults"] == \
+                [f"/{group}_schema@_here_"], (group, option)
 
 
 def test_the_run_folder_is_defined_once():
