@@ -2,9 +2,9 @@
 
 On a machine that other jobs share, torch's default (a thread per core, each spinning while it waits for the
 others at the end of every parallel operation) loses badly: a thread that the kernel has preempted holds up
-the rest, which burn their time slices spinning. Measured on 2 cores with two other processes spinning, the
-embedded model's drag step took 7x the time of one thread (docs/benchmarks.md, "Threads"). Two rules make the
-default safe there and keep the cores' speed where they are free:
+the rest, which burn their time slices spinning. On 2 cores beside other jobs the embedded model's drag step took
+7x the time of one thread, and `scripts/drag.py` 3x (docs/benchmarks.md, "Threads on a busy machine"). Two rules
+make the default safe there and keep the cores' speed where they are free:
 
 - `quiet_openmp()`: OpenMP's threads sleep while they wait (`OMP_WAIT_POLICY=PASSIVE`) instead of spinning.
   OpenMP reads it once, when torch is loaded, so `draggan/__init__.py` calls it before it imports torch; a

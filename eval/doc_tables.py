@@ -219,6 +219,22 @@ def bench_cpu() -> str:
             + table(["px", "editor", "floor", "full-res", "official", "official / editor", "editor / floor"], rows))
 
 
+def threads() -> str:
+    t = load("threads.json")
+    rows = [[a["what"], f"{a['before']:.2f}x", f"**{a['after']:.2f}x** ({a['after_range'][0]:.2f}-{a['after_range'][1]:.2f})",
+             f"<= {a['goal']}x"] for a in t["acceptance"]]
+    units = [[u["work"], fmt(u["gmacs"]), f"{u['idle_estimate']:.2f}x",
+              "" if u["busy_ratio_2_over_1"] is None else f"{u['busy_ratio_2_over_1']:.2f}x"] for u in t["per_unit"]]
+    spin = t["spinning"]["toy_faces_64_ms"]
+    return (table(["command (two processes spinning on the two cores)", f"before ({t['before_commit']})", "after",
+                   "goal"], rows)
+            + f"\n{t['commands']['timing']}; torch {t['torch']}, {t['machine']}, {t['date']}.\n\n"
+            + table(["work", "G multiply-adds", "2 threads on free cores (estimate)", "2 threads / 1 on the busy machine"],
+                    units)
+            + f"\n{t['per_unit_how']}. Without the passive wait, the toy drag step took {spin['two_threads_spinning']:.0f} "
+              f"ms on two spinning threads against {spin['one_thread']:.0f} ms on one.\n")
+
+
 def domain() -> str:
     d = load("domain-toy-faces-64.json")
     groups = [("the model's own samples (truncation 1)", "sample"), ("renders of its domain it never saw", "inside"),
@@ -250,7 +266,7 @@ REGIONS: dict[str, Callable[[], str]] = {
     "table1": table1, "table1-no-edit": table1_no_edit, "many-points": many_points, "table2": table2,
     "tracking": tracking, "readme-summary": readme_summary, "readme-seconds": readme_seconds,
     "freedrag-cost": freedrag_cost, "unseen-protocols": unseen_protocols, "unseen-mouth": unseen_mouth,
-    "bench-gpu": bench_gpu, "bench-cpu": bench_cpu, "domain": domain, "test-suite": test_suite,
+    "bench-gpu": bench_gpu, "bench-cpu": bench_cpu, "threads": threads, "domain": domain, "test-suite": test_suite,
 }
 
 
