@@ -37,7 +37,7 @@ test: $(STAMP) browser
 
 # The same run, its test count and time written to docs/results/test_suite.json and the README's sentence remade.
 test-record: $(STAMP) browser
-	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest --record-suite docs/results/test_suite.json
+	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest tests --record-suite docs/results/test_suite.json
 	$(PY) scripts/make_docs.py
 
 # The docs' tables and figures from docs/results/*.json (scripts/make_docs.py --check: only compare).
