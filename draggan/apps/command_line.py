@@ -6,7 +6,9 @@ HYDRA_FULL_ERROR) and accepts keys that no config has when they are given with `
 ignored). `command_line_problem` composes the command line once, as Hydra will, and says what is wrong in at most
 two lines: what was given and why it is refused, then the valid choices or keys. A key added with `+` or `++` must
 exist (or belong to a mapping that is open by design, such as `drag.method_options`); a `+group=option` that
-adds a config group (`+experiment=table1`) is what `+` is for. A multirun is checked with the first value of each
+adds a config group (`+experiment=table1`) is what `+` is for. A class of the user's own code is a value, not a
+choice of a group (`drag.method=<module>:<Class>`, `tracker.name=<module>:<Class>`): it passes the check, and the
+command imports it when it runs. A multirun is checked with the first value of each
 sweep; `--help`, `--cfg` and the like go to Hydra unchecked.
 """
 
@@ -47,6 +49,9 @@ def command(config_name: str) -> Callable:
 
     return decorate
 
+
+# Groups whose options a user's own code extends: a class of one's own is named through a key, not the group.
+_OWN_CODE = {"drag_method": "drag.method=<module>:<Class>", "tracker": "tracker.name=<module>:<Class>"}
 
 _UNCHECKED_FLAGS = ("help", "hydra_help", "version", "shell_completion", "info", "config_path", "config_name",
                     "config_dir", "experimental_rerun")
@@ -133,7 +138,8 @@ def _explain(e: Exception, config_name: str, lines: list[str], compose) -> list[
         group, _, option = str(e.missing_cfg_file).rpartition("/")
         given = next((line for line in lines if line.lstrip("+~").split("=", 1)[0] == group), f"{group}={option}")
         if e.options:
-            return [f"{given}: {group} has no option {option!r}", f"{group} is one of: {', '.join(e.options)}"]
+            own = f"; your own: {_OWN_CODE[group]}" if group in _OWN_CODE else ""
+            return [f"{given}: {group} has no option {option!r}", f"{group} is one of: {', '.join(e.options)}{own}"]
         return [f"{given}: no config {e.missing_cfg_file!r}", "see --help for the config groups and their options"]
     cause = e.__cause__ or e
     match = re.search(r"override '([^']+)'", str(e))

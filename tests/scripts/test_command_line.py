@@ -47,9 +47,22 @@ def test_a_wrong_type_and_an_unreadable_line_are_one_or_two_lines():
     [POINTS], [POINTS, "drag=paper", "drag.lr=0.01", "drag_method=draggan"],
     [POINTS, "drag.method_options.l_expected=0.3", "++drag.method_options.d_max=4"],  # an open mapping, by design
     [POINTS, "hydra.run.dir=outputs/x", "hydra/launcher=local"], ["--help", "nope=1"], ["--cfg", "job", POINTS],
+    [POINTS, "drag.method=mymethods:Straight", "drag.method_options.step=2"],  # a method of the user's own code
 ])
 def test_good_command_lines_and_hydras_own_flags_pass(argv):
     assert command_line_problem("edit", argv) is None
+
+
+def test_classes_of_ones_own_code_pass_and_a_wrong_choice_says_how_to_name_them():
+    """A user's method or tracker is a `module:Class` value of a key (imported when the command runs), never a
+    choice of the group; the check lets it through unimported and points to it when a choice is wrong."""
+    assert command_line_problem("evaluate", ["drag_method=draggan", "tracker.name=mytrackers:Mine"]) is None
+    assert command_line_problem("evaluate", ["drag.method=no_such_module_here:Straight"]) is None
+    problem = command_line_problem("edit", [POINTS, "drag_method=mymethods:Straight"])
+    assert problem[1].endswith("; your own: drag.method=<module>:<Class>"), problem
+    problem = command_line_problem("evaluate", ["tracker=mine"])
+    assert problem == ["tracker=mine: tracker has no option 'mine'", problem[1]], problem
+    assert problem[1].startswith("tracker is one of: ") and problem[1].endswith("; your own: tracker.name=<module>:<Class>")
 
 
 def test_adding_a_config_group_is_what_plus_is_for_and_a_sweep_is_checked_by_its_first_value():
