@@ -142,9 +142,12 @@ def reconstruction_metrics(image: torch.Tensor, target: torch.Tensor, lpips_mode
 
 
 def _say_outside(domain: dict | None) -> None:
-    """The domain check's warning on stderr, where the command's user sees it (its stdout is the results)."""
+    """The domain check's warning on stderr, where the command's user sees it (its stdout is the results); a photo
+    that could not be judged, one line saying why."""
     if domain and domain.get("warning"):
         print(f"\n{'!' * 100}\n{domain['warning']}\n{'!' * 100}\n", file=sys.stderr, flush=True)
+    elif domain and domain.get("note"):
+        print(f"is the photo inside the generator's domain? {domain['note']}", file=sys.stderr, flush=True)
 
 
 def run_invert(cfg, out_dir: str | os.PathLike, *, logger=None) -> dict:

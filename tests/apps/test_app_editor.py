@@ -27,6 +27,7 @@ from draggan.registry import DEFAULT_MODEL
 from draggan.session import DragSession
 from draggan.session_io import save_session
 from draggan.settings import DragConfig
+from inversion.domain import check_domain
 from tests.conftest import tiny_generator
 
 TOY = DragConfig.for_generator(DEFAULT_MODEL)  # toy-faces-64's own settings, from draggan/registry.py
@@ -225,12 +226,13 @@ def test_load_reads_a_folder_of_the_drag_script(toy, tmp_path):
 def test_upload_inverts_in_the_background_with_progress(toy, tmp_path):
     calls = []
 
-    def invert(G, path, callback):
+    def invert(G, path, callback, on_domain):
         img = Image.open(path)
         calls.append(img.size)
         for i in range(1, 6):
             callback("projection", i, 5)
             time.sleep(0.02)
+        on_domain(check_domain("toy-faces-64", "mse", 40.0, num_steps=500))  # inside: nothing to warn about
         return G, initial_latent(G, 9, 0.7)
 
     ed = make_editor(toy, tmp_path, invert=invert, max_upload_bytes=200_000)
@@ -242,6 +244,7 @@ def test_upload_inverts_in_the_background_with_progress(toy, tmp_path):
     wait(lambda: tab.status == "idle")
     st = tab.snapshot()
     assert calls == [(80, 100)] and st["source"] == "grey.png, inverted into toy" and st["progress"] is None
+    assert st["domain"]["outside"] is False and st["domain_warning"] is None and st["level"] == "info"
     with pytest.raises(EditorError, match="the upload could not be read as an image: not an image"):
         tab.upload(b"GIF89a but not really", "fake.gif")
     with pytest.raises(EditorError, match=r"the upload is 0.286 MB; the limit is 0.191 MB"):
@@ -249,8 +252,41 @@ def test_upload_inverts_in_the_background_with_progress(toy, tmp_path):
     assert tab.status == "idle"
 
 
+def test_a_photo_outside_the_models_domain_is_flagged_while_it_is_edited(toy, tmp_path, monkeypatch):
+    """The inversion the app runs (inversion.run.invert_photo) on a portrait with the toy face model: the page's
+    state carries the warning until another image is shown, and the saved tuned generator says so. The threshold's
+    step count is lowered to the test's short projection (the measured threshold: tests/inversion/test_domain.py)."""
+    from functools import partial
+
+    from safetensors import safe_open
+
+    from draggan.registry import MODELS
+    from inversion.configs import InversionSettings, PTISettings
+    from inversion.domain import outside_photos
+    from inversion.run import invert_photo
+
+    monkeypatch.setitem(MODELS, "toy-faces-64", dataclasses.replace(MODELS["toy-faces-64"], domain_steps=20))
+    settings = InversionSettings(loss="mse", num_steps=20, w_avg_samples=500, pti=PTISettings(enabled=False))
+    ed = make_editor(toy, tmp_path, invert=partial(invert_photo, s=settings))
+    tab = ed.open()
+    portrait = outside_photos(64, 64)["grace_hopper"][0].permute(1, 2, 0)
+    tab.upload(png(((portrait + 1) * 127.5).to(torch.uint8).numpy()), "portrait.png")
+    wait(lambda: tab.status == "idle")
+    st = tab.snapshot()
+    assert st["domain"]["outside"] is True and "OUTSIDE the domain of toy-faces-64" in st["domain_warning"]
+    assert st["level"] == "warning" and st["message"] == st["domain_warning"]
+    tab.set_points([[32, 40]], [[32, 42]])
+    assert tab.snapshot()["message"] == "1 point pair" and tab.snapshot()["domain_warning"] == st["domain_warning"]
+    _, data = tab.save()
+    (tmp_path / "tuned.safetensors").write_bytes(zipfile.ZipFile(io.BytesIO(data)).read("generator.safetensors"))
+    with safe_open(str(tmp_path / "tuned.safetensors"), framework="pt") as f:
+        assert f.metadata()["outside_domain"] == "true"
+    tab.generate("toy", 0)
+    assert tab.snapshot()["domain_warning"] is None and tab.snapshot()["domain"] is None
+
+
 def test_failed_inversion_is_reported_and_the_tab_keeps_working(toy, tmp_path):
-    def invert(G, path, callback):
+    def invert(G, path, callback, on_domain):
         raise FileNotFoundError("vgg16-397923af.pth is missing: put it in ~/.cache/torch/hub/checkpoints")
 
     tab = make_editor(toy, tmp_path, invert=invert).open()

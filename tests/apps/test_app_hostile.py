@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GROWTH_MB = 150
 
 
-def _invert(G, path, callback):  # an inversion stand-in: the upload path is what these tests exercise
+def _invert(G, path, callback, on_domain):  # an inversion stand-in: the upload path is what these tests exercise
     from draggan.latents import initial_latent
 
     return G, initial_latent(G, 1, 0.7)
@@ -248,7 +248,7 @@ from draggan.apps.editor.editor import Editor, EditorLimits, GeneratorChoice
 from draggan.settings import DragConfig
 from tests.conftest import tiny_generator
 G = tiny_generator(32)
-def invert(G, path, callback):
+def invert(G, path, callback, on_domain):
     raise AssertionError("never reached")
 ed = Editor([GeneratorChoice("tiny", "tiny", DragConfig(feature_block=2))], load=lambda s: G, invert=invert,
             limits=EditorLimits(max_upload_bytes=20 << 20))
@@ -423,7 +423,7 @@ def test_multipart_files_are_found_by_their_boundary():
             multipart_files(bad, "multipart/form-data; boundary=b0")
 
 
-def _invert_reading_the_photo(G, path, callback):  # the inversion's first step: reading the photo
+def _invert_reading_the_photo(G, path, callback, on_domain):  # the inversion's first step: reading the photo
     from inversion.images import load_image
 
     load_image(path, G.img_resolution)

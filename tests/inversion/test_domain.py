@@ -120,3 +120,17 @@ def test_the_editors_inversion_hands_over_the_verdict(tmp_path, monkeypatch):
                  InversionSettings(loss="mse", num_steps=20, w_avg_samples=500, pti=PTISettings(enabled=False)),
                  on_domain=verdicts.append)
     assert len(verdicts) == 1 and verdicts[0]["outside"] is True and verdicts[0]["warning"]
+
+
+def test_the_command_line_says_when_a_photo_was_not_judged(capsys):
+    """A warning is a loud block on stderr; a photo the check cannot judge gets one line saying why."""
+    from inversion.run import _say_outside
+
+    _say_outside(check_domain("toy-faces-64", "mse", 17.9, num_steps=20))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["is the photo inside the generator's domain? not judged: the projection ran 20 steps, the "
+                   "threshold was measured with 500"]
+    _say_outside(check_domain("toy-faces-64", "mse", 17.9, num_steps=500))
+    assert "WARNING: this photo looks OUTSIDE" in capsys.readouterr().err
+    _say_outside(check_domain("toy-faces-64", "mse", 35.0, num_steps=500))
+    assert capsys.readouterr().err == ""

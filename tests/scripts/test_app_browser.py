@@ -285,6 +285,15 @@ def test_photo_upload_is_inverted(server, driver, tmp_path):
     wait_for(lambda: d.find_element("id", "progress-row").is_displayed(), 10, "the progress bar")
     wait_for(lambda: state(d)["status"] == "idle" and "face.png" in state(d)["source"], 120, "the inverted photo")
     assert "inverted into toy-faces-64" in d.find_element("id", "source").text
+    st = state(d)  # 12 projection steps: too few to judge against the threshold measured with 500, and it says so
+    assert st["domain"]["outside"] is None and "not judged" in message(d) and st["domain_warning"] is None
+    banner = d.find_element("id", "domain-warning")
+    assert not banner.is_displayed()
+    shown = "WARNING: this photo looks OUTSIDE the domain of toy-faces-64"  # the page shows what the state says
+    d.execute_script("apply(Object.assign({}, window.editor.state, {domain_warning: arguments[0]}))", shown)
+    assert banner.is_displayed() and banner.text == shown
+    d.execute_script("apply(Object.assign({}, window.editor.state, {domain_warning: null}))")
+    assert not banner.is_displayed()
     add_pair(d, (32, 32), (36, 32))
     assert drag_to_the_end(d)["step"] > 0
 

@@ -45,7 +45,9 @@ class Editor:
                  invert: Callable[..., tuple[Generator, torch.Tensor]] | None = None,
                  out_dir: str | Path = "outputs/app", truncation_psi: float = 0.7,
                  limits: EditorLimits | None = None, device: torch.device | str = "cpu"):
-        """`load(source)` gives a generator; `invert(G, path, callback=...)` gives (tuned G, ws) for a photo."""
+        """`load(source)` gives a generator; `invert(G, path, callback=..., on_domain=...)` gives (tuned G, ws) for a
+        photo, calling `callback(phase, step, num_steps)` after each step and `on_domain(verdict)` with its domain
+        verdict (`inversion.run.invert_photo`)."""
         if not choices:
             raise ValueError("the editor needs at least one generator")
         self.choices = {c.name: c for c in choices}

@@ -9,7 +9,10 @@ thread that steps the drag while the page shows its progress, and the locking be
 
 Every change bumps `version` and wakes the page's long poll (`snapshot(since=...)`). The image is
 rendered at most `max_fps` times a second while the drag runs. Nothing here knows HTTP
-(`draggan.apps.editor.server` does) or how photos are inverted (the editor's `invert` callable).
+(`draggan.apps.editor.server` does) or how photos are inverted (the editor's `invert` callable). An inverted
+photo carries the inversion's verdict on whether it lies inside the generator's domain
+(`inversion.domain.check_domain`): outside it, the page shows the warning for as long as that image is edited,
+and a saved session's tuned generator says so in its metadata.
 
 Locking: a tab's `lock` guards what the page reads and is held only for quick reads and writes, so a
 state request or a pause never waits for a computation; `compute` is held by whatever computes with
@@ -84,6 +87,7 @@ class TabSession:
         self.choice: GeneratorChoice | None = None
         self.G: Generator | None = None
         self.tuned = False  # G is a pivotally tuned copy (an inverted photo)
+        self.domain: dict | None = None  # an inverted photo's domain verdict (inversion.domain.check_domain)
         self.source = ""  # what the image is, in words
         self.seed: int | None = None
         self.timeline: DragTimeline | None = None  # the segments, points, mask and frames of the image
@@ -171,7 +175,8 @@ class TabSession:
             state = {
                 "sid": self.sid, "version": self.version, "status": self.status, "message": self.message,
                 "level": self.level, "generator": self.choice.name if self.choice else None, "seed": self.seed,
-                "source": self.source, "size": None if self.image is None else [self.image.shape[1], self.image.shape[0]],
+                "source": self.source, "domain": self.domain,
+                "domain_warning": self.domain.get("warning") if self.domain else None, "size": None if self.image is None else [self.image.shape[1], self.image.shape[0]],
                 "step": self._total_steps(), "segment_start": timeline.offset if timeline is not None else 0,
                 "handles": [list(p) for p in self.handles], "targets": [list(p) for p in self.targets],
                 "origins": seg.handles0_xy.tolist() if seg is not None and seg.history else [],
@@ -208,14 +213,22 @@ class TabSession:
                             source=f"{choice.name}, seed {seed}, truncation {psi:g}", seed=seed)
 
     def _set_image(self, choice: GeneratorChoice, G: Generator, ws: torch.Tensor, *, tuned: bool, source: str,
-                   seed: int | None = None) -> None:
-        """A new image to edit (the caller holds `compute`)."""
+                   seed: int | None = None, domain: dict | None = None) -> None:
+        """A new image to edit (the caller holds `compute`); `domain`: an inverted photo's domain verdict. The tab
+        changes at once, its picture included (a request between the two would find a generator and no image)."""
+        timeline = DragTimeline(G, ws, choice.drag)
+        image = timeline.render()
         with self.lock:
             self.choice, self.G, self.tuned, self.source, self.seed = choice, G, tuned, source, seed
-            self.timeline = DragTimeline(G, ws, choice.drag)
+            self.domain, self.timeline = domain, timeline
+            self.image, self.png = image, png_bytes(image)
             self.status, self.progress = "idle", None
-            self._say(f"{source}: click a handle, then its target")
-        self._show()
+            if domain and domain.get("warning"):
+                self._say(domain["warning"], "warning")
+            else:  # a photo not judged says why (no threshold for this model and loss, a shorter projection)
+                unjudged = f" (is it inside the model's domain? {domain['note']})" if domain and domain.get("note") else ""
+                self._say(f"{source}: click a handle, then its target{unjudged}")
+            self._bump(image=True)
 
     def upload(self, data: bytes, filename: str = "photo", generator: str | None = None) -> None:
         """Invert an uploaded photo into the generator in the background (progress in `snapshot`)."""
@@ -261,8 +274,9 @@ class TabSession:
                     self.progress = {"phase": phase, "step": step, "num_steps": num_steps}
                     self._bump()
 
+        verdicts: list[dict] = []  # the inversion's domain verdict (inversion.domain.check_domain)
         try:
-            tuned_G, ws = self.editor.invert(G, path, callback=on_step)
+            tuned_G, ws = self.editor.invert(G, path, callback=on_step, on_domain=verdicts.append)
         except Cancelled:
             return
         except Exception as e:  # shown on the page; the server and the tab keep working
@@ -277,7 +291,7 @@ class TabSession:
             if self.closed:
                 return
             self._set_image(choice, tuned_G.eval().requires_grad_(False), ws, tuned=True,
-                            source=f"{name}, inverted into {choice.name}")
+                            source=f"{name}, inverted into {choice.name}", domain=verdicts[-1] if verdicts else None)
 
     # ----------------------------------------------------------------------------- points and mask
 
@@ -499,7 +513,10 @@ class TabSession:
             generator = TUNED_GENERATOR_FILE if self.tuned else self.choice.name
             self.timeline.save(folder, generator=generator, after=image)
             if self.tuned:
-                save_generator(self.G, folder / TUNED_GENERATOR_FILE, extra_metadata={"base_generator": self.choice.name})
+                domain = self.domain or {}
+                save_generator(self.G, folder / TUNED_GENERATOR_FILE, extra_metadata={
+                    "base_generator": self.choice.name, "outside_domain": str(domain.get("outside")).lower(),
+                    "projection_psnr": str(domain.get("projection_psnr"))})
             data, left_out = zip_saved_folder(folder, self.editor.limits.max_session_bytes)
             with self.lock:
                 self._say(f"saved to {folder}" + (f" (the download leaves out {', '.join(left_out)} to stay within "
@@ -541,7 +558,7 @@ class TabSession:
             with self.lock:
                 if self.status == "inverting":
                     raise Busy("wait for the inversion to finish")
-                self.choice, self.G, self.tuned, self.seed = choice, G, tuned, None
+                self.choice, self.G, self.tuned, self.seed, self.domain = choice, G, tuned, None, None
                 self.source = f"a saved session ({len(session.history)} steps on {name})"
                 self.timeline = timeline
                 self.status = "done" if session.done else "idle"

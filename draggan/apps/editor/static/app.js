@@ -85,6 +85,8 @@ function apply(st) {
   }
   if (st.message) say(st.message, st.level);
   $("source").textContent = st.source || "";
+  $("domain-warning").hidden = !st.domain_warning;  // an inverted photo outside the model's domain: while it is edited
+  $("domain-warning").textContent = st.domain_warning || "";
   if (st.generator && $("generator").value !== st.generator) $("generator").value = st.generator;
   if (st.seed !== null && st.seed !== undefined && document.activeElement !== $("seed")) $("seed").value = st.seed;
   const inverting = st.status === "inverting";
