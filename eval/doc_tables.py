@@ -259,7 +259,7 @@ def test_suite() -> str:
     skipped = f", {t['skipped']} skipped" if t.get("skipped") else ""
     return (f"`make test` runs the fast tier ({t['passed']} tests{skipped}, {minutes:.1f} minutes on {t['machine']}, "
             f"torch {t['torch']}; measured by the suite itself, `make test-record`, {t['date']}); `make test-all` adds "
-            f"the {t['deselected']} tests marked `slow`.\n")
+            f"the {t['deselected']} tests marked `slow` or `fuzz`.\n")
 
 
 REGIONS: dict[str, Callable[[], str]] = {

@@ -63,6 +63,22 @@ def pytest_addoption(parser):
                           "(docs/results/test_suite.json, which the README's sentence is written from)")
 
 
+_SUITE_START: dict[str, float] = {}  # when the session started, and the machine's load then
+
+
+def pytest_sessionstart(session):
+    import os
+    import time
+
+    _SUITE_START.update(time=time.monotonic(), load=os.getloadavg()[0] if hasattr(os, "getloadavg") else -1.0)
+
+
+def _default_marks(config) -> str:
+    """The `-m` expression that the project's addopts give the default run ('not slow and not fuzz')."""
+    addopts = list(config.getini("addopts"))
+    return addopts[addopts.index("-m") + 1] if "-m" in addopts[:-1] else ""
+
+
 def pytest_sessionfinish(session, exitstatus):
     path = session.config.getoption("--record-suite")
     if not path:
@@ -73,16 +89,18 @@ def pytest_sessionfinish(session, exitstatus):
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     whole = not session.config.args or [Path(a).resolve() for a in session.config.args] == [Path(__file__).parent]
-    default_tier = session.config.getoption("markexpr") == "not slow" and not session.config.getoption("keyword")
+    marks = session.config.getoption("markexpr")
+    default_tier = marks == _default_marks(session.config) and not session.config.getoption("keyword")
     if exitstatus != 0 or not whole or not default_tier:
         reporter.write_line(f"--record-suite: not recorded (only a whole default run that passes is: exit status "
-                            f"{int(exitstatus)}, arguments {session.config.args}, -m {session.config.getoption('markexpr')!r})")
+                            f"{int(exitstatus)}, arguments {session.config.args}, -m {marks!r})")
         return
     count = {k: len(reporter.stats.get(k, [])) for k in ("passed", "skipped", "xfailed", "deselected")}
-    seconds = time.time() - reporter._sessionstarttime
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    record = dict(**count, seconds=round(seconds, 1), torch=torch.__version__,
-                  machine=f"a {len(os.sched_getaffinity(0))}-core machine (load {load:.1f} at the end)",
+    seconds = time.monotonic() - _SUITE_START["time"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else -1.0
+    record = dict(**count, seconds=round(seconds, 1), torch=torch.__version__, marks=marks,
+                  machine=f"a {len(os.sched_getaffinity(0))}-core machine (load {_SUITE_START['load']:.1f} at the "
+                          f"start, {load:.1f} at the end)",
                   date=datetime.date.today().isoformat(), command="make test-record")
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
     reporter.write_line(f"--record-suite: wrote {path}")
