@@ -33,7 +33,7 @@ from draggan.points import parse_points
 from draggan.render import save_png, to_uint8
 from draggan.session import DragSession
 from draggan.session_io import TUNED_GENERATOR_FILE
-from draggan.threads import synthesis_macs, use_threads
+from draggan.threads import synthesis_macs, threads_for, use_threads
 from inversion.configs import InversionSettings
 from inversion.domain import check_domain
 from inversion.images import align_face, load_image
@@ -71,12 +71,20 @@ def _lpips_or_none(net: str, weights: str | None, device) -> torch.nn.Module | N
 
 
 def invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, progress: bool = True,
-                 logger=None, callback: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                 logger=None, callback: Callable[[str, int, int], None] | None = None,
+                 threads: int | str | None = "auto") -> dict[str, Any]:
     """Project `target` and (optionally) tune `G` on it: the tuned generator, the pivot and the images.
 
     `callback(phase, step, num_steps)`, if given, is called after every step of each phase
-    ('projection', then 'tuning').
+    ('projection', then 'tuning'). `threads`: torch's CPU threads meanwhile (`draggan.threads`: auto gives a
+    small generator's steps one thread; a number a command chose holds; None leaves torch's setting alone).
     """
+    with threads_for(threads, work_macs=synthesis_macs(G)):
+        return _invert_image(G, target, s, progress=progress, logger=logger, callback=callback)
+
+
+def _invert_image(G: Generator, target: torch.Tensor, s: InversionSettings, *, progress: bool, logger,
+                  callback: Callable[[str, int, int], None] | None) -> dict[str, Any]:
     device = next(G.parameters()).device
     uses_lpips = "lpips" in s.loss
     lpips_proj = load_lpips(s.lpips_net, weights=s.lpips_weights, device=device) if uses_lpips else None

@@ -113,3 +113,32 @@ def test_the_scripts_take_threads(config, value):
         cfg = compose(config, overrides=[f"{key}={value}", *extra])
     got = cfg.train.threads if config == "train" else cfg.threads
     assert thread_count(got) == thread_count({"null": None, "2": 2, "1": 1}.get(value, value))
+
+
+def test_the_library_entry_points_use_one_thread_for_a_small_generator_and_restore_torchs_count(monkeypatch):
+    """DragSession.run and inversion's invert_image: auto gives the toy-sized work one thread while they run."""
+    from draggan.latents import initial_latent
+    from draggan.session import DragSession
+    from draggan.settings import DragConfig
+    from inversion.configs import InversionSettings, PTISettings
+    from inversion.run import invert_image
+    from tests.conftest import tiny_generator
+
+    monkeypatch.setattr("draggan.threads._chosen", None)
+    G = tiny_generator(32)
+    assert synthesis_macs(G) < SHARE_MIN_MACS
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        settings = InversionSettings(loss="mse", num_steps=2, w_avg_samples=100, pti=PTISettings(num_steps=1, lpips_weight=0))
+        invert_image(G, torch.zeros(1, 3, 32, 32), settings, progress=False,
+                     callback=lambda *_: seen.append(torch.get_num_threads()))
+        session = DragSession(G, initial_latent(G, 0, 0.7), [(10, 10)], [(12, 12)], config=DragConfig(feature_block=2))
+        session.run(max_steps=2, callback=lambda *_: seen.append(torch.get_num_threads()))
+        assert seen == [1] * len(seen) and len(seen) == 5 and torch.get_num_threads() == 2
+        invert_image(G, torch.zeros(1, 3, 32, 32), settings, progress=False, threads=None,
+                     callback=lambda *_: seen.append(torch.get_num_threads()))
+        assert seen[5:] == [2, 2, 2]  # None: torch's setting as it was
+    finally:
+        torch.set_num_threads(before)
