@@ -7,9 +7,11 @@ Rewrites every `<!-- results: NAME -->` region of README.md, docs/evaluation.md 
 import argparse
 import sys
 
+from draggan.apps.commands import one_line_main
 from eval.doc_tables import stale_docs, write_docs
 
 
+@one_line_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only say which docs differ from their results")

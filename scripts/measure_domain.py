@@ -11,9 +11,11 @@ import json
 import time
 from pathlib import Path
 
+from draggan.apps.commands import one_line_main
 from draggan.threads import use_threads
 
 
+@one_line_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="toy-faces-64")

@@ -2,9 +2,11 @@
 
 import argparse
 
+from draggan.apps.commands import one_line_main
 from eval.report import make_report
 
 
+@one_line_main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", help="a folder holding scripts/evaluate.py runs (a Hydra sweep folder, say)")

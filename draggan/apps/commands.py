@@ -1,5 +1,6 @@
 """What the command-line scripts do, as plain functions (the scripts only parse their config), and how
-they fail: `one_line_errors` turns an exception into one line on stderr and a non-zero exit code."""
+they fail: `one_line_errors` (a Hydra task) and `one_line_main` (a script with its own arguments) turn an exception
+into one line on stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -79,6 +80,24 @@ def one_line_errors(task):
             return task(cfg)
         try:
             return task(cfg)
+        except Exception as e:  # noqa: BLE001 - every failure becomes its one line
+            print(f"{Path(sys.argv[0]).name}: error: {error_line(e)}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def one_line_main(main):
+    """Wrap the `main()` of a script that parses its own arguments (argparse: `scripts/report.py`, ...): an exception
+    ends it as `one_line_errors` ends a Hydra command (one line on stderr, exit code 1; HYDRA_FULL_ERROR=1 keeps the
+    traceback)."""
+
+    @functools.wraps(main)
+    def wrapper():
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            return main()
+        try:
+            return main()
         except Exception as e:  # noqa: BLE001 - every failure becomes its one line
             print(f"{Path(sys.argv[0]).name}: error: {error_line(e)}", file=sys.stderr, flush=True)
             sys.exit(1)

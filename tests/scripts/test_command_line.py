@@ -90,3 +90,11 @@ def test_the_schemas_are_not_offered_as_choices(tmp_path):
                           capture_output=True, text=True, timeout=300)
     groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     assert "drag: official, paper, recommended" in groups and "_schema" not in groups, groups
+
+
+def test_a_script_with_its_own_arguments_fails_in_one_line_too(tmp_path):
+    """scripts/report.py (argparse) on a folder without runs: one line naming the folder, exit code 1."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path / "nothing")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        f"report.py: error: no results.json under {tmp_path / 'nothing'}: is it a folder of scripts/evaluate.py runs?"]
