@@ -19,7 +19,8 @@ def main(cfg) -> None:
     use_threads(cfg.threads)  # the CPU rows time every core this process may use (or threads=N)
     rows = bench_drag(cfg.resolutions, cfg.devices, steps=cfg.steps, warmup=cfg.warmup, rounds=cfg.rounds,
                       handles=list(cfg.handles),
-                      official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16, methods=tuple(cfg.methods))
+                      official_repo=cfg.official_repo, fp32=cfg.fp32, fp16=cfg.fp16, methods=tuple(cfg.methods),
+                      progress=cfg.progress)
     (Path(HydraConfig.get().runtime.output_dir) / "results.json").write_text(json.dumps(rows, indent=1))
 
 

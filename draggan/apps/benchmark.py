@@ -29,6 +29,7 @@ import torch
 
 from draggan.apps.reference import FullResolutionDrag
 from draggan.networks import Generator
+from draggan.progress import phase
 from draggan.session import DragSession
 from draggan.settings import DragConfig
 
@@ -230,8 +231,9 @@ def format_row(row: dict) -> str:
 def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, rounds: int = 1, handles=(2,),
                official_repo: str | None = None, fp32: bool = True, fp16: bool = True,
                make_generator: Callable[[int], Generator] = official_sized_generator,
-               methods: tuple[str, ...] = ()) -> list[dict]:
-    """Every resolution, handle count and precision on every device present; prints a line per row."""
+               methods: tuple[str, ...] = (), progress: bool = True) -> list[dict]:
+    """Every resolution, handle count and precision on every device present; prints a line per row (and, with
+    `progress`, on stderr what is being timed, every few seconds while it lasts)."""
     rows = []
     for name in devices:
         device = torch.device(name)
@@ -243,11 +245,13 @@ def bench_drag(resolutions, devices, *, steps: int = 3, warmup: int = 1, rounds:
             for res in resolutions:
                 for n in handles:
                     cfg = DragConfig(force_fp32=force_fp32)
-                    row = bench_resolution(int(res), device, steps=steps, warmup=warmup, rounds=rounds, handles=int(n),
-                                           config=cfg,
-                                           official_repo=official_repo if n == handles[0] else None,
-                                           full_res=n == handles[0], make_generator=make_generator,
-                                           methods=tuple(methods))
+                    what = f"bench_drag: {name} {int(res)} px, {int(n)} handles, {'fp32' if force_fp32 else 'fp16'}"
+                    with phase(what, enabled=progress):
+                        row = bench_resolution(int(res), device, steps=steps, warmup=warmup, rounds=rounds,
+                                               handles=int(n), config=cfg,
+                                               official_repo=official_repo if n == handles[0] else None,
+                                               full_res=n == handles[0], make_generator=make_generator,
+                                               methods=tuple(methods))
                     rows.append(row)
                     print(format_row(row), flush=True)
     return rows

@@ -39,6 +39,7 @@ class BenchDragConfig:
     fp16: bool = True  # CUDA: time the official precision policy (float16 on the top 4 resolutions)
     methods: list[str] = field(default_factory=list)  # other drag methods to time beside DragGAN's step (freedrag, ...)
     threads: int | str | None = "auto"  # torch CPU threads: auto = the cores this process may use (draggan/threads.py)
+    progress: bool = True  # say on stderr which row is being timed, every few seconds while it lasts
 
 
 def schemas() -> list[tuple[str | None, str, type]]:

@@ -17,3 +17,15 @@ def test_the_drag_benchmark_runs_a_generator_without_the_papers_block():
     assert row["full_res_over_editor"] == row["full_res_s"] / row["editor_s"]
     assert row["method_freedrag_over_floor"] == row["method_freedrag_s"] / row["floor_s"]
     assert "freedrag" in format_row(row)
+
+
+def test_the_benchmark_says_which_row_it_times_on_stderr(capsys):
+    """Rows of the large generators take minutes on a CPU: each says what it times (stderr; the rows on stdout)."""
+    from draggan.apps.benchmark import bench_drag
+
+    rows = bench_drag([64], ["cpu"], steps=1, warmup=0)
+    out, err = capsys.readouterr()
+    assert len(rows) == 1 and out.strip() == format_row(rows[0]).strip()
+    assert err.splitlines()[0] == "bench_drag: cpu 64 px, 2 handles, fp32 ..." and "fp32: done in" in err
+    bench_drag([64], ["cpu"], steps=1, warmup=0, progress=False)
+    assert capsys.readouterr().err == ""
