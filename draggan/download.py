@@ -202,6 +202,9 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
                   progress: bool = True) -> Path:
     """Download `url` to `dest` (serialised by a lock, resuming a `.part`), check it, install it, return `dest`."""
     dest = Path(dest)
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise DownloadError(f"{url}: only http and https URLs are downloaded; a file that is already on this machine "
+                            f"is copied by hand to {dest}")
     check_file_name(dest.name, url)
     check_file_name(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1], url)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,12 @@ def command_line_problem(config_name: str, argv: list[str]) -> list[str] | None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         try:
-            compose(config_name, overrides=lines, return_hydra_config=True)
+            cfg = compose(config_name, overrides=lines, return_hydra_config=True)
         except Exception as e:  # noqa: BLE001 - every composition failure becomes its two lines
             return _explain(e, config_name, lines, compose)
+        problem = _threads_problem(cfg)
+        if problem:
+            return problem
         loader = GlobalHydra.instance().config_loader()
         for k, o in enumerate(overrides):
             if not (o.is_add() or o.is_force_add()) or o.key_or_group.startswith("hydra"):
@@ -97,6 +100,24 @@ def command_line_problem(config_name: str, argv: list[str]) -> list[str] | None:
             if problem:
                 return [f"{lines[k]}: {problem[0]} (keys that no config has are refused)", problem[1]]
     return None
+
+
+def _threads_problem(cfg) -> list[str] | None:
+    """`threads=` of a command (auto, a whole number >= 1 or null) is refused here, before any work starts."""
+    from draggan.threads import thread_count
+
+    if "threads" not in cfg:
+        return None
+    try:
+        thread_count(cfg.threads, environ={})
+    except ValueError:
+        return _not_threads(f"threads={cfg.threads}")
+    return None
+
+
+def _not_threads(given: str) -> list[str]:
+    return [f"{given}: not a thread count",
+            "threads is auto (the cores this process may use), a whole number >= 1, or null (torch's default)"]
 
 
 def _prefix(o) -> str:
@@ -154,5 +175,7 @@ def _explain(e: Exception, config_name: str, lines: list[str], compose) -> list[
         if problem:
             return [f"{given}: {problem[0]}", problem[1]]
     match = re.search(r"override (\S+)", str(e))
+    if match and match.group(1).lstrip("+~").split("=", 1)[0] == "threads":  # a type the schema refuses (1.5)
+        return _not_threads(match.group(1))
     given = f"{match.group(1)}: " if match else ""
     return [f"{given}{_first_line(cause)}"]

@@ -387,6 +387,15 @@ def test_a_part_without_a_version_is_removed_not_resumed(tmp_path):
         site.close()
 
 
+@pytest.mark.parametrize("url", ["file:///tmp/model.pkl", "ftp://example.org/model.pkl", "model.pkl"])
+def test_a_url_that_is_not_http_is_refused_in_one_line(tmp_path, url):
+    """A file URL once failed as 'HTTP None' (urllib opens it, with no status)."""
+    with pytest.raises(DownloadError, match=r"only http and https URLs are downloaded; a file that is already on "
+                                            r"this machine is copied by hand to .*x\.pkl$"):
+        download_file(url, tmp_path / "x.pkl", progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("path", ["/models/..", "/models/.", "/models/", "/models/%2e%2e", "/"])
 def test_a_url_naming_a_folder_is_refused_before_any_request(tmp_path, path):
     site = _changing()

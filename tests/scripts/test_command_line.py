@@ -43,6 +43,17 @@ def test_a_wrong_type_and_an_unreadable_line_are_one_or_two_lines():
     assert len(problem) == 2 and problem[0].startswith("cannot read the command line: ")
 
 
+@pytest.mark.parametrize("config_name,given", [("edit", "threads=x"), ("edit", "threads=0"), ("gates", "threads=1.5"),
+                                               ("train_uclt", "threads=-2")])
+def test_a_thread_count_that_is_none_is_refused_before_any_work(config_name, given):
+    """scripts/model_gates.py threads=x measured the renderer's speed before it said the setting was wrong."""
+    problem = command_line_problem(config_name, [POINTS, given] if config_name == "edit" else [given])
+    assert problem == [f"{given}: not a thread count", "threads is auto (the cores this process may use), a whole "
+                       "number >= 1, or null (torch's default)"], problem
+    for good in ("threads=auto", "threads=1", "threads=null"):
+        assert command_line_problem(config_name, [POINTS, good] if config_name == "edit" else [good]) is None, good
+
+
 @pytest.mark.parametrize("argv", [
     [POINTS], [POINTS, "drag=paper", "drag.lr=0.01", "drag_method=draggan"],
     [POINTS, "drag.method_options.l_expected=0.3", "++drag.method_options.d_max=4"],  # an open mapping, by design
