@@ -21,7 +21,8 @@ def main(cfg) -> None:
     out = cfg.out or Path(HydraConfig.get().runtime.output_dir) / f"toyfaces-detector-{cfg.resolution}.safetensors"
     result = train_detector(out, resolution=cfg.resolution, iterations=cfg.iterations, batch=cfg.batch,
                             lr=cfg.lr, seed=cfg.seed, device=cfg.device)
-    print(f"detector: {result.iterations} iterations in {result.wall_seconds / 60:.1f} min, "
+    iterations = f"{result.iterations} iteration{'' if result.iterations == 1 else 's'}"
+    print(f"detector: {iterations} in {result.wall_seconds / 60:.1f} min, "
           f"final loss {result.final_loss:.4f}; weights: {result.path}")
 
 

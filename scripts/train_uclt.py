@@ -29,7 +29,8 @@ def main(cfg) -> None:
     G = load_generator(train_cfg.generator, device="cpu")
     card = train_latent_transformer(G, train_cfg, generator_name=str(train_cfg.generator))
     Path(card["weights"]).with_suffix(".json").write_text(json.dumps(card, indent=1))
-    print(f"trained {card['iterations']} iterations in {card['minutes']:.1f} min "
+    iterations = f"{card['iterations']} iteration{'' if card['iterations'] == 1 else 's'}"
+    print(f"trained {iterations} in {card['minutes']:.1f} min "
           f"(loss / no-edit loss {card['final_loss_ratio']:.3f}); weights: {card['weights']}")
 
 

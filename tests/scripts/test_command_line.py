@@ -48,8 +48,9 @@ def test_a_wrong_type_and_an_unreadable_line_are_one_or_two_lines():
 def test_a_thread_count_that_is_none_is_refused_before_any_work(config_name, given):
     """scripts/model_gates.py threads=x measured the renderer's speed before it said the setting was wrong."""
     problem = command_line_problem(config_name, [POINTS, given] if config_name == "edit" else [given])
-    assert problem == [f"{given}: not a thread count", "threads is auto (the cores this process may use), a whole "
-                       "number >= 1, or null (torch's default)"], problem
+    assert problem == [f"{given}: not a thread count",
+                       "threads is auto (the cores this process may use), a whole number >= 1, or null (torch's default)"
+                       ], problem
     for good in ("threads=auto", "threads=1", "threads=null"):
         assert command_line_problem(config_name, [POINTS, good] if config_name == "edit" else [good]) is None, good
 
