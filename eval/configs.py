@@ -84,6 +84,7 @@ class GpuCheckConfig:
     official_repo: str | None = None  # a checkout of github.com/XingangPan/DragGAN: time its step too
     only: list[str] | None = None  # run only these checks (see CHECKS)
     out_dir: str | None = None  # None = Hydra's run folder
+    progress: bool = True  # say on stderr which check runs, every few seconds while it lasts
 
 
 @dataclass

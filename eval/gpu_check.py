@@ -26,6 +26,7 @@ from draggan.latents import z_from_seeds
 from draggan.loading import load_generator, resolve_device
 from draggan.methods import available, get_method
 from draggan.precision import repeatable
+from draggan.progress import phase
 from draggan.session import DragSession
 from draggan.settings import DragConfig
 
@@ -471,9 +472,11 @@ CHECKS: dict[str, Callable[[Context], tuple[str, dict]]] = {
 
 
 def run_checks(device: str = "cuda", *, quick: bool = False, resolutions=(256, 512, 1024), official_repo: str | None = None,
-               only: list[str] | None = None, out_dir: str | Path | None = None) -> list[CheckResult]:
+               only: list[str] | None = None, out_dir: str | Path | None = None,
+               progress: bool = True) -> list[CheckResult]:
     """Run the checks (all, or `only` these) on `device`; prints one line per check and writes
-    `gpu_check.json` and `gpu_check.md` into `out_dir` if given."""
+    `gpu_check.json` and `gpu_check.md` into `out_dir` if given. With `progress`, stderr says which check runs,
+    every few seconds while it lasts (the drag benchmark and the trainer probe take minutes)."""
     dev = resolve_device(device)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -491,7 +494,8 @@ def run_checks(device: str = "cuda", *, quick: bool = False, resolutions=(256, 5
                 continue
             t0 = time.perf_counter()
             try:
-                detail, metrics = fn(ctx)
+                with phase(f"gpu-check: {check}", enabled=progress):
+                    detail, metrics = fn(ctx)
                 status = "ok"
             except Skip as e:
                 status, detail, metrics = "skipped", str(e), {}

@@ -1,7 +1,8 @@
 """Does resuming a training from its compact state hurt? `python scripts/bench_resume.py [kimg] [split_kimg]`.
 
 Trains a tiny 32-px model on the CPU straight through, and again stopped half-way and resumed from a full
-and from a compact state (draggan/apps/training/state.py), and prints the comparison as one JSON object.
+and from a compact state (draggan/apps/training/state.py), and prints the comparison as one JSON object (on
+stderr, which of the five trainings runs, every few seconds).
 """
 
 import json
@@ -18,4 +19,4 @@ if __name__ == "__main__":
                       kimg=kimg, snapshot_kimg=0, log_every=5, grid_size=2, device="cpu", ema_kimg=1.0)
     with tempfile.TemporaryDirectory() as tmp:
         print(json.dumps(dict(config=dict(resolution=32, batch=16, kimg=kimg, split_kimg=split),
-                              **measure_resume(cfg, tmp, split_kimg=split)), indent=2))
+                              **measure_resume(cfg, tmp, split_kimg=split, progress=True)), indent=2))

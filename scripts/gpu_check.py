@@ -16,7 +16,7 @@ register_configs()
 def main(cfg) -> None:
     results = run_checks(cfg.device, quick=cfg.quick, resolutions=list(cfg.resolutions), official_repo=cfg.official_repo,
                          only=None if cfg.only is None else list(cfg.only),
-                         out_dir=cfg.out_dir or HydraConfig.get().runtime.output_dir)
+                         out_dir=cfg.out_dir or HydraConfig.get().runtime.output_dir, progress=cfg.progress)
     failed = [r.name for r in results if r.status == "FAIL"]
     if failed:
         sys.exit(f"gpu-check: {len(failed)} check(s) failed: {', '.join(failed)}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from draggan.checkpoint import load_generator_file, save_generator
 from draggan.download import check_file
 from draggan.loading import resolve_checkpoint
+from draggan.progress import phase
 from draggan.registry import MODELS, get_model_info
 
 
@@ -46,7 +47,9 @@ def download_command(cfg) -> dict[str, str]:
 
 def export_command(cfg) -> Path:
     """`scripts/export.py`: convert `cfg.source` into the safe format at `cfg.output`."""
-    out = export_checkpoint(resolve_checkpoint(cfg.source), cfg.output)
+    source = resolve_checkpoint(cfg.source)
+    with phase(f"export: converting {source}", enabled=cfg.progress):  # an official 1024-px pickle: seconds
+        out = export_checkpoint(source, cfg.output)
     print(f"wrote {out}")
     return out
 

@@ -22,6 +22,7 @@ class ExportConfig:
 
     source: str = "???"  # official network pickle (PyTorch or TensorFlow), path or registered name
     output: str = "???"  # where to write the safetensors file
+    progress: bool = True  # say on stderr what is converted, every few seconds while it lasts
 
 
 @dataclass

@@ -147,6 +147,22 @@ def test_compact_state_is_small_files_and_resumes_close_to_an_uninterrupted_run(
     assert 0 < worst < 1e-3
 
 
+def test_the_resume_check_measures_both_states_and_says_which_training_runs(tmp_path, capsys):
+    """scripts/bench_resume.py trains five times (minutes at its defaults): stderr names each run as it starts."""
+    from draggan.apps.training.resume_check import measure_resume
+
+    result = measure_resume(tiny_config(kimg=0.032, snapshot_kimg=0), tmp_path, split_kimg=0.016, progress=True)
+    assert result["iterations"] == 8 and result["split_iteration"] == 4
+    assert result["full_vs_straight"] < 1e-6 and 0 < result["compact_vs_straight"] < 1e-3
+    assert result["straight_change_after_split"] > 1e-3  # the training's own progress after the split
+    started = [line for line in capsys.readouterr().err.splitlines() if line.endswith(" ...")]
+    assert started == ["resume check: straight through (0.032 kimg) ...",
+                       "resume check: full state, to the split (0.016 kimg) ...",
+                       "resume check: full state, resumed to 0.032 kimg ...",
+                       "resume check: compact state, to the split (0.016 kimg) ...",
+                       "resume check: compact state, resumed to 0.032 kimg ..."]
+
+
 def test_compact_state_refuses_a_mixed_folder_and_a_too_large_file(tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -22,7 +22,9 @@ def test_the_fast_checks_pass_on_the_cpu(tmp_path, capsys):
     saved = json.loads((tmp_path / "gpu_check.json").read_text())
     assert [r["name"] for r in saved["results"]] == [n for n in CHECKS if n in FAST]
     assert "| drag | ok |" in (tmp_path / "gpu_check.md").read_text()
-    assert "drag" in capsys.readouterr().out  # one line per check on screen
+    shown = capsys.readouterr()
+    assert "drag" in shown.out  # one line per check on screen, and on stderr which one runs (minutes on a GPU)
+    assert [n for n in FAST if f"gpu-check: {n} ..." in shown.err.splitlines()] == FAST, shown.err
 
 
 @pytest.mark.slow
@@ -31,14 +33,16 @@ def test_every_check_runs_on_the_cpu(tmp_path):
     assert not [(r.name, r.detail) for r in results if r.status == "FAIL"]
 
 
-def test_a_failing_check_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
+def test_a_failing_check_is_reported_and_the_others_go_on(tmp_path, monkeypatch, capsys):
     def broken(ctx):
         raise RuntimeError("boom")
 
     monkeypatch.setitem(CHECKS, "generator", broken)
-    results = run_checks("cpu", quick=True, resolutions=[], only=["generator", "full_resolution_reference"])
+    results = run_checks("cpu", quick=True, resolutions=[], only=["generator", "full_resolution_reference"],
+                         progress=False)
     assert [(r.name, r.status) for r in results] == [("generator", "FAIL"), ("full_resolution_reference", "ok")]
     assert "boom" in results[0].detail and results[0].metrics["traceback"]
+    assert capsys.readouterr().err == ""  # progress=false
 
 
 def test_unknown_checks_are_refused():

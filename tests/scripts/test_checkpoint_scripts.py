@@ -23,8 +23,10 @@ def test_export_script_converts_an_official_pickle(tmp_path):
     G = tiny_generator(16)
     write_official_pickle(G, tmp_path / "snap.pkl")
     out = tmp_path / "g.safetensors"
-    subprocess.run([sys.executable, str(ROOT / "scripts/export.py"), f"source={tmp_path / 'snap.pkl'}",
-                    f"output={out}"], check=True, cwd=tmp_path, capture_output=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/export.py"), f"source={tmp_path / 'snap.pkl'}",
+                           f"output={out}"], check=True, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.stdout == f"wrote {out}\n"  # and on stderr what it converts (an official 1024-px pickle: seconds)
+    assert proc.stderr.splitlines()[0] == f"export: converting {tmp_path / 'snap.pkl'} ..."
     H = load_generator_file(out)
     ws = G.mapping(torch.randn(1, 16), None)
     assert (G.synthesis(ws) - H.synthesis(ws)).abs().max() == 0

@@ -11,9 +11,11 @@ import torch
 
 from draggan.apps.training.loop import train
 from draggan.checkpoint import load_generator_file
+from draggan.progress import phase
 
 
-def measure_resume(cfg, out_dir: str | Path, *, split_kimg: float) -> dict[str, Any]:
+def measure_resume(cfg, out_dir: str | Path, *, split_kimg: float,
+                   progress: bool = False) -> dict[str, Any]:  # say on stderr which of the 5 trainings runs
     """Does resuming hurt? Train `cfg` straight, and again stopped at `split_kimg` and resumed from a full and
     from a compact state; compare the three runs' G_ema images (fixed latents) and losses after the split.
 
@@ -44,8 +46,9 @@ def measure_resume(cfg, out_dir: str | Path, *, split_kimg: float) -> dict[str, 
         return {k: sum(m[k] for m in late) / len(late) for k in ("loss_G", "loss_D")}
 
     straight = Curves()  # uninterrupted, with one snapshot at the split
-    end = train(dataclasses.replace(cfg, snapshot_kimg=split_kimg), out_dir / "straight", progress=False,
-                logger=straight)
+    with phase(f"resume check: straight through ({cfg.kimg} kimg)", enabled=progress):
+        end = train(dataclasses.replace(cfg, snapshot_kimg=split_kimg), out_dir / "straight", progress=False,
+                    logger=straight)
     mid_images = images(out_dir / "straight" / f"network-snapshot-{split_kimg:09.3f}kimg.safetensors")
     split_it = round(split_kimg * 1000 / cfg.batch)
     result: dict[str, Any] = dict(iterations=end.iterations, split_iteration=split_it,
@@ -54,8 +57,10 @@ def measure_resume(cfg, out_dir: str | Path, *, split_kimg: float) -> dict[str, 
     for kind in ("full", "compact"):
         curves = Curves()
         c = dataclasses.replace(cfg, state_format=kind)
-        train(dataclasses.replace(c, kimg=split_kimg), out_dir / kind, progress=False)
-        res = train(c, out_dir / kind, progress=False, logger=curves)
+        with phase(f"resume check: {kind} state, to the split ({split_kimg} kimg)", enabled=progress):
+            train(dataclasses.replace(c, kimg=split_kimg), out_dir / kind, progress=False)
+        with phase(f"resume check: {kind} state, resumed to {cfg.kimg} kimg", enabled=progress):
+            res = train(c, out_dir / kind, progress=False, logger=curves)
         result[f"{kind}_vs_straight"] = float((images(res.generator_path) - images(end.generator_path)).abs().mean())
         result["losses_after_split"][kind] = late_means(curves, split_it)
     return result
