@@ -55,6 +55,21 @@ def _temporary_files_in_pytests_folder(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TMPDIR", folder)  # and the child processes a test starts
 
 
+@pytest.fixture(autouse=True)
+def _registries_as_shipped():
+    """Methods and trackers that a test registers are gone after it: the next test sees the shipped ones."""
+    from draggan.methods import registry
+    from eval import trackers
+
+    registry.available()  # the shipped methods are registered before the snapshot
+    methods, tracker_table = dict(registry._METHODS), dict(trackers._TRACKERS)
+    yield
+    registry._METHODS.clear()
+    registry._METHODS.update(methods)
+    trackers._TRACKERS.clear()
+    trackers._TRACKERS.update(tracker_table)
+
+
 # ------------------------------------------------------------------ the suite's own figures (README, "Tests")
 
 def pytest_addoption(parser):
