@@ -6,7 +6,7 @@ the GUI that calls it). That code is imported from a checkout given on the comma
 is; nothing of it is copied here or into the fixtures, which hold numbers only.
 
     python scripts/record_freedrag_official.py official_repo=/tmp/freedrag [out=tests/fixtures/freedrag_official]
-        [noise_trials=4] [only=one_handle,small_l]
+        [noise_trials=4] [only=g256,g128/small_l]
 
 What is run, as the GUI runs it (`docs/freedrag-official.md` says what each rule is):
 - the generator: the authors' `training.networks.Generator`, built the way their GUI's loader builds it
@@ -49,8 +49,6 @@ if str(ROOT) not in sys.path:
 
 from draggan.networks import Generator  # noqa: E402
 
-NAME = "g128"  # fixture prefix
-GENERATOR_SEED = 2507  # the random weights (no other fixture uses this generator)
 LATENT_SEED = 11  # z of the edited image, as the GUI draws it: np.random.RandomState(seed).randn(1, z_dim)
 TRUNCATION_PSI = 0.7  # the GUI's new_image
 HANDLE_SIZE = 128  # the GUI's handle_size
@@ -58,12 +56,15 @@ TRAIN_LAYER_INDEX = 6  # the GUI's train_layer_index
 MAX_STEPS = 2000  # the GUI's default max_step
 SMOOTH_FROM = 64  # constant noise of the blocks of this resolution and above set to zero (see random_state_dict)
 NOISE_STD = 1e-7  # latent noise of the sensitivity runs
-INIT_KWARGS = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=128, img_channels=3,
-                   mapping_kwargs=dict(num_layers=2),
-                   # what the authors' GUI loader keeps of a pickle's synthesis settings is nothing: it builds
-                   # Generator(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs); the channel
-                   # counts are given here only because these weights are small. No fp16, no conv clamp.
-                   synthesis_kwargs=dict(channel_base=1024, channel_max=32, num_fp16_res=0, conv_clamp=None))
+
+
+def init_kwargs(resolution: int) -> dict:
+    """A small generator. What the authors' GUI loader keeps of a pickle's synthesis settings is nothing (it
+    builds Generator(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs)); the channel counts
+    are given here only because these weights are small. No float16 blocks, no conv clamp, as theirs."""
+    return dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=resolution, img_channels=3,
+                mapping_kwargs=dict(num_layers=2),
+                synthesis_kwargs=dict(channel_base=1024, channel_max=32, num_fp16_res=0, conv_clamp=None))
 
 
 @dataclass
@@ -80,22 +81,39 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
-CASES = {
-    "one_handle": Case([(50, 60)], [(58, 70)], note="the GUI's settings, one handle"),
-    "two_handles": Case([(40, 40), (88, 84)], [(50, 46), (80, 74)], note="the GUI's settings, two handles"),
-    "small_l": Case([(50, 60), (88, 84)], [(53, 64), (85, 80)], l_expected=0.05,
-                    note="l_expected 0.05: short sub-motions; every branch of the line search (forward, stay, "
-                         "back) and the template update run tens of times"),
-    "tiny_l": Case([(50, 60), (88, 84)], [(52, 62), (86, 82)], l_expected=0.01,
-                   note="l_expected 0.01: hundreds of steps near the template, where the L1 loss's kinks make the "
-                        "run sensitive to float noise (see the noise record)"),
-    "mask": Case([(50, 60)], [(58, 70)], mask_box=[34, 44, 74, 86],
-                 note="the GUI's settings and a painted region (the mask term, weight 10, outside it)"),
-    "late_cut": Case([(85, 29)], [(88, 23)], mask_box=[81, 19, 92, 33],
-                     note="a tight painted region: the handle steps back after it was within 1 px, and a sub-motion "
-                          "more than 10 steps later is cut to one step"),
-    "step_limit": Case([(39, 66), (62, 76), (80, 97)], [(41, 62), (59, 72), (85, 91)], l_expected=0.05, max_steps=60,
-                       note="three handles, stopped by max_step 60"),
+@dataclass
+class FixtureGenerator:
+    """A random generator and the drags recorded on it."""
+
+    init_kwargs: dict
+    seed: int  # of its random weights (no other fixture uses these generators)
+    cases: dict
+    note: str = ""
+
+
+GENERATORS = {
+    "g128": FixtureGenerator(init_kwargs(128), 2507, {
+        "one_handle": Case([(50, 60)], [(58, 70)], note="the GUI's settings, one handle"),
+        "two_handles": Case([(40, 40), (88, 84)], [(50, 46), (80, 74)], note="the GUI's settings, two handles"),
+        "small_l": Case([(50, 60), (88, 84)], [(53, 64), (85, 80)], l_expected=0.05,
+                        note="l_expected 0.05: short sub-motions; every branch of the line search (forward, stay, "
+                             "back) and the template update run tens of times"),
+        "tiny_l": Case([(50, 60), (88, 84)], [(52, 62), (86, 82)], l_expected=0.01,
+                       note="l_expected 0.01: hundreds of steps near the template, where the L1 loss's kinks make "
+                            "the run sensitive to float noise (see the noise record)"),
+        "mask": Case([(50, 60)], [(58, 70)], mask_box=[34, 44, 74, 86],
+                     note="the GUI's settings and a painted region (the mask term, weight 10, outside it)"),
+        "late_cut": Case([(85, 29)], [(88, 23)], mask_box=[81, 19, 92, 33],
+                         note="a tight painted region: the handle steps back after it was within 1 px, and a "
+                              "sub-motion more than 10 steps later is cut to one step"),
+        "step_limit": Case([(39, 66), (62, 76), (80, 97)], [(41, 62), (59, 72), (85, 91)], l_expected=0.05,
+                           max_steps=60, note="three handles, stopped by max_step 60"),
+    }, note="the feature map is the image's size: every unit conversion of their code is the identity here"),
+    "g256": FixtureGenerator(init_kwargs(256), 2508, {
+        "one_handle": Case([(100, 120)], [(116, 140)], note="the GUI's settings, one handle"),
+        "two_handles": Case([(80, 80), (176, 168)], [(100, 92), (160, 148)], note="the GUI's settings, two handles"),
+    }, note="128x128 features of a 256-px image: points at p / 2 in the map, the patch at +-1.5 cells, "
+            "d_max 3 cells = 6 px, arrival within 0.5 cells"),
 }
 
 
@@ -118,14 +136,14 @@ def import_official(repo: str | Path):
     return functions.free_drag, OfficialGenerator
 
 
-def random_state_dict(OfficialGenerator) -> dict[str, torch.Tensor]:
+def random_state_dict(OfficialGenerator, spec: FixtureGenerator) -> dict[str, torch.Tensor]:
     """Random weights in the official layout, every entry perturbed (biases, w_avg, noise strengths
     non-trivial) and rounded to float16 values. The constant noise of the blocks from SMOOTH_FROM px up is
     zero: per-pixel noise there makes the features of a random network so rough that a one-pixel move
     changes them as much as a long one, which no trained generator does (and FreeDrag's line search
     needs features that change gradually along the line)."""
-    torch.manual_seed(GENERATOR_SEED)
-    G = OfficialGenerator(**INIT_KWARGS)
+    torch.manual_seed(spec.seed)
+    G = OfficialGenerator(**spec.init_kwargs)
     state = {}
     for name, t in G.state_dict().items():
         if "resample_filter" not in name:
@@ -136,9 +154,9 @@ def random_state_dict(OfficialGenerator) -> dict[str, torch.Tensor]:
     return state
 
 
-def official_generator(OfficialGenerator, state):
+def official_generator(OfficialGenerator, spec: FixtureGenerator, state):
     """The generator as the GUI's loader leaves it: float32, training mode (never `.eval()`), no gradients."""
-    G = OfficialGenerator(**INIT_KWARGS)
+    G = OfficialGenerator(**spec.init_kwargs)
     G.load_state_dict(state)
     return G.requires_grad_(False)
 
@@ -230,36 +248,48 @@ def noise_sensitivity(free_drag, G, ws0, case: Case, reference: dict, trials: in
 
 # --- the check against the project's generator -------------------------------------------------------
 
-def project_agreement(official_G, state, ws0) -> float:
+def project_agreement(official_G, spec: FixtureGenerator, state, ws0) -> float:
     """Largest difference of the 128x128 block features and of the image between the authors' generator
     and `draggan.networks.Generator` on the same weights and latent."""
-    ours = Generator(**INIT_KWARGS).eval().requires_grad_(False)
+    ours = Generator(**spec.init_kwargs).eval().requires_grad_(False)
     ours.load_state_dict(state, strict=True)
     with torch.no_grad():
-        feat_o, img_o = official_G.get_features(ws0, x=None, img=None, mid_size=HANDLE_SIZE, noise_mode="const")
+        feat_o, img_mid = official_G.get_features(ws0, x=None, img=None, mid_size=HANDLE_SIZE, noise_mode="const")
+        _, img_o = official_G.get_features(ws0, x=feat_o, img=img_mid, mid_size=HANDLE_SIZE, noise_mode="const")
         img, feats = ours.synthesis(ws0, noise_mode="const", return_features=True)
-    return max(float((feats[-1] - feat_o).abs().max()), float((img - img_o).abs().max()))
+    block = ours.synthesis.block_resolutions.index(HANDLE_SIZE)
+    return max(float((feats[block] - feat_o).abs().max()), float((img - img_o).abs().max()))
 
 
 # --- writing -----------------------------------------------------------------------------------------
 
 def record(official_repo: str, out: Path, *, noise_trials: int = 4, only: list[str] | None = None,
-           official_commit: str = "(commit not given)") -> dict:
+           official_commit: str = "(commit not given)") -> None:
+    """Record every case of every generator (`only`: generator names or `generator/case`) into `out`."""
     free_drag, OfficialGenerator = import_official(official_repo)
-    state = random_state_dict(OfficialGenerator)
-    G = official_generator(OfficialGenerator, state)
-    z = torch.from_numpy(np.random.RandomState(LATENT_SEED).randn(1, INIT_KWARGS["z_dim"]))  # float64, as the GUI
-    ws0 = G.get_ws(z, torch.zeros([1, 0]), truncation_psi=TRUNCATION_PSI).detach()
-    agreement = project_agreement(G, state, ws0)
-    if agreement > 1e-4:
-        raise SystemExit(f"the project's generator differs from the authors' by {agreement:.2e} on these weights")
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"init_kwargs": INIT_KWARGS, "num_ws": G.num_ws, "block_resolutions": G.synthesis.block_resolutions,
-            "generator_seed": GENERATOR_SEED,
+    for name, spec in GENERATORS.items():
+        cases = {c: case for c, case in spec.cases.items() if not only or name in only or f"{name}/{c}" in only}
+        if cases:
+            record_generator(free_drag, OfficialGenerator, name, spec, cases, out, noise_trials=noise_trials,
+                             official_commit=official_commit)
+
+
+def record_generator(free_drag, OfficialGenerator, name: str, spec: FixtureGenerator, cases: dict, out: Path, *,
+                     noise_trials: int, official_commit: str) -> None:
+    state = random_state_dict(OfficialGenerator, spec)
+    G = official_generator(OfficialGenerator, spec, state)
+    z = torch.from_numpy(np.random.RandomState(LATENT_SEED).randn(1, spec.init_kwargs["z_dim"]))  # float64, as the GUI
+    ws0 = G.get_ws(z, torch.zeros([1, 0]), truncation_psi=TRUNCATION_PSI).detach()
+    agreement = project_agreement(G, spec, state, ws0)
+    if agreement > 1e-4:
+        raise SystemExit(f"the project's generator differs from the authors' by {agreement:.2e} on {name}'s weights")
+    meta = {"init_kwargs": spec.init_kwargs, "num_ws": G.num_ws, "block_resolutions": G.synthesis.block_resolutions,
+            "generator_seed": spec.seed,
             "notes": "Random weights (float16 values) in the official StyleGAN2-ADA layout; the authors' FreeDrag GUI "
                      "builds its generator in float32 without the pickle's synthesis settings (no fp16, no conv clamp)."}
-    (out / f"{NAME}_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    np.savez_compressed(out / f"{NAME}_weights.npz", **{k: v.numpy().astype(np.float16) for k, v in state.items()})
+    (out / f"{name}_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    np.savez_compressed(out / f"{name}_weights.npz", **{k: v.numpy().astype(np.float16) for k, v in state.items()})
     arrays = {"z": z.numpy(), "ws0": ws0.numpy()}
     record_json = {
         "settings": {"handle_size": HANDLE_SIZE, "train_layer_index": TRAIN_LAYER_INDEX, "max_steps": MAX_STEPS,
@@ -269,35 +299,33 @@ def record(official_repo: str, out: Path, *, noise_trials: int = 4, only: list[s
                      "generator_mode": "training (as the GUI leaves it: unfused modulated convolutions)",
                      "points": "(x, y) image pixels; the authors' code takes [row, col]",
                      "torch": torch.__version__, "project_generator_max_abs_diff": agreement,
-                     "official_code": "github.com/LPengYang/FreeDrag " + official_commit},
+                     "official_code": "github.com/LPengYang/FreeDrag " + official_commit, "note": spec.note},
         "cases": {},
     }
-    for name, case in CASES.items():
-        if only and name not in only:
-            continue
+    for case_name, case in cases.items():
         t0 = time.perf_counter()
         rec = run_official(free_drag, G, ws0, case)
         sens = noise_sensitivity(free_drag, G, ws0, case, rec, noise_trials) if noise_trials else None
-        arrays[f"{name}_final_ws"] = rec["final_ws"].numpy()
-        arrays[f"{name}_handles_xy"] = np.asarray(rec["handles_xy_per_step"], np.float32)  # [steps, N, 2]
-        arrays[f"{name}_loss"] = np.asarray(rec["loss_per_step"], np.float32)  # [steps, N]
-        arrays[f"{name}_end_step"] = np.asarray([e["after_step"] for e in rec["submotion_ends"]], np.int32)  # [E]
-        arrays[f"{name}_loss_end"] = np.asarray([e["loss_end"] for e in rec["submotion_ends"]], np.float32)  # [E, N]
+        key = case_name
+        arrays[f"{key}_final_ws"] = rec["final_ws"].numpy()
+        arrays[f"{key}_handles_xy"] = np.asarray(rec["handles_xy_per_step"], np.float32)  # [steps, N, 2]
+        arrays[f"{key}_loss"] = np.asarray(rec["loss_per_step"], np.float32)  # [steps, N]
+        arrays[f"{key}_end_step"] = np.asarray([e["after_step"] for e in rec["submotion_ends"]], np.int32)  # [E]
+        arrays[f"{key}_loss_end"] = np.asarray([e["loss_end"] for e in rec["submotion_ends"]], np.float32)  # [E, N]
         summary = None
         if sens is not None:
-            arrays[f"{name}_noise_handle_dev"] = np.asarray(sens["handle_dev_per_step"], np.float32)  # [steps]
+            arrays[f"{key}_noise_handle_dev"] = np.asarray(sens["handle_dev_per_step"], np.float32)  # [steps]
             summary = {k: sens[k] for k in ("trials", "std", "final_ws_dev", "steps")}
             summary["handle_dev_max"] = float(max(sens["handle_dev_per_step"]))
-        record_json["cases"][name] = {
+        record_json["cases"][case_name] = {
             "handles_xy": [list(p) for p in case.handles], "targets_xy": [list(p) for p in case.targets],
             "l_expected": case.l_expected, "d_max": case.d_max, "mask_box_xyxy": case.mask_box,
             "max_steps": case.max_steps, "note": case.note, "steps": rec["steps"], "stop": rec["stop"], "noise": summary}
-        print(f"{name}: {rec['steps']} steps, stop: {rec['stop']}, last handles {rec['handles_xy_per_step'][-1]}"
+        print(f"{name}/{case_name}: {rec['steps']} steps, stop: {rec['stop']}, last handles {rec['handles_xy_per_step'][-1]}"
               + (f", noise: handles {summary['handle_dev_max']:.2e} px, final ws {summary['final_ws_dev']:.2e}"
                  if summary else "") + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
-    np.savez_compressed(out / f"{NAME}_reference.npz", **arrays)
-    (out / f"{NAME}_freedrag.json").write_text(json.dumps(record_json, indent=1) + "\n")
-    return record_json
+    np.savez_compressed(out / f"{name}_reference.npz", **arrays)
+    (out / f"{name}_freedrag.json").write_text(json.dumps(record_json, indent=1) + "\n")
 
 
 def main(argv: list[str]) -> None:
