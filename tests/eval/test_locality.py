@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from draggan.drag import DragConfig
+from draggan.settings import DragConfig
 from eval.flow import make_flow
 from eval.landmarks import landmark_manipulation
 from eval.locality import default_margin, edit_locality, path_region
