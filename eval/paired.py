@@ -8,7 +8,8 @@ lands inside the image (default 2 px: the stop distance of a many-point drag, so
 arrived before the edit starts), as handle -> handle + flow; drag image 1 with them; compare the result with
 image 2 (MSE on [0, 1] images, PSNR, LPIPS when its weights exist), next to image 1 against image 2
 without an edit; and the edit's locality (`eval.locality`: how much of image 1 changed away from the
-handle -> target paths).
+handle -> target paths, next to how much image 2 differs from image 1 there: here the target itself
+changes away from the sampled points, so not all of that change is unwanted).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class PairedResult:
     seconds_per_edit: float
     seconds: float
     change_outside: float = float("nan")  # mean pixel change of image 1 away from the paths ([0, 1] images)
+    target_change_outside: float = float("nan")  # how much image 2 differs from image 1 there (not all unwanted)
     lpips_outside: float | None = None  # LPIPS of that change (None without LPIPS weights)
     locality_margin_px: float = float("nan")  # the margin around the handle -> target paths
     lpips_note: str | None = None
@@ -135,6 +137,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         allowed = path_region((G.img_height, G.img_width), handles, targets, margin)
         loc = edit_locality(img1, edited, allowed, lpips=lpips)
         row["change_outside"], row["change_inside"] = loc.change_outside, loc.change_inside
+        row["target_change_outside"] = edit_locality(img1, img2, allowed).change_outside  # what image 2 asks there
         if lpips is not None:
             row["lpips_outside"] = loc.lpips_outside
         pairs.append(row)
@@ -148,6 +151,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
                         steps_mean=float(np.mean(steps)), seconds_per_edit=float(np.mean(times)),
                         seconds=time.perf_counter() - t0,
                         change_outside=mean_change([p["change_outside"] for p in pairs]),
+                        target_change_outside=mean_change([p["target_change_outside"] for p in pairs]),
                         lpips_outside=mean("lpips_outside"), locality_margin_px=margin,
                         lpips_note=None if lpips is not None else lpips_note,
                         pairs=pairs, examples=examples_out)

@@ -130,12 +130,12 @@ def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger)
     row = dict(flow=r.flow, mse=r.mse, psnr=r.psnr, lpips=r.lpips, mse_no_edit=r.mse_no_edit,
                psnr_no_edit=r.psnr_no_edit, lpips_no_edit=r.lpips_no_edit, seconds_per_edit=r.seconds_per_edit,
                steps_mean=r.steps_mean, change_outside=r.change_outside, lpips_outside=r.lpips_outside,
-               locality_margin_px=r.locality_margin_px)
+               target_change_outside=r.target_change_outside, locality_margin_px=r.locality_margin_px)
     table = markdown_table(["flow", "MSE", "PSNR (dB)", "LPIPS", "MSE no edit", "PSNR no edit", "LPIPS no edit",
-                            "change outside", "LPIPS outside", "time/edit (s)", "steps"],
+                            "change outside", "LPIPS outside", "image 2 outside", "time/edit (s)", "steps"],
                            [[row[k] for k in ("flow", "mse", "psnr", "lpips", "mse_no_edit", "psnr_no_edit",
-                                              "lpips_no_edit", "change_outside", "lpips_outside", "seconds_per_edit",
-                                              "steps_mean")]])
+                                              "lpips_no_edit", "change_outside", "lpips_outside",
+                                              "target_change_outside", "seconds_per_edit", "steps_mean")]])
     return dict(rows=[row], pairs=r.pairs, table=table, examples=_save_examples(r.examples, out, logger, "paired"),
                 lpips_note=note)
 

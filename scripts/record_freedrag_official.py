@@ -47,9 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from draggan.latents import z_from_seeds  # noqa: E402
 from draggan.networks import Generator  # noqa: E402
 
-LATENT_SEED = 11  # z of the edited image, as the GUI draws it: np.random.RandomState(seed).randn(1, z_dim)
+LATENT_SEED = 11  # seed of the edited image's z
 TRUNCATION_PSI = 0.7  # the GUI's new_image
 HANDLE_SIZE = 128  # the GUI's handle_size
 TRAIN_LAYER_INDEX = 6  # the GUI's train_layer_index
@@ -279,7 +280,9 @@ def record_generator(free_drag, OfficialGenerator, name: str, spec: FixtureGener
                      noise_trials: int, official_commit: str) -> None:
     state = random_state_dict(OfficialGenerator, spec)
     G = official_generator(OfficialGenerator, spec, state)
-    z = torch.from_numpy(np.random.RandomState(LATENT_SEED).randn(1, spec.init_kwargs["z_dim"]))  # float64, as the GUI
+    # z of the seed as the GUI draws it (numpy's RandomState, the official tools' rule: `draggan.latents`); their
+    # GUI hands the float64 values to the mapping, which makes them float32 first, as this does.
+    z = z_from_seeds(Generator(**spec.init_kwargs), [LATENT_SEED])
     ws0 = G.get_ws(z, torch.zeros([1, 0]), truncation_psi=TRUNCATION_PSI).detach()
     agreement = project_agreement(G, spec, state, ws0)
     if agreement > 1e-4:

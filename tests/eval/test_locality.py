@@ -102,4 +102,4 @@ def test_paired_protocol_reports_the_locality(toy):
                               locality_margin=4)
     assert r.locality_margin_px == 4 and r.lpips_outside is None
     assert r.change_outside == r.pairs[0]["change_outside"] > 0
-    assert r.pairs[0]["change_inside"] > 0
+    assert r.pairs[0]["change_inside"] > 0 and r.target_change_outside == r.pairs[0]["target_change_outside"] > 0
