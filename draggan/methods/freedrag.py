@@ -300,5 +300,5 @@ def raw_bilinear(feat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> 
     def at(rr: torch.Tensor, cc: torch.Tensor) -> torch.Tensor:
         return flat.index_select(1, (rr * w + cc).reshape(-1)).reshape(flat.shape[0], *rr.shape)
 
-    return (at(r0, c0) * ((1 - fr) * (1 - fc)) + at(r1, c0) * (fr * (1 - fc))
-            + at(r0, c1) * ((1 - fr) * fc) + at(r1, c1) * (fr * fc))
+    return (at(r0, c0) * (1 - fr) * (1 - fc) + at(r1, c0) * fr * (1 - fc)
+            + at(r0, c1) * (1 - fr) * fc + at(r1, c1) * fr * fc)
