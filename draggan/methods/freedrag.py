@@ -41,7 +41,9 @@ for the library's choice):
 - `patch_px=None`: the patch spans +-r1 (the session's radius); the authors' spans +-3 image px;
 - `arrived_in_loss=False`: an arrived handle leaves the loss (and the early-end test); the authors keep it there;
 - `arrival='library'`: within the session's stop distance and L^end < 0.25 l; the authors': within 1 px and
-  L^end <= 0.25 l, and their cut of sub-motions to one step once every handle was within 1 px (rule 5 of the note);
+  L^end <= 0.25 l;
+- `late_cut=None`: no cut; the authors cut every sub-motion to one step from 10 steps after all handles were within
+  1 px at the start of a sub-motion (rule 5 of the note; it does not stop the run);
 - `mask_term='session'`: the session's mask term (`DragConfig.mask_loss`, `lambda_mask`); the authors':
   lambda times the mean |F - F0| over the feature cells that the bilinearly resized mask leaves at 0.
 The learning rate is `DragConfig.lr` (the authors' 2e-3; the recommended settings' 1e-2 below 128 px).
@@ -65,8 +67,8 @@ from draggan.presets import SHARED_PRESETS
 
 CANDIDATES = 10  # candidate points of the line search (the official GUI's interval_number)
 L_PROBE_PX = 1.0  # l_expected=None: l is the template distance of a move of this many pixels on the first image
-LATE_CUT_STEPS = 10  # arrival='official': steps after every handle was within 1 px beyond which a sub-motion is cut
 NEVER = 2 ** 62  # a step count no run reaches
+LATE_CUT_STATE = ("steps", "remaining", "near_since")  # the state the late cut reads (absent from older saves)
 SAMPLERS = ("resized", "raw")
 ARRIVALS = ("library", "official")
 MASK_TERMS = ("session", "official")
@@ -83,7 +85,8 @@ class FreeDragOptions:
     sampler: str = "resized"  # the patch reads: 'resized' map at pixel centres, or 'raw' map at p * h / H (authors)
     patch_px: float | None = None  # half-width of the 3x3 patch in image px (authors: 3); None = the session's r1
     arrived_in_loss: bool = False  # an arrived handle stays in the loss and the early-end test (authors: True)
-    arrival: str = "library"  # 'library' (session's stop distance, L < l/4) or 'official' (< 1 px, L <= l/4, late cut)
+    arrival: str = "library"  # 'library' (within the session's stop distance, L < l/4) or 'official' (< 1 px, L <= l/4)
+    late_cut: int | None = None  # steps after all handles were within 1 px past which sub-motions have 1 step (authors: 10)
     mask_term: str = "session"  # 'session' (DragConfig's term) or 'official' (mean |F - F0| over the held cells)
 
     def validate(self) -> None:
@@ -97,6 +100,9 @@ class FreeDragOptions:
         if self.patch_px is not None and not (isinstance(self.patch_px, (int, float))
                                               and math.isfinite(self.patch_px) and self.patch_px > 0):
             raise ValueError(f"freedrag patch_px={self.patch_px!r} must be a positive number or null")
+        if self.late_cut is not None and not (isinstance(self.late_cut, int) and not isinstance(self.late_cut, bool)
+                                              and self.late_cut >= 0):
+            raise ValueError(f"freedrag late_cut={self.late_cut!r} must be a whole number >= 0 or null")
         if not isinstance(self.arrived_in_loss, bool):
             raise ValueError(f"freedrag arrived_in_loss={self.arrived_in_loss!r} must be true or false")
         for name, allowed in (("sampler", SAMPLERS), ("arrival", ARRIVALS), ("mask_term", MASK_TERMS)):
@@ -109,7 +115,8 @@ class FreeDragOptions:
 OFFICIAL: dict = dict(feature_block=5, lr=2e-3, optimize_ws=6, latent_space="w+", max_steps=2000, force_fp32=True,
                       small_generator_rule=False, lambda_mask=10.0, noise_mode="const",
                       method_options=dict(d_max=3.0, l_expected=0.3, steps_per_motion=5, sampler="raw", patch_px=3.0,
-                                          arrived_in_loss=True, arrival="official", mask_term="official"))
+                                          arrived_in_loss=True, arrival="official", late_cut=10,
+                                          mask_term="official"))
 
 
 @register_method("freedrag")
@@ -118,8 +125,7 @@ class FreeDrag(DragMethod):
 
     Options = FreeDragOptions
     presets = {**SHARED_PRESETS, "official": OFFICIAL}
-    state_names = ("template", "l", "loss_ini", "reached", "motion_step", "motion_ends", "steps", "remaining",
-                   "near_since")
+    state_names = ("template", "l", "loss_ini", "reached", "motion_step", "motion_ends", *LATE_CUT_STATE)
     tracks_handles = False
     capture_safe = True
 
@@ -140,12 +146,18 @@ class FreeDrag(DragMethod):
         self.reached = torch.zeros(n, dtype=torch.bool, device=device)  # [N] handles done
         self.motion_step = torch.zeros((), dtype=torch.int64, device=device)  # steps into the current sub-motion
         self.motion_ends = torch.ones((), dtype=torch.bool, device=device)  # a sub-motion ends before the next step
-        self.steps = torch.zeros((), dtype=torch.int64, device=device)  # steps taken (arrival='official')
+        self.steps = torch.zeros((), dtype=torch.int64, device=device)  # steps taken (the late cut counts them)
         self.remaining = torch.full((), math.inf, device=device)  # largest distance to a target after the line search
         self.near_since = torch.full((), NEVER, dtype=torch.int64, device=device)  # the late cut's step count
 
     def resume(self, first_features: torch.Tensor) -> None:
         self._hold(first_features)
+
+    def load_state(self, state) -> None:
+        if state is not None and not any(name in state for name in LATE_CUT_STATE):
+            # saved before the late cut was an option (so without one): its counters as they are without it
+            state = {**state, "steps": 0, "remaining": math.inf, "near_since": NEVER}
+        super().load_state(state)
 
     # --- geometry ----------------------------------------------------------------------------
 
@@ -166,7 +178,7 @@ class FreeDrag(DragMethod):
     def _line(self, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         """CANDIDATES points from just after `start` to `end`, [N, K, 2]."""
         k = torch.arange(1, CANDIDATES + 1, device=start.device, dtype=start.dtype)[None, :, None] / CANDIDATES
-        return (1 - k) * start[:, None] + k * end[:, None]  # the authors' arithmetic (the last bit matters, see below)
+        return (1 - k) * start[:, None] + k * end[:, None]  # the authors' rounding: their tiny_l run needs it
 
     def _towards(self, start: torch.Tensor, length: torch.Tensor | float) -> torch.Tensor:
         """The point `length` px from `start` towards the target, not beyond it."""
@@ -249,7 +261,7 @@ class FreeDrag(DragMethod):
         self.near_since.copy_(torch.where(near, self.steps, self.near_since))
         self.reached.copy_(torch.where(ends, self._arrived(dist, loss_end), self.reached))
         a, b = math.log(9.0) / (0.6 * l), 0.2 * l
-        lam = torch.where(self.reached, torch.ones_like(loss_end), 1 / (1 + torch.exp(a * (loss_end - b))))
+        lam = torch.where(self.reached, torch.ones_like(loss_end), torch.sigmoid(-a * (loss_end - b)))
         updated = lam[:, None, None] * self._patch(fd, edit.handles_rc) + (1 - lam[:, None, None]) * self.template
         self.template.copy_(torch.where(ends, updated, self.template))
         edit.handles_rc.copy_(torch.where(ends, self._relocate(fd, loss_end), edit.handles_rc))
@@ -278,8 +290,8 @@ class FreeDrag(DragMethod):
         self.steps.add_(1)
         worst = torch.where(counted, per_handle.detach(), torch.zeros_like(per_handle)).max()
         ends = (self.motion_step >= self.options.steps_per_motion) | (worst < 0.25 * self.l)
-        if self.options.arrival == "official":  # the late cut: one step per sub-motion, 10 steps after all were near
-            ends = ends | (self.steps > self.near_since + LATE_CUT_STEPS)
+        if self.options.late_cut is not None:  # one step per sub-motion, `late_cut` steps after all were near
+            ends = ends | (self.steps > self.near_since + self.options.late_cut)
         self.motion_ends.copy_(ends)
         return StepOutput(handles_rc=handles_rc, done=self.reached.all(), loss=loss, features=feat)
 
