@@ -176,9 +176,12 @@ class FreeDrag(DragMethod):
         return (self._patch(feat, centres) - template[:, None]).abs().mean(dim=(-2, -1))
 
     def _line(self, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-        """CANDIDATES points from just after `start` to `end`, [N, K, 2]."""
+        """CANDIDATES points from just after `start` to `end`, [N, K, 2]. With the authors' sampler, in their
+        arithmetic (a float rounding apart, which their long tiny_l recording needs); otherwise in the library's."""
         k = torch.arange(1, CANDIDATES + 1, device=start.device, dtype=start.dtype)[None, :, None] / CANDIDATES
-        return (1 - k) * start[:, None] + k * end[:, None]  # the authors' rounding: their tiny_l run needs it
+        if self.options.sampler == "raw":
+            return (1 - k) * start[:, None] + k * end[:, None]
+        return start[:, None] + k * (end - start)[:, None]
 
     def _towards(self, start: torch.Tensor, length: torch.Tensor | float) -> torch.Tensor:
         """The point `length` px from `start` towards the target, not beyond it."""
