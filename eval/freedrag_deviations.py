@@ -63,7 +63,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "official (< 1 px, L <= l/4)", _option("arrival", "official")),
     Deviation("late_cut", "method_options.late_cut", "none", "10", _option("late_cut", 10)),
     Deviation("mask_term", "method_options.mask_term", "session (squared, relative, 1-cell margin, lambda 20)",
-              "official (mean |F - F0| over held cells, x lambda)", _option("mask_term", "official"), masked_only=True),
+              "official (lambda x mean abs(F - F0) over the held cells)", _option("mask_term", "official"), masked_only=True),
     Deviation("lr", "lr", "1e-2 below 128 px (2e-3 from 128 px)", "2e-3", _authors_lr),
     Deviation("l_expected", "method_options.l_expected", "measured (1-px move on the first image)", "0.3 (faces)",
               _option("l_expected", 0.3)),
@@ -140,3 +140,57 @@ def timed(fn, *args, **kwargs) -> tuple[object, float]:
     t = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t
+
+
+def _cell(row: dict, base: dict | None, part: str, point: str, digits: int) -> str:
+    """'value (+delta +- se)' of Table 1's `part` ('md' or 'change_outside') at `point` points against the
+    recommended row, paired over the same pairs."""
+    if "table1" not in row or point not in row["table1"]:
+        return ""
+    value = row["table1"][point][part]
+    text = f"{value:.{digits}f}"
+    if base is not None and row is not base:
+        d = paired(row["table1"][point][f"pair_{part}"], base["table1"][point][f"pair_{part}"])
+        text += f" ({d['mean']:+.{digits}f} ± {d['se']:.{digits}f})"
+    return text
+
+
+def markdown_table(results: dict) -> str:
+    """The deviation table of docs/evaluation.md from a results file of `scripts/freedrag_deviations.py`: one line
+    per row (Table 1 MD and change outside with the paired difference to the recommended row and its standard
+    error, steps, the mouth drag's share left per seed, the masked drag) and whether the library keeps its rule
+    (read from today's `FreeDragOptions` and `SMALL_GENERATOR`, so the column cannot go stale)."""
+    rows = results["rows"]
+    base = next((r for r in rows if r["key"] == "recommended"), None)
+    about = {d.key: d for d in DEVIATIONS}
+    points = [p for p in ("1", "5") if base is not None and p in base.get("table1", {})]
+    lines = []
+    for r in rows:
+        d = about.get(r["key"])
+        name = "recommended (the library's default)" if r["key"] == "recommended" else (
+            "`official` (every rule the authors')" if r["key"] == "official" else f"`{d.option}`")
+        values = "" if d is None else f"{d.library} | {d.authors}"
+        md = " / ".join(_cell(r, base, "md", p, 2) for p in points) if "table1" in r else "(no mask: as recommended)"
+        steps = " / ".join(f"{r['table1'][p]['steps']:.1f}" for p in points) if "table1" in r else ""
+        out = " / ".join(_cell(r, base, "change_outside", p, 3) for p in points) if "table1" in r else ""
+        mouth = " / ".join(f"{m['left']:.3f}" for m in r["mouth"].values()) if "mouth" in r else ""
+        mask = (f"{r['mask']['dist_masked']:.2f} px, {r['mask']['change_outside_masked']:.4f}" if "mask" in r else "")
+        kept = "" if d is None else ("kept" if library_keeps(d.key) else "dropped: the default is the authors' rule")
+        lines.append(f"| {name} | {values if values else ' | '} | {md} | {steps} | {out} | {mouth} | {mask} | {kept} |")
+    head = ("| setting | library | authors | Table 1 MD 1 / 5 pt (paired difference ± s.e.) | steps 1 / 5 pt | "
+            "change outside 1 / 5 pt (difference ± s.e.) | mouth left, seed " + " / ".join(
+                str(s) for s in results.get("mouth_seeds", [])) + " | masked drag: left, change outside the mask | "
+            "the library's rule |")
+    return "\n".join([head, "|" + "---|" * 9, *lines]) + "\n"
+
+
+def library_keeps(key: str) -> bool:
+    """Whether the library's default FreeDrag still departs from the authors' rule `key` (today's defaults)."""
+    from draggan.methods.freedrag import FreeDragOptions
+    from draggan.presets import SMALL_GENERATOR
+
+    if key == "lr":
+        return SMALL_GENERATOR["lr"] != AUTHORS_LR
+    authors = {"sampler": "raw", "patch_px": 3.0, "arrived_in_loss": True, "arrival": "official", "late_cut": 10,
+               "mask_term": "official", "l_expected": 0.3}[key]
+    return getattr(FreeDragOptions(), key) != authors
