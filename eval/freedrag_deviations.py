@@ -146,12 +146,22 @@ def _cell(row: dict, base: dict | None, part: str, point: str, digits: int) -> s
     """'value (+delta +- se)' of Table 1's `part` ('md' or 'change_outside') at `point` points against the
     recommended row, paired over the same pairs."""
     if "table1" not in row or point not in row["table1"]:
-        return ""
+        return "-"
     value = row["table1"][point][part]
     text = f"{value:.{digits}f}"
     if base is not None and row is not base:
         d = paired(row["table1"][point][f"pair_{part}"], base["table1"][point][f"pair_{part}"])
         text += f" ({d['mean']:+.{digits}f} ± {d['se']:.{digits}f})"
+    return text
+
+
+def _mouth_cell(row: dict, base: dict | None, seed: str) -> str:
+    """'share left (+delta +- se)' of the mouth drag's faces of `seed`, paired with the recommended row's faces."""
+    m = row["mouth"][seed]
+    text = f"{m['left']:.3f}"
+    if base is not None and row is not base and seed in base.get("mouth", {}):
+        d = paired(m["face_left"], base["mouth"][seed]["face_left"])
+        text += f" ({d['mean']:+.3f} ± {d['se']:.3f})"
     return text
 
 
@@ -163,7 +173,7 @@ def markdown_table(results: dict) -> str:
     rows = results["rows"]
     base = next((r for r in rows if r["key"] == "recommended"), None)
     about = {d.key: d for d in DEVIATIONS}
-    points = [p for p in ("1", "5") if base is not None and p in base.get("table1", {})]
+    points = sorted(base.get("table1", {}) if base is not None else {}, key=int)
     lines = []
     for r in rows:
         d = about.get(r["key"])
@@ -171,15 +181,19 @@ def markdown_table(results: dict) -> str:
             "`official` (every rule the authors')" if r["key"] == "official" else f"`{d.option}`")
         values = "" if d is None else f"{d.library} | {d.authors}"
         md = " / ".join(_cell(r, base, "md", p, 2) for p in points) if "table1" in r else "(no mask: as recommended)"
-        steps = " / ".join(f"{r['table1'][p]['steps']:.1f}" for p in points) if "table1" in r else ""
+        steps = " / ".join(f"{r['table1'][p]['steps']:.1f}" if p in r["table1"] else "-" for p in points) \
+            if "table1" in r else ""
         out = " / ".join(_cell(r, base, "change_outside", p, 3) for p in points) if "table1" in r else ""
-        mouth = " / ".join(f"{m['left']:.3f}" for m in r["mouth"].values()) if "mouth" in r else ""
-        mask = (f"{r['mask']['dist_masked']:.2f} px, {r['mask']['change_outside_masked']:.4f}" if "mask" in r else "")
+        mouth = " / ".join(_mouth_cell(r, base, seed) for seed in r["mouth"]) if "mouth" in r else ""
+        m = r.get("mask")
+        mask = (f"{m['dist_masked']:.2f} px ({m['reach_ratio']:.2f}); {m['outside_masked']:.2f} px "
+                f"({m['outside_ratio']:.2f}); {m['change_outside_masked']:.4f}" if m else "")
         kept = "" if d is None else ("kept" if library_keeps(d.key) else "dropped: the default is the authors' rule")
         lines.append(f"| {name} | {values if values else ' | '} | {md} | {steps} | {out} | {mouth} | {mask} | {kept} |")
-    head = ("| setting | library | authors | Table 1 MD 1 / 5 pt (paired difference ± s.e.) | steps 1 / 5 pt | "
-            "change outside 1 / 5 pt (difference ± s.e.) | mouth left, seed " + " / ".join(
-                str(s) for s in results.get("mouth_seeds", [])) + " | masked drag: left, change outside the mask | "
+    pts = " / ".join(points)
+    head = (f"| setting | library | authors | Table 1 MD {pts} pt (paired difference ± s.e.) | steps {pts} pt | "
+            f"change outside {pts} pt (difference ± s.e.) | mouth: share left (difference ± s.e.), seed " + " / ".join(
+                str(s) for s in results.get("mouth_seeds", [])) + " | masked drag: left (/ unmasked); landmarks outside (/ unmasked); change outside the mask | "
             "the library's rule |")
     return "\n".join([head, "|" + "---|" * 9, *lines]) + "\n"
 

@@ -2,11 +2,11 @@
 [--pairs 20] [--faces 10] [--mouth-seeds 0 1000] [--mask-faces 10] [--rows KEY ...] [--out FILE]`.
 
 One row per setting (eval/freedrag_deviations.py): the recommended FreeDrag of `toy-faces-64`, each deviation set to
-the authors' rule on its own, and the authors' `official` preset. Each row: Table 1 on `toy-faces-64` (1 and 5
-points, `--pairs` pairs of seed 0: MD, steps, change outside the paths), the mouth drag on the unseen
+the authors' rule on its own, and the authors' `official` preset. Each row: Table 1 on `toy-faces-64` (`--points`,
+default 1 and 5, `--pairs` pairs of seed 0: MD, steps, change outside the paths), the mouth drag on the unseen
 `toy-faces-64-seed1` (`--faces` faces per seed), and, for the rows where a mask matters, the masked drag (the mask
 check: left eye 3 px up in a disc of 6 px, `--mask-faces` faces). The JSON is written after every row (rerun with
-the same --out to finish an interrupted run: rows already there are kept); by default into
+the same --out to finish an interrupted run or add point counts: what is already there is kept); by default into
 outputs/freedrag_deviations/<time>/, e.g. --out docs/results/freedrag-deviations.json.
 """
 
@@ -73,6 +73,8 @@ def main() -> None:
     done = {r["key"]: r for r in results.get("rows", [])}
     about = {d.key: d for d in DEVIATIONS}
     unseen_rows = {key: cfg for key, cfg, _ in row_configs(unseen)}
+    command = "python " + " ".join(shlex.quote(a) for a in ["scripts/freedrag_deviations.py", *sys.argv[1:]])
+    earlier = results.get("commands", []) + ([results.pop("command")] if "command" in results else [])
     results.update(
         what=("The recommended FreeDrag against its authors' rules, one rule at a time, then the authors' official "
               f"preset: Table 1 on {args.generator} ({args.pairs} pairs of seed 0; md: mean distance after the edit, "
@@ -82,7 +84,7 @@ def main() -> None:
         torch=torch.__version__.split("+")[0],
         machine=f"the 2-core development machine (CPU, {platform.machine()}), {args.threads} thread beside other jobs",
         date=time.strftime("%Y-%m-%d"), commit=_commit(),
-        command="python " + " ".join(shlex.quote(a) for a in ["scripts/freedrag_deviations.py", *sys.argv[1:]]),
+        commands=[*[c for c in earlier if c != command], command],
         generator=args.generator, unseen=args.unseen, pairs=args.pairs, faces=args.faces,
         mouth_seeds=args.mouth_seeds, mask_faces=args.mask_faces)
     rows, recommended_faces = [], done.get("recommended", {}).get("mask_faces")
@@ -96,9 +98,10 @@ def main() -> None:
         row.update(option=d.option if d else None, library=d.library if d else None,
                    authors=d.authors if d else None, config=config_summary(cfg, G))
         t0 = time.perf_counter()
-        if not masked_only and "table1" not in row:
-            print(f"[{key}] Table 1", file=sys.stderr, flush=True)
-            row["table1"] = table1_row(G, detector, cfg, pairs=args.pairs, points=args.points)
+        missing = [n for n in args.points if str(n) not in row.get("table1", {})]
+        if not masked_only and missing:
+            print(f"[{key}] Table 1, {', '.join(map(str, missing))} point(s)", file=sys.stderr, flush=True)
+            row["table1"] = {**row.get("table1", {}), **table1_row(G, detector, cfg, pairs=args.pairs, points=missing)}
         if not masked_only and "mouth" not in row:
             print(f"[{key}] mouth", file=sys.stderr, flush=True)
             row["mouth"] = mouth_row(unseen, unseen_rows[key], faces=args.faces, seeds=args.mouth_seeds)
