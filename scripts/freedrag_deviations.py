@@ -60,7 +60,14 @@ def main() -> None:
 
     from draggan.apps.toyfaces.detector import load_detector
     from draggan.loading import load_generator
-    from eval.freedrag_deviations import DEVIATIONS, config_summary, mask_row, mouth_row, row_configs, table1_row
+    from eval.freedrag_deviations import (
+        DEVIATIONS,
+        config_summary,
+        mask_row,
+        mouth_row,
+        row_configs,
+        table1_row,
+    )
 
     torch.set_num_threads(args.threads)
     G = load_generator(args.generator, device="cpu")

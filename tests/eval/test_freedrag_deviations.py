@@ -14,7 +14,14 @@ import pytest
 
 from draggan.methods.freedrag import FreeDragOptions
 from draggan.settings import DragConfig
-from eval.freedrag_deviations import AUTHORS_LR, DEVIATIONS, library_keeps, markdown_table, paired, row_configs
+from eval.freedrag_deviations import (
+    AUTHORS_LR,
+    DEVIATIONS,
+    library_keeps,
+    markdown_table,
+    paired,
+    row_configs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ("feature_block", "r1", "r2", "radius_unit", "lambda_mask", "mask_loss", "mask_margin", "optimize_ws",
