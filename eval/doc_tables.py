@@ -265,11 +265,19 @@ def test_suite() -> str:
             f"{t['deselected']} tests marked `slow` or `fuzz`.\n")
 
 
+def freedrag_deviations() -> str:
+    """docs/evaluation.md: each departure of the library's FreeDrag from its authors' code, measured (issue 25)."""
+    from eval.freedrag_deviations import markdown_table
+
+    return markdown_table(load("freedrag-deviations.json"))
+
+
 REGIONS: dict[str, Callable[[], str]] = {
     "table1": table1, "table1-no-edit": table1_no_edit, "many-points": many_points, "table2": table2,
     "tracking": tracking, "readme-summary": readme_summary, "readme-seconds": readme_seconds,
     "freedrag-cost": freedrag_cost, "unseen-protocols": unseen_protocols, "unseen-mouth": unseen_mouth,
     "bench-gpu": bench_gpu, "bench-cpu": bench_cpu, "threads": threads, "domain": domain, "test-suite": test_suite,
+    "freedrag-deviations": freedrag_deviations,
 }
 
 

@@ -3,7 +3,8 @@
 `landmark_manipulation` is the paper's Table 1 protocol (Pan et al. 2023, section 4.2): generate two
 faces, detect their landmarks, drag the first face's landmarks to the second face's, detect again,
 and report the mean distance (MD) of the re-detected landmarks to their targets, next to the mean
-distance before the edit ("no edit"). `detection_rate` is the share of samples on which every
+distance before the edit ("no edit"), and the edit's locality (`eval.locality`: the change of the
+image away from the handle -> target paths). `detection_rate` is the share of samples on which every
 landmark is detected with confidence.
 """
 
@@ -26,6 +27,7 @@ from draggan.render import DragFrames
 from draggan.session import DragSession
 from draggan.settings import DragConfig
 from eval.shards import Shard
+from eval.locality import default_margin, edit_locality, mean_change, path_region
 from eval.trackers import in_loop
 
 # The landmark sets of the paper's 1-, 5- and 68-point rows, in this domain: the nose tip; the usual
@@ -79,6 +81,9 @@ class LandmarkManipulationResult:
     seconds: float
     tracker: str = "draggan"  # the point tracker inside the drag loop (the method's name: its own localisation)
     seconds_per_edit: float = float("nan")  # mean wall time of one drag (not counting detection)
+    change_outside: float = float("nan")  # mean pixel change away from the paths ([0, 1] images; eval.locality)
+    lpips_outside: float | None = None  # LPIPS of that change (None without LPIPS weights)
+    locality_margin_px: float = float("nan")  # the margin around the handle -> target paths
     pairs: list[dict] = field(default_factory=list)  # seeds and distances of each pair
     images_before: torch.Tensor | None = field(default=None, repr=False)  # [P, 3, H, W] first faces (for FID)
     images_after: torch.Tensor | None = field(default=None, repr=False)  # [P, 3, H, W] their edits
@@ -127,15 +132,20 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
                           tracker=None,  # an eval.trackers.Tracker inside the loop; None = DragGAN's own
                           keep_images: bool = False,  # keep the first faces and their edits (for FID)
                           examples: int = 0,  # record the drags of this many first pairs, frame by frame
+                          locality_margin: float | None = None,  # px around the paths (None: eval.locality's default)
+                          lpips=None,  # LPIPS callable for the locality (None: pixel change only)
                           progress: bool = True,
                           shard: Shard = Shard()) -> LandmarkManipulationResult:  # drag only this shard's pairs
-    """Drag face A's landmarks to face B's for `num_pairs` pairs; MD after the edit and without it."""
+    """Drag face A's landmarks to face B's for `num_pairs` pairs; MD after the edit and without it, and the
+    change of the image outside `locality_margin` px of the handle -> target paths."""
     names, idx = point_indices(detector, num_points)
+    margin = default_margin(G.img_height) if locality_margin is None else float(locality_margin)
     t0 = time.perf_counter()
     with phase(f"landmarks: choosing {num_pairs} pairs of faces", enabled=progress):
         fp = face_pairs(G, detector, names, num_pairs=num_pairs, seed=seed, truncation_psi=truncation_psi)
     points = fp.landmarks
     pairs, edit_d, none_d, steps, reached, times, before, after_imgs, recorded = [], [], [], [], [], [], [], [], []
+    localities = []
     label = tracker.name if tracker is not None else drag_config.method  # the in-loop tracker, or the method's own
     mine = [(i, ab) for i, ab in enumerate(fp.pairs) if shard.owns(i)]
     for i, (a, b) in tqdm(mine, desc=f"landmarks ({num_points} pt, {label})", disable=not progress, dynamic_ncols=True):
@@ -158,18 +168,27 @@ def landmark_manipulation(G: Generator, detector: LandmarkDetector, drag_config:
         none_d.append(d_none)
         steps.append(len(result.history))
         reached.append(result.done)
+        first = synthesize(G, fp.ws[a:a + 1]).clamp(-1, 1)
+        allowed = path_region((G.img_height, G.img_width), handles, targets, margin)
+        loc = edit_locality(first, edited, allowed, lpips=lpips)
+        localities.append(loc)
         if keep_images:
-            before.append(synthesize(G, fp.ws[a:a + 1]).clamp(-1, 1).cpu())
+            before.append(first.cpu())
             after_imgs.append(edited.cpu())
         pairs.append(dict(pair=i, seed_a=fp.seeds[a], seed_b=fp.seeds[b], md_edit=d_edit, md_no_edit=d_none,
                           steps=len(result.history), reached=bool(result.done), seconds=times[-1],
-                          detected_after=bool(after.detected[0, idx].all())))
+                          detected_after=bool(after.detected[0, idx].all()), change_outside=loc.change_outside,
+                          change_inside=loc.change_inside, lpips_outside=loc.lpips_outside))
     md_edit, md_none = float(np.mean(edit_d)), float(np.mean(none_d))
     return LandmarkManipulationResult(num_points=num_points, landmarks=names, num_pairs=num_pairs, md_edit=md_edit,
                                       md_no_edit=md_none, ratio=md_edit / max(md_none, 1e-12),
                                       steps_mean=float(np.mean(steps)), reached=float(np.mean(reached)),
                                       seconds=time.perf_counter() - t0, tracker=label,
-                                      seconds_per_edit=float(np.mean(times)), pairs=pairs,
+                                      seconds_per_edit=float(np.mean(times)),
+                                      change_outside=mean_change([x.change_outside for x in localities]),
+                                      lpips_outside=None if lpips is None else
+                                      float(np.mean([x.lpips_outside for x in localities])),
+                                      locality_margin_px=margin, pairs=pairs,
                                       images_before=torch.cat(before) if keep_images else None,
                                       images_after=torch.cat(after_imgs) if keep_images else None,
                                       examples=recorded)

@@ -7,7 +7,8 @@ dragged `offset` pixels, once without a mask and once with a disc of `mask_radiu
 handle and its target as the movable region (and around the landmarks `also` that move with it, at their
 start and moved by `offset`: on the toy faces both eyes share one height, so moving one eye alone is
 outside the domain). Reported per face and on average: how far the dragged
-landmark (re-detected) ends from its target, and how far the landmarks outside the disc moved.
+landmark (re-detected) ends from its target, how far the landmarks outside the disc moved, and the mean pixel
+change outside the disc (`eval.locality`; the same region for both drags).
 The mask works when the masked drag ends within 20 % of the unmasked drag's distance to the target
 (`reach_ratio` <= 1.2) while the landmarks outside move at most half as much (`outside_ratio` <= 0.5).
 """
@@ -27,6 +28,7 @@ from draggan.latents import latents_from_seeds, synthesize
 from draggan.networks import Generator
 from draggan.session import DragSession
 from draggan.settings import DragConfig
+from eval.locality import edit_locality
 
 
 def disc_mask(size: tuple[int, int], centres_xy: Sequence[Sequence[float]], radius: float) -> np.ndarray:
@@ -56,6 +58,8 @@ class MaskedDragResult:
     steps_masked: float
     seconds: float
     faces: list[dict] = field(default_factory=list)
+    change_outside_unmasked: float = float("nan")  # mean pixel change outside the mask ([0, 1] images), unmasked drag
+    change_outside_masked: float = float("nan")  # the same with the mask
 
     @property
     def passed(self) -> bool:
@@ -81,7 +85,8 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
     others = [LANDMARKS.index(a) for a in also]
     t0 = time.perf_counter()
     ws = latents_from_seeds(G, list(seeds), truncation_psi)
-    before = detector(synthesize(G, ws)).landmarks  # [F, L, 2]
+    first = synthesize(G, ws).clamp(-1, 1)  # [F, 3, H, W]
+    before = detector(first).landmarks  # [F, L, 2]
     size = (G.img_height, G.img_width)
     faces = []
     for i, seed in enumerate(seeds):
@@ -107,7 +112,9 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
         for name, m in runs:
             session = DragSession(G, ws[i:i + 1], [handle], [target], mask=m, config=dataclasses.replace(drag_config))
             result = session.run(max_steps=max_steps)
-            after = detector(result.image.clamp(-1, 1)).landmarks[0]
+            edited = result.image.clamp(-1, 1)
+            after = detector(edited).landmarks[0]
+            row[f"change_outside_{name}"] = edit_locality(first[i:i + 1], edited, mask).change_outside
             row[f"dist_{name}"] = float(torch.linalg.norm(after[k] - torch.tensor(target)))
             row[f"outside_{name}"] = float(torch.linalg.norm(after[far] - lm[far], dim=1).mean())
             row[f"tracked_{name}"] = float(result.history[-1].distances[0]) if result.history else float("nan")
@@ -122,4 +129,7 @@ def masked_drag(G: Generator, detector, drag_config: DragConfig, *,
                             reach_ratio=mean("dist_masked") / max(mean("dist_unmasked"), 1e-6),
                             outside_ratio=mean("outside_masked") / max(mean("outside_unmasked"), 1e-6),
                             steps_unmasked=mean("steps_unmasked"), steps_masked=mean("steps_masked"),
-                            seconds=time.perf_counter() - t0, faces=faces)
+                            seconds=time.perf_counter() - t0, faces=faces,
+                            change_outside_unmasked=mean("change_outside_unmasked"),
+                            change_outside_masked=mean("change_outside_masked"))
+

@@ -7,7 +7,9 @@ to image 2; `num_points` pixels sampled where the flow moves content at least `m
 lands inside the image (default 2 px: the stop distance of a many-point drag, so that no handle has
 arrived before the edit starts), as handle -> handle + flow; drag image 1 with them; compare the result with
 image 2 (MSE on [0, 1] images, PSNR, LPIPS when its weights exist), next to image 1 against image 2
-without an edit.
+without an edit; and the edit's locality (`eval.locality`: how much of image 1 changed away from the
+handle -> target paths, next to how much image 2 differs from image 1 there: here the target itself
+changes away from the sampled points, so not all of that change is unwanted).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from draggan.session import DragSession
 from draggan.settings import DragConfig
 from eval.flow import FlowEstimator
 from eval.shards import Shard
+from eval.locality import default_margin, edit_locality, mean_change, path_region
 from eval.trackers import in_loop
 from inversion.metrics import psnr_from_mse
 
@@ -45,6 +48,10 @@ class PairedResult:
     steps_mean: float
     seconds_per_edit: float
     seconds: float
+    change_outside: float = float("nan")  # mean pixel change of image 1 away from the paths ([0, 1] images)
+    target_change_outside: float = float("nan")  # how much image 2 differs from image 1 there (not all unwanted)
+    lpips_outside: float | None = None  # LPIPS of that change (None without LPIPS weights)
+    locality_margin_px: float = float("nan")  # the margin around the handle -> target paths
     lpips_note: str | None = None
     pairs: list[dict] = field(default_factory=list)
     examples: list[dict] = field(default_factory=list, repr=False)  # the first pairs' drags, frame by frame
@@ -84,6 +91,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
                           num_pairs: int = 10, num_points: int = 32, seed: int = 0, truncation_psi: float = 0.7,
                           perturb_rows: int = 6, perturb_strength: float = 0.7, min_flow: float = 2.0,
                           lpips=None, lpips_note: str | None = None, examples: int = 0,
+                          locality_margin: float | None = None,  # px around the paths (None: eval.locality's default)
                           progress: bool = True, shard: Shard = Shard()) -> PairedResult:
     """Drag image 1 along `num_points` flow vectors towards image 2, for `num_pairs` pairs.
 
@@ -98,6 +106,7 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
         raise ValueError(f"num_pairs must be at least 1, got {num_pairs}")
     if not 1 <= perturb_rows <= G.num_ws:
         raise ValueError(f"perturb_rows must be in [1, {G.num_ws}], got {perturb_rows}")
+    margin = default_margin(G.img_height) if locality_margin is None else float(locality_margin)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     label = tracker.name if tracker is not None else drag_config.method
@@ -129,6 +138,12 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
             with torch.no_grad():
                 row["lpips"] = float(lpips(edited, img2).mean())
                 row["lpips_no_edit"] = float(lpips(img1, img2).mean())
+        allowed = path_region((G.img_height, G.img_width), handles, targets, margin)
+        loc = edit_locality(img1, edited, allowed, lpips=lpips)
+        row["change_outside"], row["change_inside"] = loc.change_outside, loc.change_inside
+        row["target_change_outside"] = edit_locality(img1, img2, allowed).change_outside  # what image 2 asks there
+        if lpips is not None:
+            row["lpips_outside"] = loc.lpips_outside
         pairs.append(row)
 
     def mean(key: str) -> float | None:  # None for LPIPS when it was not measured
@@ -138,5 +153,9 @@ def paired_reconstruction(G: Generator, drag_config: DragConfig, flow: FlowEstim
                         mse=mean("mse"), psnr=mean("psnr"), lpips=mean("lpips"), mse_no_edit=mean("mse_no_edit"),
                         psnr_no_edit=mean("psnr_no_edit"), lpips_no_edit=mean("lpips_no_edit"),
                         steps_mean=float(np.mean(steps)), seconds_per_edit=float(np.mean(times)),
-                        seconds=time.perf_counter() - t0, lpips_note=None if lpips is not None else lpips_note,
+                        seconds=time.perf_counter() - t0,
+                        change_outside=mean_change([p["change_outside"] for p in pairs]),
+                        target_change_outside=mean_change([p["target_change_outside"] for p in pairs]),
+                        lpips_outside=mean("lpips_outside"), locality_margin_px=margin,
+                        lpips_note=None if lpips is not None else lpips_note,
                         pairs=pairs, examples=examples_out)

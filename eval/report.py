@@ -5,7 +5,8 @@ one: eval/shards.py); runs of the same benchmark make one table whose
 rows are the runs (labelled by their tracker and the other overrides of the sweep) and whose
 columns are the paper's: MD for 1, 5 and all points (with the no-edit MD) and the time per edit for
 landmark manipulation; MSE, PSNR and LPIPS for paired reconstruction; error and shares within
-1, 2 and 4 px for tracking.
+1, 2 and 4 px for tracking. Beside MD and MSE, the edit's locality (`eval.locality`: the mean pixel change
+away from the handle -> target paths; runs from before it was measured show n/a).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def run_labels(runs: list[tuple[Path, dict]]) -> list[str]:
 def _landmark_table(runs) -> tuple[str, list[dict]]:
     sets = sorted({r["num_points"] for _, res in runs for r in res.get("rows", [])})
     cols = ["method"] + [f"MD {n} pt" for n in sets] + [f"no edit {n} pt" for n in sets] + \
-           [f"time {n} pt (s)" for n in sets] + ["FID (1 pt)"]
+           [f"change outside {n} pt" for n in sets] + [f"time {n} pt (s)" for n in sets] + ["FID (1 pt)"]
     rows, data = [], []
     for label, res in runs:
         by = {r["num_points"]: r for r in res.get("rows", [])}
@@ -104,13 +105,15 @@ def _landmark_table(runs) -> tuple[str, list[dict]]:
             continue
         first = by.get(sets[0], {}) if sets else {}
         rows.append([label] + [by.get(n, {}).get("md_edit") for n in sets] + [by.get(n, {}).get("md_no_edit") for n in sets]
+                    + [by.get(n, {}).get("change_outside") for n in sets]
                     + [by.get(n, {}).get("seconds_per_edit") for n in sets] + [first.get("fid")])
         data.append(dict(label=label, md={n: by[n]["md_edit"] for n in sets if n in by}))
     return markdown_table(cols, rows), data
 
 
 def _paired_table(runs) -> tuple[str, list[dict]]:
-    cols = ["method", "MSE", "PSNR (dB)", "LPIPS", "MSE no edit", "LPIPS no edit", "time/edit (s)"]
+    cols = ["method", "MSE", "PSNR (dB)", "LPIPS", "MSE no edit", "LPIPS no edit", "change outside", "LPIPS outside",
+            "time/edit (s)"]
     rows, data = [], []
     for label, res in runs:
         if not res.get("available", True) or not res.get("rows"):
@@ -118,7 +121,7 @@ def _paired_table(runs) -> tuple[str, list[dict]]:
             continue
         r = res["rows"][0]
         rows.append([label, r["mse"], r["psnr"], r.get("lpips"), r["mse_no_edit"], r.get("lpips_no_edit"),
-                     r["seconds_per_edit"]])
+                     r.get("change_outside"), r.get("lpips_outside"), r["seconds_per_edit"]])
         data.append(dict(label=label, mse=r["mse"]))
     return markdown_table(cols, rows), data
 

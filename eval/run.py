@@ -65,11 +65,23 @@ def _device_of(G) -> torch.device:
     return next(G.parameters()).device
 
 
+def _lpips_or_note(cfg, b: BenchmarkConfig, G) -> tuple[Any, str | None]:
+    """(LPIPS, None), or (None, why not) when its weights are missing."""
+    from inversion.lpips_loss import LPIPSWeightsError, load_lpips
+
+    try:
+        return load_lpips(b.lpips_net, download=cfg.download_weights, device=_device_of(G)), None
+    except LPIPSWeightsError as e:
+        print(f"evaluate: LPIPS left out: {e}")
+        return None, str(e)
+
+
 def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger, shard: Shard) -> dict:
     from eval.detectors import load_landmark_detector
     from eval.landmarks import landmark_manipulation, point_indices
 
     detector = load_landmark_detector(cfg.detector, _device_of(G))
+    lpips, lpips_note = _lpips_or_note(cfg, b, G)  # for the edit's locality
     fid_net, fid_note = None, None
     if b.fid:
         from eval.fid import load_fid_inception
@@ -84,8 +96,8 @@ def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logg
         point_indices(detector, n)  # a clear error for a set the detector lacks
         r = landmark_manipulation(G, detector, drag_config, num_points=n, num_pairs=cfg.n_pairs, seed=cfg.seed,
                                   truncation_psi=b.truncation_psi, tracker=tracker,
-                                  keep_images=fid_net is not None, examples=cfg.examples, progress=cfg.progress,
-                                  shard=shard)
+                                  keep_images=fid_net is not None, examples=cfg.examples, lpips=lpips,
+                                  progress=cfg.progress, shard=shard)
         fid_value = None
         if fid_net is not None:
             from eval.fid import fid, inception_features
@@ -98,16 +110,18 @@ def _landmarks(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logg
                                      f"{n}_pairs": np.array([p["pair"] for p in r.pairs])})
         rows.append(dict(num_points=n, md_edit=r.md_edit, md_no_edit=r.md_no_edit, ratio=r.ratio,
                          seconds_per_edit=r.seconds_per_edit, steps_mean=r.steps_mean, reached=r.reached,
-                         fid=fid_value))
+                         fid=fid_value, change_outside=r.change_outside, lpips_outside=r.lpips_outside,
+                         locality_margin_px=r.locality_margin_px))
         pairs += [dict(num_points=n, **p) for p in r.pairs]
         examples += _save_examples(r.examples, out, logger, f"{n}pt")
     if fid_features:
         np.savez(out / FID_FEATURES, **fid_features)
-    table = markdown_table(["points", "MD edit (px)", "MD no edit (px)", "ratio", "time/edit (s)", "steps",
-                            "reached", "FID"],
-                           [[r["num_points"], r["md_edit"], r["md_no_edit"], r["ratio"], r["seconds_per_edit"],
-                             r["steps_mean"], r["reached"], r["fid"]] for r in rows])
-    return dict(rows=rows, pairs=pairs, table=table, examples=examples, fid_note=fid_note)
+    table = markdown_table(["points", "MD edit (px)", "MD no edit (px)", "ratio", "change outside", "LPIPS outside",
+                            "time/edit (s)", "steps", "reached", "FID"],
+                           [[r["num_points"], r["md_edit"], r["md_no_edit"], r["ratio"], r["change_outside"],
+                             r["lpips_outside"], r["seconds_per_edit"], r["steps_mean"], r["reached"], r["fid"]]
+                            for r in rows])
+    return dict(rows=rows, pairs=pairs, table=table, examples=examples, fid_note=fid_note, lpips_note=lpips_note)
 
 
 def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger, shard: Shard) -> dict:
@@ -118,25 +132,20 @@ def _paired(cfg, b: BenchmarkConfig, G, drag_config, tracker, out: Path, logger,
     reason = flow.availability()
     if reason is not None:
         raise WeightsUnavailable(f"flow estimator {b.flow} is unavailable: {reason}")
-    lpips, note = None, None
-    try:
-        from inversion.lpips_loss import LPIPSWeightsError, load_lpips
-
-        lpips = load_lpips(b.lpips_net, download=cfg.download_weights, device=_device_of(G))
-    except LPIPSWeightsError as e:
-        note = str(e)
-        print(f"evaluate: LPIPS left out: {e}")
+    lpips, note = _lpips_or_note(cfg, b, G)
     r = paired_reconstruction(G, drag_config, flow, tracker=tracker, num_pairs=cfg.n_pairs, num_points=b.paired_points,
                               seed=cfg.seed, truncation_psi=b.truncation_psi, perturb_rows=b.perturb_rows,
                               perturb_strength=b.perturb_strength, min_flow=b.min_flow, lpips=lpips, lpips_note=note,
                               examples=cfg.examples, progress=cfg.progress, shard=shard)
     row = dict(flow=r.flow, mse=r.mse, psnr=r.psnr, lpips=r.lpips, mse_no_edit=r.mse_no_edit,
                psnr_no_edit=r.psnr_no_edit, lpips_no_edit=r.lpips_no_edit, seconds_per_edit=r.seconds_per_edit,
-               steps_mean=r.steps_mean)
+               steps_mean=r.steps_mean, change_outside=r.change_outside, lpips_outside=r.lpips_outside,
+               target_change_outside=r.target_change_outside, locality_margin_px=r.locality_margin_px)
     table = markdown_table(["flow", "MSE", "PSNR (dB)", "LPIPS", "MSE no edit", "PSNR no edit", "LPIPS no edit",
-                            "time/edit (s)", "steps"],
+                            "change outside", "LPIPS outside", "image 2 outside", "time/edit (s)", "steps"],
                            [[row[k] for k in ("flow", "mse", "psnr", "lpips", "mse_no_edit", "psnr_no_edit",
-                                              "lpips_no_edit", "seconds_per_edit", "steps_mean")]])
+                                              "lpips_no_edit", "change_outside", "lpips_outside",
+                                              "target_change_outside", "seconds_per_edit", "steps_mean")]])
     return dict(rows=[row], pairs=r.pairs, table=table, examples=_save_examples(r.examples, out, logger, "paired"),
                 lpips_note=note)
 

@@ -12,11 +12,14 @@ table is the table of one run (times aside: they are measured, not computed).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from eval.locality import mean_change
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ FID_FEATURES = "fid_features.npz"  # a landmark shard's Inception features of it
 PAIR_FIELD_OF = {"steps_mean": "steps", "seconds_per_edit": "seconds"}
 DERIVED = {"ratio": lambda row: row["md_edit"] / max(row["md_no_edit"], 1e-12)}  # as eval.landmarks computes it
 ROW_KEYS = {"landmarks": "num_points", "paired": "flow"}  # what names a row (a point set, a flow estimator)
+FINITE_MEANS = ("change_outside", "target_change_outside")  # means over the pairs that have one (eval.locality)
+CONSTANTS = ("locality_margin_px",)  # the same in every shard of a run (a setting, not a per-pair figure)
 SHARD_ONLY = ("shard", "rows", "pairs", "table", "examples", "wall_seconds", "notes", "measured", "steps_mean")
 
 
@@ -126,13 +131,19 @@ def merge_shards(shards: list[dict[str, Any]], fid_features: dict[int, dict[str,
             source = PAIR_FIELD_OF.get(name, name)
             if name in DERIVED or name == "fid":
                 continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and name != key or value is None:
-                if value is None and source not in mine[0]:
+            if name in CONSTANTS:
+                if any(res_row.get(name) != value for res in shards[1:] for res_row in res["rows"]
+                       if res_row.get(key) == shard_row.get(key) and not _both_nan(res_row.get(name), value)):
+                    raise ValueError(f"shards of different runs cannot be merged: they differ in {name}")
+                row[name] = value
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and name != key or value is None:
+                if value is None and all(p.get(source) is None for p in mine):
                     row[name] = None  # not measured (LPIPS without weights)
                     continue
                 if source not in mine[0]:
                     raise ValueError(f"cannot merge the shards' {name!r}: their pairs do not record {source!r}")
-                row[name] = float(np.mean([p[source] for p in mine]))
+                values = [p[source] for p in mine]
+                row[name] = mean_change(values) if name in FINITE_MEANS else float(np.mean(values))
             else:
                 row[name] = value
         for name, rule in DERIVED.items():
@@ -143,6 +154,10 @@ def merge_shards(shards: list[dict[str, Any]], fid_features: dict[int, dict[str,
         rows.append({name: row[name] for name in shard_row})  # the columns in one run's order
     merged.update(rows=rows, pairs=pairs)
     return merged
+
+
+def _both_nan(a, b) -> bool:
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
 
 def _pairs_in(res: dict) -> int:

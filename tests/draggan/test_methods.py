@@ -39,6 +39,9 @@ def toy():
 
 
 def dataclass_config(G, method: str) -> DragConfig:
+    """The recommended settings for `G` with `method`, or the method's official preset for 'method-official'."""
+    if method.endswith("-official"):
+        return DragConfig.preset("official", generator=G, method=method.removesuffix("-official"))
     return DragConfig.for_generator(G).replace(method=method)
 
 
@@ -211,7 +214,8 @@ def _replayed(session: DragSession):
 
 
 @pytest.mark.parametrize("method,masked", [("draggan", False), ("draggan", True), ("freedrag", False),
-                                           ("freedrag", True), ("stabledrag", False), ("stabledrag", True)])
+                                           ("freedrag", True), ("freedrag-official", False), ("freedrag-official", True),
+                                           ("stabledrag", False), ("stabledrag", True)])
 def test_a_capture_safe_step_replays_as_the_eager_step(toy, method, masked):
     """Every step after the first replays the operations recorded at one capture, on the tensors they read then
     (what a CUDA graph does): the trajectory is the eager one exactly, across FreeDrag's sub-motions (its template
@@ -222,8 +226,11 @@ def test_a_capture_safe_step_replays_as_the_eager_step(toy, method, masked):
     if masked:
         mask = np.zeros((64, 64), bool)
         mask[18:52, 16:46] = True
-    config = dataclass_config(toy, method).replace(method_options={"steps_per_motion": 3} if method == "freedrag" else {})
-    assert get_method(method).capture_safe
+    config = dataclass_config(toy, method)
+    if config.method == "freedrag":  # sub-motions of 3 steps; official: an l of the toy's feature scale, an early cut
+        official = {"l_expected": 0.03, "late_cut": 2} if "late_cut" in config.method_options else {}
+        config = config.replace(method_options={**config.method_options, "steps_per_motion": 3, **official})
+    assert get_method(config.method).capture_safe
     eager = DragSession(toy, ws, handles, targets, mask=mask, config=config)
     graph = DragSession(toy, ws, handles, targets, mask=mask, config=config)
     engine = _replayed(graph)
@@ -285,7 +292,7 @@ def test_a_step_that_cannot_be_captured_runs_eagerly_with_a_warning(toy, caplog)
 
 # --- device discipline (the meta device stands in for a GPU; see test_device_discipline.py) ---------------------
 
-@pytest.mark.parametrize("method", OPTIMISING)
+@pytest.mark.parametrize("method", [*OPTIMISING, "freedrag-official"])
 def test_method_steps_stay_on_the_device_and_read_back_once(method):
     from tests.draggan.test_device_discipline import DeviceWatch, _meta_generator
 
@@ -293,8 +300,10 @@ def test_method_steps_stay_on_the_device_and_read_back_once(method):
     handles, targets = [(20.0, 30.0), (40.0, 22.0)], [(24.0, 36.0), (37.0, 20.0)]
     mask = np.zeros((64, 64), bool)
     mask[8:56, 8:56] = True
+    official = method.endswith("-official")
+    config = DragConfig.preset("official", method=method.removesuffix("-official")) if official else DragConfig(method=method)
     session = DragSession(G, torch.zeros(1, G.num_ws, G.w_dim), handles, targets, mask=mask,
-                          config=DragConfig(feature_block=3, method=method))
+                          config=config.replace(feature_block=3))
     syncs = []
 
     def to_host(packet):  # what a device would send back: not done, finite, the method's extras
@@ -334,9 +343,12 @@ def test_drag_method_group_comes_from_the_registry_and_composes_with_the_presets
             if ":" in method or method.endswith("-test"):
                 continue
             config = drag_config_from(compose(name, overrides=[f"drag_method={method}", "drag=official"]))
-            assert config.method == method and config.lr == 1e-3  # the preset still applies
+            assert config.method == method and config == DragConfig.preset("official", method=method)  # the method's
             config.validate()
             assert isinstance(config.method_options, dict)
+        config = drag_config_from(compose(name, overrides=["drag_method=freedrag", "drag=official"]))
+        assert config.lr == 2e-3 and config.method_options["sampler"] == "raw"  # FreeDrag's own official preset
+        assert drag_config_from(compose(name, overrides=["drag_method=draggan", "drag=official"])).lr == 1e-3
         config = drag_config_from(compose(name, overrides=["drag_method=freedrag", "drag.method_options.l_expected=0.3"]))
         assert config.method_options == {"l_expected": 0.3}  # the rest are FreeDragOptions' defaults
         config = drag_config_from(compose(name, overrides=["drag.method=stabledrag", "drag.method_options.tau=0.5"]))
@@ -408,3 +420,19 @@ def test_a_method_written_from_the_contract_alone_drags(toy):
     result = s.run(max_steps=10)
     assert result.done and result.handles == [(32.0, 44.0)] and len(result.history) == 5
     assert s.history[0].loss > 0 and not torch.equal(result.ws, s.ws0)
+
+
+def test_a_freedrag_state_saved_before_the_late_cut_continues(toy):
+    """FreeDrag's state gained the late cut's counters (issue 25); a state saved without them loads, and a session
+    without a late cut continues from it exactly as from the full state."""
+    from draggan.methods.freedrag import LATE_CUT_STATE
+
+    s = DragSession(toy, initial_latent(toy, 0, 0.7), [(32, 40)], [(32, 45)], config=dataclass_config(toy, "freedrag"))
+    for _ in range(6):
+        s.step()
+    full = s.method.state()
+    after = [s.step() for _ in range(4)]
+    s.rollback(5)
+    s.method.load_state({k: v for k, v in full.items() if k not in LATE_CUT_STATE})
+    again = [s.step() for _ in range(4)]
+    assert [(a.handles, a.loss) for a in after] == [(b.handles, b.loss) for b in again]

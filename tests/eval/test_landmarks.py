@@ -47,11 +47,13 @@ def manipulation(toy, detector):
                                  progress=False)
 
 
+@pytest.mark.slow  # 16 pairs, 90 s; the landmark protocol's fast path: tests/scripts/test_evaluate.py, test_protocols.py
 def test_landmark_manipulation_regression(manipulation):
     assert manipulation.md_no_edit > 1.5  # the pairs differ: there is something to edit
     assert manipulation.ratio <= 0.6, manipulation.pairs  # the drag closes most of the distance
 
 
+@pytest.mark.slow
 def test_gate_landmark_manipulation_on_a_small_sample(manipulation):
     assert manipulation.ratio <= THRESHOLDS["md_ratio_1pt"], manipulation.pairs
 

@@ -40,6 +40,8 @@ def test_the_recommended_mask_term_lets_the_handle_move_and_holds_the_rest(toy, 
     assert old.dist_masked > 2.5  # held: less than 0.5 px of the 3 px
     assert new.dist_masked < old.dist_masked - 0.5
     assert new.outside_masked < 0.5 * new.outside_unmasked
+    assert new.change_outside_masked < 0.5 * new.change_outside_unmasked  # the pixels outside the disc, too
+    assert old.change_outside_unmasked == new.change_outside_unmasked  # (the unmasked drags reused)
     assert np.isfinite(new.reach_ratio) and new.num_faces == 1
 
 

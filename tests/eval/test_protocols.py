@@ -73,7 +73,7 @@ def test_tracking_protocol_records_the_block_the_session_adapted_to(G, detector)
     assert offline.available and offline.num_estimates > 0 and own.mean_error == offline.mean_error
 
 
-@pytest.mark.parametrize("method", ["freedrag", "stabledrag"])
+@pytest.mark.parametrize("method", ["freedrag", pytest.param("stabledrag", marks=pytest.mark.slow)])
 def test_tracking_protocol_measures_a_methods_own_localisation(G, detector, method):
     config = dataclasses.replace(TOY_DRAG, method=method, max_steps=30)
     result = tracking_accuracy(G, detector, config, [make_tracker("none")], num_points=1, num_pairs=1, seed=7,

@@ -84,7 +84,7 @@ def test_two_shards_merged_by_the_report_equal_one_run(tmp_path):
         [{k: v for k, v in p.items() if k != "seconds"} for p in single["pairs"]]
 
 
-@pytest.mark.parametrize("benchmark", ["paired", "tracking"])
+@pytest.mark.parametrize("benchmark", ["paired", pytest.param("tracking", marks=pytest.mark.slow)])
 def test_paired_and_tracking_shards_merge_to_one_run(benchmark, tmp_path):
     from hydra import compose, initialize_config_dir
 

@@ -28,8 +28,9 @@ def test_landmarks_run_writes_results_examples_and_wandb_and_is_deterministic(tm
     assert ra["benchmark"] == "landmarks" and ra["tracker"] == "draggan_l1" and ra["available"]
     row = ra["rows"][0]
     assert row["num_points"] == 1 and row["md_no_edit"] > 0 and row["fid"] is None
-    assert "pt_inception" in ra["fid_note"]
-    assert "| points | MD edit (px)" in (a / "results.md").read_text()
+    assert row["change_outside"] > 0 and row["lpips_outside"] is None and row["locality_margin_px"] == 8
+    assert "pt_inception" in ra["fid_note"] and "LPIPS" in ra["lpips_note"]
+    assert "| points | MD edit (px) | MD no edit (px) | ratio | change outside |" in (a / "results.md").read_text()
     assert sorted(p.suffix for p in (a / "examples").iterdir()) == [".gif", ".png"]
     assert list((a / "wandb").glob("offline-run-*")), "W&B offline run folder missing"
     timeless = lambda r: [{k: v for k, v in x.items() if "seconds" not in k} for x in r["rows"]]  # noqa: E731
@@ -53,7 +54,8 @@ def test_submitit_sweep_then_report(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = (sweep / "report.md").read_text()
-    assert "Paired image reconstruction" in report
+    assert "Paired image reconstruction" in report and "| change outside | LPIPS outside |" in report
+    assert all(by[t]["rows"][0]["change_outside"] > 0 for t in ("none", "dis"))
     for name in ("none", "dis", "raft_small"):
         assert f"| {name} |" in report
     assert "| raft_small | unavailable |" in report
