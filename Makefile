@@ -32,12 +32,15 @@ browser:
 	fi; \
 	echo "browser: $$(chromium --version 2>/dev/null | head -1), $$(chromedriver --version | cut -d' ' -f1-2)"
 
+# One worker per core (pytest-xdist), a test file per worker at a time (its module fixtures built once).
+PYTEST_WORKERS ?= -n auto --dist loadfile
+
 test: $(STAMP) browser
-	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest
+	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_WORKERS)
 
 # The same run, its test count and time written to docs/results/test_suite.json and the README's sentence remade.
 test-record: $(STAMP) browser
-	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest tests --record-suite docs/results/test_suite.json
+	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_WORKERS) tests --record-suite docs/results/test_suite.json
 	$(PY) scripts/make_docs.py
 
 # The docs' tables and figures from docs/results/*.json (scripts/make_docs.py --check: only compare).
@@ -45,7 +48,7 @@ docs: $(STAMP)
 	$(PY) scripts/make_docs.py
 
 test-all: $(STAMP) browser
-	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest -m ''
+	DRAGGAN_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_WORKERS) -m ''
 
 app: $(STAMP)
 	$(PY) scripts/app.py

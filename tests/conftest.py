@@ -94,9 +94,22 @@ def _default_marks(config) -> str:
     return addopts[addopts.index("-m") + 1] if "-m" in addopts[:-1] else ""
 
 
+def pytest_deselected(items):
+    _SUITE_START["deselected"] = _SUITE_START.get("deselected", 0) + len(items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist (`make test` runs it): the workers deselect, the record counts what one of them deselected."""
+    _SUITE_START["deselected"] = getattr(node, "workeroutput", {}).get("deselected", _SUITE_START.get("deselected"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     path = session.config.getoption("--record-suite")
     if not path:
+        return
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: the controller writes the record
+        session.config.workeroutput["deselected"] = _SUITE_START.get("deselected", 0)
         return
     import datetime
     import os
@@ -110,7 +123,8 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(f"--record-suite: not recorded (only a whole default run that passes is: exit status "
                             f"{int(exitstatus)}, arguments {session.config.args}, -m {marks!r})")
         return
-    count = {k: len(reporter.stats.get(k, [])) for k in ("passed", "skipped", "xfailed", "deselected")}
+    count = {k: len(reporter.stats.get(k, [])) for k in ("passed", "skipped", "xfailed")}
+    count["deselected"] = int(_SUITE_START.get("deselected", 0))
     seconds = time.monotonic() - _SUITE_START["time"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else -1.0
     record = dict(**count, seconds=round(seconds, 1), torch=torch.__version__, marks=marks,
