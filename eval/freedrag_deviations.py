@@ -26,6 +26,7 @@ import numpy as np
 
 from draggan.networks import Generator
 from draggan.settings import DragConfig
+from eval import tables
 
 AUTHORS_LR = 2e-3  # the authors' Adam learning rate (hard-coded in `free_drag`)
 
@@ -179,7 +180,6 @@ def markdown_table(results: dict) -> str:
         d = about.get(r["key"])
         name = "recommended (the library's default)" if r["key"] == "recommended" else (
             "`official` (every rule the authors')" if r["key"] == "official" else f"`{d.option}`")
-        values = "" if d is None else f"{d.library} | {d.authors}"
         md = " / ".join(_cell(r, base, "md", p, 2) for p in points) if "table1" in r else "(no mask: as recommended)"
         steps = " / ".join(f"{r['table1'][p]['steps']:.1f}" if p in r["table1"] else "-" for p in points) \
             if "table1" in r else ""
@@ -189,13 +189,14 @@ def markdown_table(results: dict) -> str:
         mask = (f"{m['dist_masked']:.2f} px ({m['reach_ratio']:.2f}); {m['outside_masked']:.2f} px "
                 f"({m['outside_ratio']:.2f}); {m['change_outside_masked']:.4f}" if m else "")
         kept = "" if d is None else ("kept" if library_keeps(d.key) else "dropped: the default is the authors' rule")
-        lines.append(f"| {name} | {values if values else ' | '} | {md} | {steps} | {out} | {mouth} | {mask} | {kept} |")
+        lines.append([name, d.library if d else "", d.authors if d else "", md, steps, out, mouth, mask, kept])
     pts = " / ".join(points)
-    head = (f"| setting | library | authors | Table 1 MD {pts} pt (paired difference ± s.e.) | steps {pts} pt | "
-            f"change outside {pts} pt (difference ± s.e.) | mouth: share left (difference ± s.e.), seed " + " / ".join(
-                str(s) for s in results.get("mouth_seeds", [])) + " | masked drag: left (/ unmasked); landmarks outside (/ unmasked); change outside the mask | "
-            "the library's rule |")
-    return "\n".join([head, "|" + "---|" * 9, *lines]) + "\n"
+    seeds = " / ".join(str(s) for s in results.get("mouth_seeds", []))
+    columns = ["setting", "library", "authors", f"Table 1 MD {pts} pt (paired difference ± s.e.)", f"steps {pts} pt",
+               f"change outside {pts} pt (difference ± s.e.)", f"mouth: share left (difference ± s.e.), seed {seeds}",
+               "masked drag: left (/ unmasked); landmarks outside (/ unmasked); change outside the mask",
+               "the library's rule"]
+    return tables.markdown_table(columns, lines)
 
 
 def library_keeps(key: str) -> bool:

@@ -12,7 +12,6 @@ table is the table of one run (times aside: they are measured, not computed).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -132,10 +131,7 @@ def merge_shards(shards: list[dict[str, Any]], fid_features: dict[int, dict[str,
             if name in DERIVED or name == "fid":
                 continue
             if name in CONSTANTS:
-                if any(res_row.get(name) != value for res in shards[1:] for res_row in res["rows"]
-                       if res_row.get(key) == shard_row.get(key) and not _both_nan(res_row.get(name), value)):
-                    raise ValueError(f"shards of different runs cannot be merged: they differ in {name}")
-                row[name] = value
+                row[name] = value  # set by the run's generator and settings, which the shards were checked to share
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and name != key or value is None:
                 if value is None and all(p.get(source) is None for p in mine):
                     row[name] = None  # not measured (LPIPS without weights)
@@ -154,10 +150,6 @@ def merge_shards(shards: list[dict[str, Any]], fid_features: dict[int, dict[str,
         rows.append({name: row[name] for name in shard_row})  # the columns in one run's order
     merged.update(rows=rows, pairs=pairs)
     return merged
-
-
-def _both_nan(a, b) -> bool:
-    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
 
 
 def _pairs_in(res: dict) -> int:

@@ -247,7 +247,7 @@ class FreeDrag(DragMethod):
         else:
             self.l = torch.tensor(float(self.options.l_expected), device=edit.device)
         edit.handles_rc.copy_(self._relocate(fd, None))
-        self.remaining.copy_(torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1).max())
+        self.remaining.copy_(torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1).max())  # finite when saved
         self.loss_ini = torch.full((len(edit.handles_rc),), math.inf, device=edit.device)
         self.motion_step.zero_()
         self.motion_ends.fill_(False)
@@ -260,16 +260,19 @@ class FreeDrag(DragMethod):
             return  # eagerly on the CPU the flag is read for free: skip what `where` would discard (same numbers)
         loss_end = self._distance(fd, edit.handles_rc[:, None], self.template)[:, 0]
         dist = torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1)
-        near = ends & (self.remaining < 1.0)  # every handle was within 1 px when this sub-motion began
-        self.near_since.copy_(torch.where(near, self.steps, self.near_since))
+        late_cut = self.options.late_cut is not None  # its bookkeeping only where it is chosen (a static choice)
+        if late_cut:
+            near = ends & (self.remaining < 1.0)  # every handle was within 1 px when this sub-motion began
+            self.near_since.copy_(torch.where(near, self.steps, self.near_since))
         self.reached.copy_(torch.where(ends, self._arrived(dist, loss_end), self.reached))
         a, b = math.log(9.0) / (0.6 * l), 0.2 * l
         lam = torch.where(self.reached, torch.ones_like(loss_end), torch.sigmoid(-a * (loss_end - b)))
         updated = lam[:, None, None] * self._patch(fd, edit.handles_rc) + (1 - lam[:, None, None]) * self.template
         self.template.copy_(torch.where(ends, updated, self.template))
         edit.handles_rc.copy_(torch.where(ends, self._relocate(fd, loss_end), edit.handles_rc))
-        remaining = torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1).max()
-        self.remaining.copy_(torch.where(ends, remaining, self.remaining))
+        if late_cut:
+            remaining = torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1).max()
+            self.remaining.copy_(torch.where(ends, remaining, self.remaining))
         self.motion_step.copy_(torch.where(ends, torch.zeros_like(self.motion_step), self.motion_step))
 
     def step(self, first: bool) -> StepOutput:
@@ -290,10 +293,10 @@ class FreeDrag(DragMethod):
         if hold is not None:
             loss = loss + hold
         self.motion_step.add_(1)
-        self.steps.add_(1)
         worst = torch.where(counted, per_handle.detach(), torch.zeros_like(per_handle)).max()
         ends = (self.motion_step >= self.options.steps_per_motion) | (worst < 0.25 * self.l)
         if self.options.late_cut is not None:  # one step per sub-motion, `late_cut` steps after all were near
+            self.steps.add_(1)
             ends = ends | (self.steps > self.near_since + self.options.late_cut)
         self.motion_ends.copy_(ends)
         return StepOutput(handles_rc=handles_rc, done=self.reached.all(), loss=loss, features=feat)
