@@ -1,9 +1,9 @@
 """Each departure of the library's FreeDrag from its authors' code, measured: `python scripts/freedrag_deviations.py
-[--pairs 20] [--faces 10] [--mouth-seeds 0 1000] [--mask-faces 10] [--rows KEY ...] [--out FILE]`.
+[--pairs 20] [--seed 0] [--faces 10] [--mouth-seeds 0 1000] [--mask-faces 10] [--rows KEY ...] [--out FILE]`.
 
 One row per setting (eval/freedrag_deviations.py): the recommended FreeDrag of `toy-faces-64`, each deviation set to
 the authors' rule on its own, and the authors' `official` preset. Each row: Table 1 on `toy-faces-64` (`--points`,
-default 1 and 5, `--pairs` pairs of seed 0: MD, steps, change outside the paths), the mouth drag on the unseen
+default 1 and 5, `--pairs` pairs from face seed `--seed` on: MD, steps, change outside the paths), the mouth drag on the unseen
 `toy-faces-64-seed1` (`--faces` faces per seed), and, for the rows where a mask matters, the masked drag (the mask
 check: left eye 3 px up in a disc of 6 px, `--mask-faces` faces). The JSON is written after every row (rerun with
 the same --out to finish an interrupted run or add point counts: what is already there is kept); by default into
@@ -45,7 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="toy-faces-64", help="Table 1 and the masked drag run on it")
     parser.add_argument("--unseen", default="toy-faces-64-seed1", help="the mouth drag runs on it")
-    parser.add_argument("--pairs", type=int, default=20, help="Table 1 pairs (seed 0)")
+    parser.add_argument("--pairs", type=int, default=20, help="Table 1 pairs")
+    parser.add_argument("--seed", type=int, default=0, help="Table 1's faces are seeds seed, seed+1, ...")
     parser.add_argument("--points", type=int, nargs="+", default=[1, 5], help="Table 1 point counts")
     parser.add_argument("--faces", type=int, default=10, help="faces of the mouth drag, per seed")
     parser.add_argument("--mouth-seeds", type=int, nargs="+", default=[0, 1000])
@@ -84,7 +85,7 @@ def main() -> None:
     earlier = results.get("commands", []) + ([results.pop("command")] if "command" in results else [])
     results.update(
         what=("The recommended FreeDrag against its authors' rules, one rule at a time, then the authors' official "
-              f"preset: Table 1 on {args.generator} ({args.pairs} pairs of seed 0; md: mean distance after the edit, "
+              f"preset: Table 1 on {args.generator} ({args.pairs} pairs from face seed {args.seed} on; md: mean distance after the edit, "
               "px; change_outside: mean pixel change outside 1/8 of the image around the paths, [0, 1] images), the "
               f"mouth drag on {args.unseen} (share of the 6 px left, {args.faces} faces per seed), the masked drag "
               f"on {args.generator} (left eye 3 px up, disc of 6 px, {args.mask_faces} faces)"),
@@ -92,7 +93,7 @@ def main() -> None:
         machine=f"the 2-core development machine (CPU, {platform.machine()}), {args.threads} thread beside other jobs",
         date=time.strftime("%Y-%m-%d"), commit=_commit(),
         commands=[*[c for c in earlier if c != command], command],
-        generator=args.generator, unseen=args.unseen, pairs=args.pairs, faces=args.faces,
+        generator=args.generator, unseen=args.unseen, pairs=args.pairs, seed=args.seed, faces=args.faces,
         mouth_seeds=args.mouth_seeds, mask_faces=args.mask_faces)
     rows, recommended_faces = [], done.get("recommended", {}).get("mask_faces")
     for key, cfg, masked_only in row_configs(G):
@@ -108,7 +109,8 @@ def main() -> None:
         missing = [n for n in args.points if str(n) not in row.get("table1", {})]
         if not masked_only and missing:
             print(f"[{key}] Table 1, {', '.join(map(str, missing))} point(s)", file=sys.stderr, flush=True)
-            row["table1"] = {**row.get("table1", {}), **table1_row(G, detector, cfg, pairs=args.pairs, points=missing)}
+            row["table1"] = {**row.get("table1", {}), **table1_row(G, detector, cfg, pairs=args.pairs, points=missing,
+                                                                 seed=args.seed)}
         if not masked_only and "mouth" not in row:
             print(f"[{key}] mouth", file=sys.stderr, flush=True)
             row["mouth"] = mouth_row(unseen, unseen_rows[key], faces=args.faces, seeds=args.mouth_seeds)

@@ -84,9 +84,9 @@ class FreeDragOptions:
     steps_per_motion: int = 5  # optimisation steps of a sub-motion at most (GUI: 5)
     sampler: str = "resized"  # the patch reads: 'resized' map at pixel centres, or 'raw' map at p * h / H (authors)
     patch_px: float | None = None  # half-width of the 3x3 patch in image px (authors: 3); None = the session's r1
-    arrived_in_loss: bool = False  # an arrived handle stays in the loss and the early-end test (authors: True)
+    arrived_in_loss: bool = True  # an arrived handle stays in the loss and the early-end test (authors: True)
     arrival: str = "library"  # 'library' (within the session's stop distance, L < l/4) or 'official' (< 1 px, L <= l/4)
-    late_cut: int | None = None  # steps after all handles were within 1 px past which sub-motions have 1 step (authors: 10)
+    late_cut: int | None = 10  # steps after all handles were within 1 px past which sub-motions have 1 step (authors: 10)
     mask_term: str = "session"  # 'session' (DragConfig's term) or 'official' (mean |F - F0| over the held cells)
 
     def validate(self) -> None:
