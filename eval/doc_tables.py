@@ -272,12 +272,28 @@ def freedrag_deviations() -> str:
     return markdown_table(load("freedrag-deviations.json"))
 
 
+def freedrag_deviations_before() -> str:
+    """docs/evaluation.md: the first ablation, from the recommended settings before the rules it did not support
+    were switched to the authors'."""
+    from eval.freedrag_deviations import markdown_table
+
+    return markdown_table(load("freedrag-deviations-before-switch.json"))
+
+
+def freedrag_patch_px() -> str:
+    """docs/evaluation.md: the patch's half-width on a second, larger sample, before it was switched."""
+    from eval.freedrag_deviations import markdown_table
+
+    return markdown_table(load("freedrag-patch-px.json"))
+
+
 REGIONS: dict[str, Callable[[], str]] = {
     "table1": table1, "table1-no-edit": table1_no_edit, "many-points": many_points, "table2": table2,
     "tracking": tracking, "readme-summary": readme_summary, "readme-seconds": readme_seconds,
     "freedrag-cost": freedrag_cost, "unseen-protocols": unseen_protocols, "unseen-mouth": unseen_mouth,
     "bench-gpu": bench_gpu, "bench-cpu": bench_cpu, "threads": threads, "domain": domain, "test-suite": test_suite,
-    "freedrag-deviations": freedrag_deviations,
+    "freedrag-deviations": freedrag_deviations, "freedrag-deviations-before": freedrag_deviations_before,
+    "freedrag-patch-px": freedrag_patch_px,
 }
 
 

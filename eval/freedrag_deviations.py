@@ -72,11 +72,12 @@ DEVIATIONS: tuple[Deviation, ...] = (
 
 
 def row_configs(G: Generator) -> list[tuple[str, DragConfig, bool]]:
-    """(key, config, masked_only) of every row: the recommended FreeDrag of `G`, each deviation set to the authors'
-    rule, and the authors' `official` preset."""
+    """(key, config, masked_only) of every row: the recommended FreeDrag of `G`, each rule where today's default
+    departs from the authors' set to theirs (a rule the default already follows has no row: it would be the
+    recommended row again), and the authors' `official` preset."""
     base = DragConfig.for_generator(G, method="freedrag")
     rows = [("recommended", base, False)]
-    rows += [(d.key, d.to_authors(base, G), d.masked_only) for d in DEVIATIONS]
+    rows += [(d.key, d.to_authors(base, G), d.masked_only) for d in DEVIATIONS if library_keeps(d.key)]
     rows.append(("official", DragConfig.preset("official", generator=G, method="freedrag"), False))
     return rows
 
@@ -170,15 +171,17 @@ def markdown_table(results: dict) -> str:
     """The deviation table of docs/evaluation.md from a results file of `scripts/freedrag_deviations.py`: one line
     per row (Table 1 MD and change outside with the paired difference to the recommended row and its standard
     error, steps, the mouth drag's share left per seed, the masked drag) and whether the library keeps its rule
-    (read from today's `FreeDragOptions` and `SMALL_GENERATOR`, so the column cannot go stale)."""
+    (read from today's `FreeDragOptions` and `SMALL_GENERATOR`, so the column cannot go stale). A results file
+    measured from other recommended settings than today's names them in `base_label`."""
     rows = results["rows"]
     base = next((r for r in rows if r["key"] == "recommended"), None)
+    base_label = results.get("base_label", "recommended (the library's default)")
     about = {d.key: d for d in DEVIATIONS}
     points = sorted(base.get("table1", {}) if base is not None else {}, key=int)
     lines = []
     for r in rows:
         d = about.get(r["key"])
-        name = "recommended (the library's default)" if r["key"] == "recommended" else (
+        name = base_label if r["key"] == "recommended" else (
             "`official` (every rule the authors')" if r["key"] == "official" else f"`{d.option}`")
         md = " / ".join(_cell(r, base, "md", p, 2) for p in points) if "table1" in r else "(no mask: as recommended)"
         steps = " / ".join(f"{r['table1'][p]['steps']:.1f}" if p in r["table1"] else "-" for p in points) \

@@ -31,22 +31,23 @@ The reported handles are the virtual positions v_i (FreeDrag tracks no point). H
 authors' GUI for its faces model: d_max = 3 cells of the feature map, l = 0.3, 5 steps per sub-motion, lr
 2e-3. Where the library's FreeDrag departs from the authors' code, each departure is an option
 (`FreeDragOptions`; `official` sets every one to the authors' rule, docs/evaluation.md gives the measured reason
-for the library's choice):
+for the library's choice). The default departs where the measurements favour the library's rule:
 - `l_expected=None`: l measured on the first image as the mean template distance of a one-pixel move of each
   handle towards its target (DragGAN's step size), since l is an absolute feature distance that depends on the
   generator; the authors fix it per model (0.3 for faces);
 - `sampler='resized'`: the patch reads the feature map resized to the image at pixel centres (the library's
   convention for every method); the authors read the raw map at p * h / H, half a pixel of the image per
   halving of the map from there;
-- `patch_px=None`: the patch spans +-r1 (the session's radius); the authors' spans +-3 image px;
-- `arrived_in_loss=False`: an arrived handle leaves the loss (and the early-end test); the authors keep it there;
 - `arrival='library'`: within the session's stop distance and L^end < 0.25 l; the authors': within 1 px and
   L^end <= 0.25 l;
-- `late_cut=None`: no cut; the authors cut every sub-motion to one step from 10 steps after all handles were within
-  1 px at the start of a sub-motion (rule 5 of the note; it does not stop the run);
 - `mask_term='session'`: the session's mask term (`DragConfig.mask_loss`, `lambda_mask`); the authors':
   lambda times the mean |F - F0| over the feature cells that the bilinearly resized mask leaves at 0.
-The learning rate is `DragConfig.lr` (the authors' 2e-3; the recommended settings' 1e-2 below 128 px).
+The learning rate is `DragConfig.lr` (the authors' 2e-3; the recommended settings' 1e-2 below 128 px). Three
+rules the library once departed in are the authors' by default, and the library's remain options:
+- `patch_px=3.0` (the authors' +-3 image px); None: the patch spans +-r1 (the session's radius);
+- `arrived_in_loss=True` (the authors'); False: an arrived handle leaves the loss and the early-end test;
+- `late_cut=10` (the authors'): every sub-motion is cut to one step from 10 steps after all handles were within
+  1 px at the start of a sub-motion (rule 5 of the note; it does not stop the run); None: no cut.
 
 The step is capture-safe: after the first step every step runs the same operations, the end of a sub-motion
 (template update and line search) computed each step and applied where it is due, its state in device tensors
@@ -83,7 +84,7 @@ class FreeDragOptions:
     l_expected: float | None = None  # expected initial loss of a sub-motion (GUI faces: 0.3); None = measured (1 px)
     steps_per_motion: int = 5  # optimisation steps of a sub-motion at most (GUI: 5)
     sampler: str = "resized"  # the patch reads: 'resized' map at pixel centres, or 'raw' map at p * h / H (authors)
-    patch_px: float | None = None  # half-width of the 3x3 patch in image px (authors: 3); None = the session's r1
+    patch_px: float | None = 3.0  # half-width of the 3x3 patch in image px (authors: 3); None = the session's r1
     arrived_in_loss: bool = True  # an arrived handle stays in the loss and the early-end test (authors: True)
     arrival: str = "library"  # 'library' (within the session's stop distance, L < l/4) or 'official' (< 1 px, L <= l/4)
     late_cut: int | None = 10  # steps after all handles were within 1 px past which sub-motions have 1 step (authors: 10)

@@ -30,10 +30,13 @@ SHARED = ("feature_block", "r1", "r2", "radius_unit", "lambda_mask", "mask_loss"
 
 def test_each_row_sets_one_rule_to_the_authors_and_keeps_the_rest(toy):
     rows = {key: cfg for key, cfg, _ in row_configs(toy)}
-    assert list(rows) == ["recommended", *[d.key for d in DEVIATIONS], "official"]
+    kept = [d for d in DEVIATIONS if library_keeps(d.key)]
+    assert list(rows) == ["recommended", *[d.key for d in kept], "official"]
+    # the rules the default follows since the first ablation (docs/evaluation.md) have no row of their own
+    assert not {"patch_px", "arrived_in_loss", "late_cut"} & set(rows) and {"sampler", "lr", "l_expected"} <= set(rows)
     base, _ = rows["recommended"].adapted_to(toy)
     assert base.method == "freedrag" and base.lr == 1e-2 and base.stop_distance == 0.71
-    for d in DEVIATIONS:
+    for d in kept:
         cfg, _ = rows[d.key].adapted_to(toy)
         assert all(getattr(cfg, k) == getattr(base, k) for k in SHARED), d.key
         assert cfg.stop_distance == base.stop_distance, d.key
@@ -47,9 +50,10 @@ def test_each_row_sets_one_rule_to_the_authors_and_keeps_the_rest(toy):
             assert getattr(FreeDragOptions(**cfg.method_options), d.key) != getattr(FreeDragOptions(), d.key)
     assert rows["official"] == DragConfig.preset("official", generator=toy, method="freedrag")
     official = rows["official"].method_options
-    for d in DEVIATIONS:  # each row's rule is the official preset's
+    for d in DEVIATIONS:  # the rule of each row, and each rule the default follows, is the official preset's
         if d.key != "lr":
-            assert rows[d.key].method_options[d.key] == official[d.key], d.key
+            value = rows[d.key].method_options[d.key] if d.key in rows else getattr(FreeDragOptions(), d.key)
+            assert value == official[d.key], d.key
     assert rows["official"].lr == AUTHORS_LR
 
 
@@ -73,6 +77,13 @@ def test_the_table_gives_paired_differences_and_reads_the_defaults():
     assert "1.25 px (0.50); 0.75 px (0.25); 0.0125" in lines[4] and "(no mask" in lines[4]
     assert library_keeps("sampler") == (FreeDragOptions().sampler != "raw")
     assert ("kept" if library_keeps("sampler") else "dropped") in lines[3]
+    assert lines[2].startswith("| recommended (the library's default) |")
+    # a file measured from earlier recommended settings names them; a rule the default now follows says so
+    results["base_label"] = "recommended before the switch"
+    results["rows"].append(dict(key="late_cut", table1=t1([1.0, 2.0, 3.0], [0.1, 0.1, 0.1])))
+    lines = markdown_table(results).splitlines()
+    assert lines[2].startswith("| recommended before the switch |")
+    assert lines[-1].endswith("| dropped: the default is the authors' rule |") and not library_keeps("late_cut")
 
 
 @pytest.mark.slow
@@ -84,12 +95,12 @@ def test_the_script_writes_its_rows_and_a_rerun_completes_them(tmp_path):
     first = json.loads(out.read_text())
     assert [r["key"] for r in first["rows"]] == ["recommended"]
     assert first["torch"] and first["date"] and len(first["commands"]) == 1
-    subprocess.run([*small, "--rows", "recommended", "late_cut"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([*small, "--rows", "recommended", "arrival"], cwd=ROOT, check=True, capture_output=True)
     second = json.loads(out.read_text())
     rows = {r["key"]: r for r in second["rows"]}
-    assert set(rows) == {"recommended", "late_cut"} and len(second["commands"]) == 2
+    assert set(rows) == {"recommended", "arrival"} and len(second["commands"]) == 2
     assert rows["recommended"]["table1"] == first["rows"][0]["table1"]  # kept, not measured again
-    assert rows["late_cut"]["config"]["method_options"] == {"late_cut": 10}
+    assert rows["arrival"]["config"]["method_options"] == {"arrival": "official"}
 
 
 def test_the_documented_table_is_the_one_the_results_file_gives():
@@ -97,8 +108,15 @@ def test_the_documented_table_is_the_one_the_results_file_gives():
     results (scripts/make_docs.py writes it; tests/test_docs.py checks every region)."""
     from eval.doc_tables import REGIONS
 
-    results = json.loads((ROOT / "docs/results/freedrag-deviations.json").read_text())
-    assert REGIONS["freedrag-deviations"]() == markdown_table(results)
-    assert ("<!-- results: freedrag-deviations -->\n" + markdown_table(results) + "<!-- /results -->"
-            in (ROOT / "docs/evaluation.md").read_text())
+    doc = (ROOT / "docs/evaluation.md").read_text()
+    for region, name in (("freedrag-deviations", "freedrag-deviations.json"),
+                         ("freedrag-patch-px", "freedrag-patch-px.json"),
+                         ("freedrag-deviations-before", "freedrag-deviations-before-switch.json")):
+        results = json.loads((ROOT / "docs/results" / name).read_text())
+        assert REGIONS[region]() == markdown_table(results)
+        assert f"<!-- results: {region} -->\n" + markdown_table(results) + "<!-- /results -->" in doc
+    # today's table has a row for every rule the default departs from; the first one had every rule
+    today = {r["key"] for r in json.loads((ROOT / "docs/results/freedrag-deviations.json").read_text())["rows"]}
+    assert today == {"recommended", *[d.key for d in DEVIATIONS if library_keeps(d.key)], "official"}
     assert {r["key"] for r in results["rows"]} == {"recommended", *[d.key for d in DEVIATIONS], "official"}
+    assert "before the switch" in results["base_label"]
