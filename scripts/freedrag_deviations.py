@@ -1,12 +1,13 @@
 """Each departure of the library's FreeDrag from its authors' code, measured: `python scripts/freedrag_deviations.py
 [--pairs 20] [--seed 0] [--faces 10] [--mouth-seeds 0 1000] [--mask-faces 10] [--rows KEY ...] [--out FILE]`.
 
-One row per setting (eval/freedrag_deviations.py): the recommended FreeDrag of `toy-faces-64`, each deviation set to
-the authors' rule on its own, and the authors' `official` preset. Each row: Table 1 on `toy-faces-64` (`--points`,
-default 1 and 5, `--pairs` pairs from face seed `--seed` on: MD, steps, change outside the paths), the mouth drag on the unseen
-`toy-faces-64-seed1` (`--faces` faces per seed), and, for the rows where a mask matters, the masked drag (the mask
-check: left eye 3 px up in a disc of 6 px, `--mask-faces` faces). The JSON is written after every row (rerun with
-the same --out to finish an interrupted run or add point counts: what is already there is kept); by default into
+One row per setting (eval/freedrag_deviations.py): the recommended FreeDrag of `toy-faces-64`, each rule where it
+departs from the authors' code set to theirs on its own, and the authors' `official` preset. Each row: Table 1 on
+`toy-faces-64` (`--points`, default 1 and 5, `--pairs` pairs from face seed `--seed` on: MD, steps, change outside
+the paths), the mouth drag on the unseen `toy-faces-64-seed1` (`--faces` faces per seed), and, for the rows where a
+mask matters, the masked drag (the mask check: left eye 3 px up in a disc of 6 px, `--mask-faces` faces). The JSON
+is written after every row (rerun with the same --out and sample to finish an interrupted run or add point counts:
+what is already there is kept; a file of another sample is refused); by default into
 outputs/freedrag_deviations/<time>/, e.g. --out docs/results/freedrag-deviations.json.
 """
 
@@ -78,6 +79,10 @@ def main() -> None:
                                           / "freedrag-deviations.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {}
+    for name in ("seed", "pairs", "faces", "mouth_seeds"):  # rows kept from the file must be on the same sample
+        if "rows" in results and name in results and results[name] != getattr(args, name):
+            sys.exit(f"freedrag_deviations: {out} was measured with --{name.replace('_', '-')} {results[name]}, "
+                     f"not {getattr(args, name)}; give another --out")
     done = {r["key"]: r for r in results.get("rows", [])}
     about = {d.key: d for d in DEVIATIONS}
     unseen_rows = {key: cfg for key, cfg, _ in row_configs(unseen)}
@@ -85,8 +90,9 @@ def main() -> None:
     earlier = results.get("commands", []) + ([results.pop("command")] if "command" in results else [])
     results.update(
         what=("The recommended FreeDrag against its authors' rules, one rule at a time, then the authors' official "
-              f"preset: Table 1 on {args.generator} ({args.pairs} pairs from face seed {args.seed} on; md: mean distance after the edit, "
-              "px; change_outside: mean pixel change outside 1/8 of the image around the paths, [0, 1] images), the "
+              f"preset: Table 1 on {args.generator} ({args.pairs} pairs from face seed {args.seed} on; md: mean "
+              "distance after the edit, px; change_outside: mean pixel change outside 1/8 of the image around the "
+              "paths, [0, 1] images), the "
               f"mouth drag on {args.unseen} (share of the 6 px left, {args.faces} faces per seed), the masked drag "
               f"on {args.generator} (left eye 3 px up, disc of 6 px, {args.mask_faces} faces)"),
         torch=torch.__version__.split("+")[0],

@@ -101,6 +101,10 @@ def test_the_script_writes_its_rows_and_a_rerun_completes_them(tmp_path):
     assert set(rows) == {"recommended", "arrival"} and len(second["commands"]) == 2
     assert rows["recommended"]["table1"] == first["rows"][0]["table1"]  # kept, not measured again
     assert rows["arrival"]["config"]["method_options"] == {"arrival": "official"}
+    # a file of another sample is refused, not completed with rows of other faces
+    other = subprocess.run([*small, "--seed", "7", "--rows", "recommended"], cwd=ROOT, capture_output=True, text=True)
+    assert other.returncode == 1 and "measured with --seed 0, not 7" in other.stderr
+    assert json.loads(out.read_text()) == second
 
 
 def test_the_documented_table_is_the_one_the_results_file_gives():
