@@ -265,26 +265,12 @@ def test_suite() -> str:
             f"{t['deselected']} tests marked `slow` or `fuzz`.\n")
 
 
-def freedrag_deviations() -> str:
-    """docs/evaluation.md: each departure of the library's FreeDrag from its authors' code, measured (issue 25)."""
+def freedrag_deviations(name: str = "freedrag-deviations.json") -> str:
+    """docs/evaluation.md: each departure of the library's FreeDrag from its authors' code, measured (issue 25): today's
+    table, and (`name`) the first ablation and the patch's larger sample, both before their rules were switched."""
     from eval.freedrag_deviations import markdown_table
 
-    return markdown_table(load("freedrag-deviations.json"))
-
-
-def freedrag_deviations_before() -> str:
-    """docs/evaluation.md: the first ablation, from the recommended settings before the rules it did not support
-    were switched to the authors'."""
-    from eval.freedrag_deviations import markdown_table
-
-    return markdown_table(load("freedrag-deviations-before-switch.json"))
-
-
-def freedrag_patch_px() -> str:
-    """docs/evaluation.md: the patch's half-width on a second, larger sample, before it was switched."""
-    from eval.freedrag_deviations import markdown_table
-
-    return markdown_table(load("freedrag-patch-px.json"))
+    return markdown_table(load(name))
 
 
 REGIONS: dict[str, Callable[[], str]] = {
@@ -292,8 +278,9 @@ REGIONS: dict[str, Callable[[], str]] = {
     "tracking": tracking, "readme-summary": readme_summary, "readme-seconds": readme_seconds,
     "freedrag-cost": freedrag_cost, "unseen-protocols": unseen_protocols, "unseen-mouth": unseen_mouth,
     "bench-gpu": bench_gpu, "bench-cpu": bench_cpu, "threads": threads, "domain": domain, "test-suite": test_suite,
-    "freedrag-deviations": freedrag_deviations, "freedrag-deviations-before": freedrag_deviations_before,
-    "freedrag-patch-px": freedrag_patch_px,
+    "freedrag-deviations": freedrag_deviations,
+    "freedrag-deviations-before": lambda: freedrag_deviations("freedrag-deviations-before-switch.json"),
+    "freedrag-patch-px": lambda: freedrag_deviations("freedrag-patch-px.json"),
 }
 
 

@@ -18,7 +18,6 @@ differences to the recommended row are kept for a paired comparison.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -136,12 +135,6 @@ def config_summary(cfg: DragConfig, G: Generator) -> dict:
     keys = ("feature_block", "lr", "stop_distance", "r1", "radius_unit", "lambda_mask", "mask_loss", "mask_margin",
             "handle_stop", "max_steps", "force_fp32")
     return {**{k: getattr(adapted, k) for k in keys}, "method_options": dict(adapted.method_options)}
-
-
-def timed(fn, *args, **kwargs) -> tuple[object, float]:
-    t = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t
 
 
 def _cell(row: dict, base: dict | None, part: str, point: str, digits: int) -> str:

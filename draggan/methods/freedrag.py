@@ -259,7 +259,8 @@ class FreeDrag(DragMethod):
         edit, ends, l = self.edit, self.motion_ends, self.l
         if edit.device.type == "cpu" and not edit.graphed and not bool(ends):
             return  # eagerly on the CPU the flag is read for free: skip what `where` would discard (same numbers)
-        loss_end = self._distance(fd, edit.handles_rc[:, None], self.template)[:, 0]
+        here = self._patch(fd, edit.handles_rc)  # [N, C, P]: read once, for L^end and the template update
+        loss_end = (here - self.template).abs().mean(dim=(-2, -1))
         dist = torch.linalg.norm(edit.targets_rc - edit.handles_rc, dim=1)
         late_cut = self.options.late_cut is not None  # its bookkeeping only where it is chosen (a static choice)
         if late_cut:
@@ -268,7 +269,7 @@ class FreeDrag(DragMethod):
         self.reached.copy_(torch.where(ends, self._arrived(dist, loss_end), self.reached))
         a, b = math.log(9.0) / (0.6 * l), 0.2 * l
         lam = torch.where(self.reached, torch.ones_like(loss_end), torch.sigmoid(-a * (loss_end - b)))
-        updated = lam[:, None, None] * self._patch(fd, edit.handles_rc) + (1 - lam[:, None, None]) * self.template
+        updated = lam[:, None, None] * here + (1 - lam[:, None, None]) * self.template
         self.template.copy_(torch.where(ends, updated, self.template))
         edit.handles_rc.copy_(torch.where(ends, self._relocate(fd, loss_end), edit.handles_rc))
         if late_cut:
@@ -288,13 +289,14 @@ class FreeDrag(DragMethod):
         handles_rc = edit.handles_rc.clone()
         per_handle = (self._patch(feat, handles_rc) - self.template).abs().mean(dim=(-2, -1))  # [N]
         self.loss_ini.copy_(torch.where(self.motion_step == 0, per_handle.detach(), self.loss_ini))
-        counted = torch.ones_like(self.reached) if self.options.arrived_in_loss else ~self.reached
-        loss = torch.where(counted, per_handle, torch.zeros_like(per_handle)).sum()
+        # every handle counts (the authors'), or those not yet arrived: a static choice, so no mask where all count
+        counted = per_handle if self.options.arrived_in_loss else torch.where(~self.reached, per_handle, 0.0)
+        loss = counted.sum()
         hold = self._mask_term(feat)
         if hold is not None:
             loss = loss + hold
         self.motion_step.add_(1)
-        worst = torch.where(counted, per_handle.detach(), torch.zeros_like(per_handle)).max()
+        worst = counted.detach().max()
         ends = (self.motion_step >= self.options.steps_per_motion) | (worst < 0.25 * self.l)
         if self.options.late_cut is not None:  # one step per sub-motion, `late_cut` steps after all were near
             self.steps.add_(1)
